@@ -1,0 +1,25 @@
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from identity import views as identity_views
+
+
+@login_not_required
+def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+console = ("config.console_urls", "console")
+
+urlpatterns = [
+    path("healthz", health, name="health"),
+    path("", login_not_required(RedirectView.as_view(url="/t/acme/console/", permanent=False))),
+    path("t/<slug:tenant>/login/", identity_views.login_view, name="login"),
+    path("t/<slug:tenant>/logout/", identity_views.logout_view, name="logout"),
+    path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
+    path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
+    path("t/<slug:tenant>/console/", include(console, namespace="console")),
+    path("t/<slug:tenant>/o/<uuid:org>/console/", include(console, namespace="org-console")),
+]

@@ -1,0 +1,110 @@
+"""Authorization checks. Each returns the object it guards or raises (404 / 403).
+
+Every authorization decision of the Console goes through one of these; views call them
+before any service. Not found and not allowed are kept apart only where telling them apart
+leaks nothing (an object outside the administrator's organization is simply not found).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from identity.models import Application, Role, User
+from identity.selectors import (
+    application_available_in,
+    org_members,
+    role_is_shared_into,
+    tenant_system_application,
+    user_scopes_along_path,
+)
+from organizations.models import Organization
+from organizations.selectors import org_get_in_tenant, org_is_descendant, tenant_get
+
+
+def access_tenant(*, handle: str) -> Organization:
+    tenant = tenant_get(handle=handle)
+    if tenant is None or tenant.status != Organization.Status.ACTIVE:
+        raise Http404("No such tenant.")
+    return tenant
+
+
+def access_org_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str | None) -> Organization:
+    if org_id is None:
+        return tenant
+    org = org_get_in_tenant(tenant=tenant, org_id=org_id)
+    if org is None:
+        raise Http404("No such organization.")
+    return org
+
+
+def access_console(*, user: User, org: Organization, scope: str | None) -> frozenset[str]:
+    """The Console scopes ``user`` holds in ``org`` (held in ``org`` or an ancestor of it).
+
+    Raises PermissionDenied when the user holds none, or not ``scope`` when one is named.
+    Administrators of an organization administer its descendants, never its siblings or
+    ancestors.
+    """
+    if not getattr(user, "is_authenticated", False) or user.organization.tenant_id != org.tenant_id:
+        raise PermissionDenied("You are not an administrator of this organization.")
+    console = tenant_system_application(
+        tenant=org.tenant if org.tenant_id != org.pk else org, key=Application.SystemKey.CONSOLE
+    )
+    if console is None:
+        raise PermissionDenied("This tenant has no Console.")
+    held = user_scopes_along_path(user=user, application=console, org=org)
+    if not held:
+        raise PermissionDenied("You are not an administrator of this organization.")
+    if scope is not None and scope not in held:
+        raise PermissionDenied("Your role does not allow this action.")
+    return held
+
+
+def access_console_child_org(*, org: Organization, org_id: uuid.UUID | str) -> Organization:
+    """An organization in the subtree of ``org`` (itself included)."""
+    child = org_get_in_tenant(tenant=org.tenant if org.tenant_id != org.pk else org, org_id=org_id)
+    if child is None or not org_is_descendant(child, of=org, include_self=True):
+        raise Http404("No such organization.")
+    return child
+
+
+def access_console_user(*, org: Organization, user_id: uuid.UUID | str) -> User:
+    """A member (resident or shared) of ``org``."""
+    try:
+        pk = uuid.UUID(str(user_id))
+    except ValueError as exc:
+        raise Http404("No such user.") from exc
+    user = org_members(org).select_related("organization").filter(pk=pk).first()
+    if user is None:
+        raise Http404("No such user.")
+    return user
+
+
+def access_console_role(*, org: Organization, role_id: uuid.UUID | str) -> Role:
+    """A role owned by ``org`` or shared into it."""
+    try:
+        pk = uuid.UUID(str(role_id))
+    except ValueError as exc:
+        raise Http404("No such role.") from exc
+    role = (
+        Role.objects.select_related("audience_application__organization", "organization")
+        .filter(pk=pk)
+        .first()
+    )
+    if role is None or (role.organization_id != org.pk and not role_is_shared_into(role=role, org=org)):
+        raise Http404("No such role.")
+    return role
+
+
+def access_console_application(*, org: Organization, application_id: int | str) -> Application:
+    """An application owned by or shared with ``org``."""
+    try:
+        pk = int(application_id)
+    except (TypeError, ValueError) as exc:
+        raise Http404("No such application.") from exc
+    app = Application.objects.select_related("organization").filter(pk=pk).first()
+    if app is None or not application_available_in(application=app, org=org):
+        raise Http404("No such application.")
+    return app

@@ -1,0 +1,249 @@
+"""Console pages owned by identity: overview, Users, Roles."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from identity.access import access_console_role, access_console_user
+from identity.console_shell import Console, console_page
+from identity.forms import (
+    RoleAssignForm,
+    RoleCreateForm,
+    RolePermissionsForm,
+    RoleUnassignForm,
+    UserCreateForm,
+    apply_service_errors,
+)
+from identity.models import Application, Role, Scope, User
+from identity.selectors import (
+    application_authorized_scopes,
+    applications_available_in,
+    org_member_page,
+    org_members,
+    role_assignments_in_org,
+    roles_in_org,
+    user_memberships,
+    user_roles_in_org,
+)
+from identity.services.roles import (
+    role_assign,
+    role_create,
+    role_is_editable_in,
+    role_set_permissions,
+    role_unassign,
+)
+from identity.services.users import normalise_username, user_create
+from organizations.selectors import org_effective_settings
+
+
+@console_page(scope=None)
+def home(request: HttpRequest, console: Console) -> HttpResponse:
+    return render(
+        request, "identity/console/home.html",
+        {"console": console, "settings": org_effective_settings(console.org)},
+    )
+
+
+# --- Users --------------------------------------------------------------------------------
+
+
+@console_page(scope="internal_user_mgt_list")
+def user_list(request: HttpRequest, console: Console) -> HttpResponse:
+    search = request.GET.get("q", "")[:100]
+    after = request.GET.get("after") or None
+    page = org_member_page(
+        org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE
+    )
+    return render(
+        request, "identity/console/user_list.html",
+        {"console": console, "page": page, "q": search, "after": after},
+    )
+
+
+@console_page(scope="internal_user_mgt_create")
+@require_http_methods(["GET", "POST"])
+def user_create_view(request: HttpRequest, console: Console) -> HttpResponse:
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_create(actor=console.user, org=console.org, **form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"User {user.username} created.")
+            return HttpResponseRedirect(console.url("user-detail", user.pk))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "identity/console/user_create.html", {"console": console, "form": form}, status=status)
+
+
+@console_page(scope="internal_user_mgt_view")
+def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpResponse:
+    member = access_console_user(org=console.org, user_id=user_id)
+    return render(
+        request, "identity/console/user_detail.html",
+        {
+            "console": console,
+            "member": member,
+            "is_shared": member.organization_id != console.org.pk,
+            "memberships": user_memberships(member),
+            "roles": user_roles_in_org(user=member, org=console.org),
+        },
+    )
+
+
+# --- Roles --------------------------------------------------------------------------------
+
+
+def _role_rows(console: Console) -> list[dict[str, object]]:
+    rows = []
+    for role in roles_in_org(console.org):
+        rows.append({
+            "role": role,
+            "kind": "system" if role.is_system else ("shared" if role.organization_id != console.org.pk else "own"),
+        })
+    return rows
+
+
+@console_page(scope="internal_role_mgt_view")
+def role_list(request: HttpRequest, console: Console) -> HttpResponse:
+    return render(request, "identity/console/role_list.html", {"console": console, "rows": _role_rows(console)})
+
+
+def _own_applications(console: Console) -> list[Application]:
+    return applications_available_in(console.org)
+
+
+def _scope_pool(console: Console) -> list[Scope]:
+    return list(Scope.objects.filter(tenant=console.tenant).select_related("resource").order_by("name"))
+
+
+@console_page(scope="internal_role_mgt_create")
+@require_http_methods(["GET", "POST"])
+def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
+    form = RoleCreateForm(
+        request.POST or None, applications=_own_applications(console), scopes=_scope_pool(console)
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            role = role_create(
+                actor=console.user, org=console.org, name=data["name"],
+                audience_application=data["audience_application"],
+                permissions=[s.name for s in data["permissions"]],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"Role {role.name} created.")
+            return HttpResponseRedirect(console.url("role-detail", role.pk))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "identity/console/role_create.html", {"console": console, "form": form}, status=status)
+
+
+def _role_page(request: HttpRequest, console: Console, role: Role, *, status: int = 200,
+               assign_form: RoleAssignForm | None = None,
+               permissions_form: RolePermissionsForm | None = None) -> HttpResponse:
+    editable = role_is_editable_in(role=role, org=console.org)
+    pool = (
+        list(application_authorized_scopes(role.audience_application))
+        if role.audience_application
+        else _scope_pool(console)
+    )
+    current = sorted(role.permissions.values_list("name", flat=True))
+    if permissions_form is None and editable:
+        permissions_form = RolePermissionsForm(scopes=pool, initial={"permissions": current})
+    return render(
+        request, "identity/console/role_detail.html",
+        {
+            "console": console,
+            "role": role,
+            "editable": editable,
+            "kind": "system" if role.is_system else ("shared" if role.organization_id != console.org.pk else "own"),
+            "permissions": current,
+            "assignments": role_assignments_in_org(role=role, org=console.org),
+            "assign_form": assign_form or RoleAssignForm(),
+            "permissions_form": permissions_form,
+        },
+        status=status,
+    )
+
+
+@console_page(scope="internal_role_mgt_view")
+def role_detail(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
+    role = access_console_role(org=console.org, role_id=role_id)
+    return _role_page(request, console, role)
+
+
+@console_page(scope="internal_role_mgt_update")
+@require_POST
+def role_permissions(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
+    role = access_console_role(org=console.org, role_id=role_id)
+    pool = (
+        list(application_authorized_scopes(role.audience_application))
+        if role.audience_application
+        else _scope_pool(console)
+    )
+    form = RolePermissionsForm(request.POST, scopes=pool)
+    if form.is_valid():
+        try:
+            role_set_permissions(
+                actor=console.user, role=role, org=console.org,
+                permissions=[s.name for s in form.cleaned_data["permissions"]],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, "Permissions updated.")
+            return HttpResponseRedirect(console.url("role-detail", role.pk))
+    return _role_page(request, console, role, status=400, permissions_form=form)
+
+
+@console_page(scope="internal_role_mgt_update")
+@require_POST
+def role_assign_view(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
+    role = access_console_role(org=console.org, role_id=role_id)
+    form = RoleAssignForm(request.POST)
+    if form.is_valid():
+        username = normalise_username(form.cleaned_data["username"])
+        # Residents first: a username is unique within its resident organization only.
+        candidates = list(
+            org_members(console.org).filter(username=username).select_related("organization")
+        )
+        member: User | None = next(
+            (u for u in candidates if u.organization_id == console.org.pk),
+            candidates[0] if candidates else None,
+        )
+        if member is None:
+            form.add_error("username", "No member of this organization has this username.")
+        else:
+            try:
+                role_assign(actor=console.user, role=role, org=console.org, user=member)
+            except ValidationError as exc:
+                apply_service_errors(form, exc)
+            else:
+                messages.success(request, f"{role.name} assigned to {member.username}.")
+                return HttpResponseRedirect(console.url("role-detail", role.pk))
+    return _role_page(request, console, role, status=400, assign_form=form)
+
+
+@console_page(scope="internal_role_mgt_update")
+@require_POST
+def role_unassign_view(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
+    role = access_console_role(org=console.org, role_id=role_id)
+    form = RoleUnassignForm(request.POST)
+    if form.is_valid():
+        member = access_console_user(org=console.org, user_id=form.cleaned_data["user_id"])
+        try:
+            role_unassign(actor=console.user, role=role, org=console.org, user=member)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"{role.name} removed from {member.username}.")
+        return HttpResponseRedirect(console.url("role-detail", role.pk))
+    messages.error(request, "Choose a user to remove.")
+    return HttpResponseRedirect(console.url("role-detail", role.pk))

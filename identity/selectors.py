@@ -1,0 +1,295 @@
+"""Reads: memberships, roles and the core permission question.
+
+*Which scopes does user U hold for application A in organization O?* is answered by
+:func:`user_scopes_for_application` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from identity.models import (
+    Application,
+    ApplicationAPIAuthorization,
+    ApplicationShare,
+    LoginFlow,
+    Role,
+    RoleAssignment,
+    Scope,
+    User,
+    UserAssociation,
+)
+from organizations.models import Organization
+from organizations.selectors import org_ancestor_ids, org_ancestors, org_is_descendant
+
+# --- memberships --------------------------------------------------------------------------
+
+
+def user_is_member(*, user: User, org: Organization) -> bool:
+    """Resident in ``org``, or shared into it."""
+    if user.organization_id == org.pk:
+        return True
+    return UserAssociation.objects.filter(user=user, organization=org).exists()
+
+
+def user_association_get(*, user: User, org: Organization) -> UserAssociation | None:
+    return UserAssociation.objects.filter(user=user, organization=org).first()
+
+
+def org_members(org: Organization) -> QuerySet[User]:
+    """Users resident in ``org`` or shared into it."""
+    shared = UserAssociation.objects.filter(user=OuterRef("pk"), organization=org)
+    return User.objects.filter(Q(organization=org) | Q(Exists(shared)))
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: list[User]
+    next_cursor: str | None
+
+
+def _encode_cursor(user: User) -> str:
+    raw = f"{user.username}\x00{user.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID] | None:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        username, _, raw_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("\x00")
+        return username, uuid.UUID(raw_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def org_member_page(
+    *, org: Organization, search: str = "", after: str | None = None, size: int = 25
+) -> UserPage:
+    """One page of ``org``'s members ordered by (username, id): keyset pagination.
+
+    ``search`` matches the start of the username, email, given or family name.
+    Two queries at most, whatever the page size (the association check is a subquery).
+    """
+    qs = org_members(org).select_related("organization")
+    search = search.strip()
+    if search:
+        qs = qs.filter(
+            Q(username__istartswith=search)
+            | Q(email__istartswith=search)
+            | Q(given_name__istartswith=search)
+            | Q(family_name__istartswith=search)
+        )
+    if after:
+        decoded = _decode_cursor(after)
+        if decoded is not None:
+            name, pk = decoded
+            qs = qs.filter(Q(username__gt=name) | Q(username=name, pk__gt=pk))
+    rows = list(qs.order_by("username", "pk")[: size + 1])
+    next_cursor = _encode_cursor(rows[size - 1]) if len(rows) > size else None
+    return UserPage(users=rows[:size], next_cursor=next_cursor)
+
+
+def user_memberships(user: User) -> list[Organization]:
+    """The resident organization first, then every organization the user is shared into."""
+    shared = [a.organization for a in user.associations.select_related("organization")]
+    return [user.organization, *sorted(shared, key=lambda o: o.name)]
+
+
+# --- applications and sharing -------------------------------------------------------------
+
+
+def application_available_in(*, application: Application, org: Organization) -> bool:
+    """Owned by ``org``, or shared with it (all descendants, or selected)."""
+    if application.organization_id == org.pk:
+        return True
+    owner = application.organization
+    if not org_is_descendant(org, of=owner):
+        return False
+    if application.system_key == Application.SystemKey.CONSOLE:
+        return True  # the Console serves every organization of its tenant
+    if application.shared_access == Application.SharedAccess.ALL:
+        return True
+    if application.shared_access == Application.SharedAccess.SELECTED:
+        return ApplicationShare.objects.filter(application=application, organization=org).exists()
+    return False
+
+
+def applications_available_in(org: Organization) -> list[Application]:
+    """Applications owned by ``org`` or shared with it. Two queries."""
+    ancestors = org_ancestors(org, include_self=False)
+    ancestor_ids = [a.pk for a in ancestors]
+    selected = ApplicationShare.objects.filter(application=OuterRef("pk"), organization=org)
+    qs = Application.objects.filter(
+        Q(organization=org)
+        | Q(organization__in=ancestor_ids)
+        & (
+            Q(shared_access=Application.SharedAccess.ALL)
+            | Q(system_key=Application.SystemKey.CONSOLE)
+            | Q(shared_access=Application.SharedAccess.SELECTED) & Q(Exists(selected))
+        )
+    ).select_related("organization")
+    return list(qs.order_by("name"))
+
+
+def tenant_system_application(*, tenant: Organization, key: str) -> Application | None:
+    return Application.objects.filter(organization=tenant, system_key=key).first()
+
+
+def application_authorized_scopes(application: Application) -> QuerySet[Scope]:
+    auths = ApplicationAPIAuthorization.objects.filter(application=application)
+    return Scope.objects.filter(pk__in=auths.values("scopes"))
+
+
+def login_flow_steps(*, application: Application, org: Organization) -> list[list[str]]:
+    """The flow for (application, org): the org's own, else the owner's, else one basic step."""
+    rows = {
+        f.organization_id: f.steps
+        for f in LoginFlow.objects.filter(
+            application=application, organization__in=[org.pk, application.organization_id]
+        )
+    }
+    steps = rows.get(org.pk) or rows.get(application.organization_id)
+    return steps or [["BasicAuthenticator"]]
+
+
+# --- roles --------------------------------------------------------------------------------
+
+
+def roles_in_org(org: Organization) -> list[Role]:
+    """Roles an administrator of ``org`` sees: its own, and the roles of applications shared
+    with it (shared roles, including the system roles of the Console and My Account)."""
+    available = [a.pk for a in applications_available_in(org) if a.organization_id != org.pk]
+    qs = Role.objects.filter(
+        Q(organization=org) | Q(audience_application__in=available)
+    ).select_related("audience_application", "organization")
+    return list(qs.order_by("name", "audience_application__name"))
+
+
+def role_is_shared_into(*, role: Role, org: Organization) -> bool:
+    """A role owned by another organization that appears in ``org`` as a shared role."""
+    if role.organization_id == org.pk:
+        return False
+    app = role.audience_application
+    return app is not None and application_available_in(application=app, org=org)
+
+
+def role_assignments_in_org(*, role: Role, org: Organization) -> QuerySet[RoleAssignment]:
+    return (
+        RoleAssignment.objects.filter(role=role)
+        .filter(Q(user__organization=org) | Q(association__organization=org))
+        .select_related("user", "association__user")
+        .order_by("assigned_at")
+    )
+
+
+def user_roles_in_org(*, user: User, org: Organization) -> list[Role]:
+    principal = _principal_q(user=user, org_ids=[org.pk])
+    return list(
+        Role.objects.filter(assignments__in=RoleAssignment.objects.filter(principal))
+        .select_related("audience_application")
+        .distinct()
+        .order_by("name")
+    )
+
+
+# --- the permission question --------------------------------------------------------------
+
+
+def _principal_q(*, user: User, org_ids: Sequence[uuid.UUID]) -> Q:
+    """Assignments that belong to ``user`` in any of ``org_ids``: direct ones where the user is
+    resident, association ones where the user is shared in."""
+    return Q(user=user, user__organization__in=list(org_ids)) | Q(
+        association__user=user, association__organization__in=list(org_ids)
+    )
+
+
+def _role_targets_q(application: Application) -> Q:
+    """Roles that grant for ``application``: its application roles, and organization roles
+    of the organization where they are assigned."""
+    return (
+        Q(role__audience=Role.Audience.APPLICATION, role__audience_application=application)
+        | Q(
+            role__audience=Role.Audience.ORGANIZATION,
+            user__isnull=False,
+            role__organization=F("user__organization"),
+        )
+        | Q(
+            role__audience=Role.Audience.ORGANIZATION,
+            association__isnull=False,
+            role__organization=F("association__organization"),
+        )
+    )
+
+
+def _held_scope_names(
+    *, user: User, application: Application, org_ids: Sequence[uuid.UUID]
+) -> frozenset[str]:
+    assignments = RoleAssignment.objects.filter(_principal_q(user=user, org_ids=org_ids)).filter(
+        _role_targets_q(application)
+    )
+    authorized = ApplicationAPIAuthorization.objects.filter(application=application).values("scopes")
+    names = (
+        Scope.objects.filter(roles__assignments__in=assignments, pk__in=authorized)
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return frozenset(names)
+
+
+def user_scopes_for_application(
+    *, user: User, application: Application, org: Organization
+) -> frozenset[str]:
+    """The role-granted scopes ``user`` holds for ``application`` in ``org``.
+
+    Nothing unless: ``org`` and its ancestors are active; the application is owned by or
+    shared with ``org``; the user is resident in ``org`` (direct assignments) or shared into
+    it (assignments to the association). Only scopes the application is authorized for count.
+    At most four queries.
+    """
+    if not user.is_active:
+        return frozenset()
+    path = org_ancestors(org, include_self=True)
+    if any(node.status != Organization.Status.ACTIVE for node in path):
+        return frozenset()
+    if application.organization_id != org.pk:
+        if application.organization_id not in {node.pk for node in path}:
+            return frozenset()
+        if not application_available_in(application=application, org=org):
+            return frozenset()
+    return _held_scope_names(user=user, application=application, org_ids=[org.pk])
+
+
+def user_scopes_along_path(
+    *, user: User, application: Application, org: Organization
+) -> frozenset[str]:
+    """Scopes held for ``application`` in ``org`` *or any ancestor of it*.
+
+    This is how Console administration reaches down the tree: an administrator of an
+    organization administers its descendants, never its siblings or ancestors.
+    """
+    if not user.is_active:
+        return frozenset()
+    path = org_ancestors(org, include_self=True)
+    if any(node.status != Organization.Status.ACTIVE for node in path):
+        return frozenset()
+    return _held_scope_names(user=user, application=application, org_ids=[n.pk for n in path])
+
+
+def scope_names(scopes: Iterable[Scope]) -> list[str]:
+    return sorted(s.name for s in scopes)
+
+
+def user_ancestor_member_orgs(*, user: User, org: Organization) -> list[uuid.UUID]:
+    ids = org_ancestor_ids(org, include_self=True)
+    member = {user.organization_id} | set(
+        UserAssociation.objects.filter(user=user, organization__in=ids).values_list(
+            "organization_id", flat=True
+        )
+    )
+    return [i for i in ids if i in member]

@@ -1,0 +1,1 @@
+"""Writes. Each service is keyword-only, takes the acting user, and audits in its transaction."""

@@ -1,0 +1,220 @@
+"""Application services: create (secret shown once), authorize API scopes, share."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+
+from identity.models import (
+    APIResource,
+    Application,
+    ApplicationAPIAuthorization,
+    ApplicationShare,
+    LoginFlow,
+    User,
+)
+from identity.services.audit import audit_record
+from organizations.models import Organization
+from organizations.selectors import org_is_descendant
+
+KNOWN_GRANTS = {g for g, _ in Application.GRANT_TYPE_CHOICES}
+KNOWN_AUTHENTICATORS = ("BasicAuthenticator", "SharedUserIdentifierExecutor", "email-otp")
+
+
+def generate_client_secret() -> str:
+    """A 256-bit random secret; stored only as a keyed hash (identity.hashers)."""
+    return secrets.token_urlsafe(32)
+
+
+def _validate_uris(field: str, uris: Sequence[str], errors: dict[str, list[str]]) -> None:
+    check = URLValidator(schemes=["http", "https"])
+    for uri in uris:
+        try:
+            check(uri)
+        except ValidationError:
+            errors.setdefault(field, []).append(f"Not a valid http(s) URL: {uri}")
+            continue
+        if "#" in uri:
+            errors.setdefault(field, []).append(f"A redirect URI must not contain a fragment: {uri}")
+
+
+@transaction.atomic
+def application_create(
+    *,
+    actor: User | None,
+    org: Organization,
+    name: str,
+    client_type: str = Application.CLIENT_CONFIDENTIAL,
+    grant_types: Sequence[str] = (Application.GRANT_AUTHORIZATION_CODE_TYPE,),
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    system_key: str = "",
+    **options: object,
+) -> tuple[Application, str]:
+    """Create an application owned by ``org``. Returns it with its plain client secret
+    (empty for a public client), which is never retrievable again."""
+    name = (name or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["Enter a name."]
+    elif Application.objects.filter(organization=org, name=name).exists():
+        errors["name"] = ["An application with this name already exists in this organization."]
+    unknown = sorted(set(grant_types) - KNOWN_GRANTS)
+    if unknown or not grant_types:
+        errors["grant_types"] = [f"Unknown grant type: {', '.join(unknown)}." if unknown
+                                 else "Choose at least one grant type."]
+    if client_type not in (Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC):
+        errors["client_type"] = ["Unknown client type."]
+    if client_type == Application.CLIENT_PUBLIC and Application.GRANT_CLIENT_CREDENTIALS_TYPE in grant_types:
+        errors.setdefault("grant_types", []).append("A public client cannot use client credentials.")
+    if Application.GRANT_AUTHORIZATION_CODE_TYPE in grant_types and not redirect_uris:
+        errors["redirect_uris"] = ["The authorization code grant needs at least one redirect URI."]
+    _validate_uris("redirect_uris", redirect_uris, errors)
+    _validate_uris("post_logout_redirect_uris", post_logout_redirect_uris, errors)
+    if client_id and Application.objects.filter(client_id=client_id).exists():
+        errors["client_id"] = ["This client id is taken."]
+    if errors:
+        raise ValidationError(errors)
+
+    plain_secret = ""
+    if client_type == Application.CLIENT_CONFIDENTIAL:
+        plain_secret = client_secret or generate_client_secret()
+    primary = (
+        Application.GRANT_AUTHORIZATION_CODE
+        if Application.GRANT_AUTHORIZATION_CODE_TYPE in grant_types
+        else Application.GRANT_CLIENT_CREDENTIALS
+    )
+    app = Application(
+        organization=org, name=name, client_type=client_type,
+        authorization_grant_type=primary, grant_types=sorted(set(grant_types)),
+        redirect_uris=" ".join(redirect_uris),
+        post_logout_redirect_uris=" ".join(post_logout_redirect_uris),
+        client_secret=plain_secret, hash_client_secret=True,
+        algorithm=Application.RS256_ALGORITHM, system_key=system_key,
+        skip_authorization=False,
+    )
+    if client_id:
+        app.client_id = client_id
+    for key, value in options.items():
+        if not hasattr(app, key) or key.startswith("_"):
+            raise TypeError(f"unknown application option {key!r}")
+        setattr(app, key, value)
+    # DOT's own clean() also wants the OIDC signing key configured; keys arrive with the
+    # OAuth server, so only the field validators run here.
+    app.clean_fields(exclude=["client_secret", "user", "authorization_grant_type"])
+    app.save()
+    audit_record(
+        org=org, action="application-create", actor=actor, target_type="application",
+        target_id=app.client_id,
+        data={"name": app.name, "grant_types": app.grant_types, "client_type": client_type},
+    )
+    return app, plain_secret
+
+
+@transaction.atomic
+def application_authorize_api(
+    *,
+    actor: User | None,
+    application: Application,
+    resource: APIResource,
+    scopes: Iterable[str],
+) -> ApplicationAPIAuthorization:
+    """Allow ``application`` to request these scopes of ``resource`` (replaces the set)."""
+    if resource.tenant_id != application.organization.tenant_id:
+        raise ValidationError({"resource": ["This API resource belongs to another tenant."]})
+    wanted = sorted(set(scopes))
+    found = list(resource.scopes.filter(name__in=wanted))
+    missing = sorted(set(wanted) - {s.name for s in found})
+    if missing:
+        raise ValidationError({"scopes": [f"Not a scope of {resource.name}: {', '.join(missing)}."]})
+    authorization, _ = ApplicationAPIAuthorization.objects.get_or_create(
+        application=application, resource=resource
+    )
+    authorization.scopes.set(found)
+    audit_record(
+        org=application.organization, action="application-api-authorize", actor=actor,
+        target_type="application", target_id=application.client_id,
+        data={"resource": resource.identifier, "scopes": wanted},
+    )
+    return authorization
+
+
+@transaction.atomic
+def application_share(
+    *,
+    actor: User | None,
+    application: Application,
+    mode: str,
+    organizations: Sequence[Organization] = (),
+) -> Application:
+    """Share with every descendant organization (current and future), selected ones, or none.
+
+    The application's roles then appear in those organizations as shared roles."""
+    owner = application.organization
+    if mode not in Application.SharedAccess.values:
+        raise ValidationError({"mode": ["Unknown sharing mode."]})
+    if mode != Application.SharedAccess.SELECTED and organizations:
+        raise ValidationError({"organizations": ["Organizations are chosen only for selected sharing."]})
+    for org in organizations:
+        if org.tenant_id != owner.tenant_id or not org_is_descendant(org, of=owner):
+            raise ValidationError(
+                {"organizations": [f"{org.name} is not below {owner.name}."]}
+            )
+    application.shared_access = mode
+    application.save(update_fields=["shared_access"])
+    ApplicationShare.objects.filter(application=application).exclude(
+        organization__in=[o.pk for o in organizations]
+    ).delete()
+    for org in organizations:
+        ApplicationShare.objects.get_or_create(application=application, organization=org)
+    audit_record(
+        org=owner, action="application-share", actor=actor, target_type="application",
+        target_id=application.client_id,
+        data={"mode": mode, "organizations": sorted(str(o.pk) for o in organizations)},
+    )
+    return application
+
+
+def login_flow_validate(steps: object) -> list[list[str]]:
+    """Check a flow: a non-empty list of steps, each a non-empty list of distinct known
+    authenticators; the Shared User Identifier, when used, is the only option of step 1."""
+    if not isinstance(steps, list) or not steps:
+        raise ValidationError("A login flow needs at least one step.")
+    clean: list[list[str]] = []
+    for index, step in enumerate(steps, start=1):
+        if not isinstance(step, list) or not step or not all(isinstance(a, str) for a in step):
+            raise ValidationError(f"Step {index} needs at least one authenticator.")
+        unknown = [a for a in step if a not in KNOWN_AUTHENTICATORS]
+        if unknown:
+            raise ValidationError(f"Step {index}: unknown authenticator {', '.join(unknown)}.")
+        if len(set(step)) != len(step):
+            raise ValidationError(f"Step {index} lists an authenticator twice.")
+        if "SharedUserIdentifierExecutor" in step and (index != 1 or len(step) != 1):
+            raise ValidationError(
+                "The Shared User Identifier must be the only option of the first step."
+            )
+        clean.append(list(step))
+    if clean[0] == ["SharedUserIdentifierExecutor"] and len(clean) == 1:
+        raise ValidationError("The Shared User Identifier needs a second step that checks credentials.")
+    return clean
+
+
+@transaction.atomic
+def login_flow_set(
+    *, actor: User | None, application: Application, org: Organization, steps: object
+) -> LoginFlow:
+    clean = login_flow_validate(steps)
+    flow, _ = LoginFlow.objects.update_or_create(
+        application=application, organization=org, defaults={"steps": clean}
+    )
+    audit_record(
+        org=org, action="login-flow-update", actor=actor, target_type="application",
+        target_id=application.client_id, data={"steps": clean},
+    )
+    return flow

@@ -1,0 +1,187 @@
+"""The audit trail core: an append-only, per-tenant hash chain.
+
+Every service calls :func:`audit_record` inside its own transaction, so the record commits or
+rolls back with the change it describes. Refusals are recorded with :func:`audit_refusal`,
+which must be called outside any transaction that is about to roll back.
+
+Each event's ``hash`` is SHA-256 over the previous event's hash and the canonical JSON of the
+event's fields. Writers lock the tenant's :class:`AuditChainHead` row, so concurrent writers
+still produce one linear chain. :func:`audit_verify_chain` recomputes the chain and names the
+first broken link: an edited row (hash mismatch), a deleted row (sequence gap, or a head that
+is ahead of the last row) and a reordered row (``prev_hash`` mismatch) are all caught.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from identity import context
+from identity.models import AuditChainHead, AuditEvent, User
+from organizations.models import Organization
+
+GENESIS_HASH = "0" * 64
+
+# Fields covered by the hash, in a fixed order (the canonical JSON sorts keys anyway).
+HASHED_FIELDS = (
+    "seq", "created_at", "org_id", "action", "outcome", "actor_id", "actor_label",
+    "impersonator_id", "impersonator_label", "subject_id", "subject_label", "target_type",
+    "target_id", "client_id", "scopes", "request_id", "ip", "data",
+)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    if value is None or isinstance(value, (str, int, bool, dict, list)):
+        return value
+    return str(value)
+
+
+def canonical_json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    body = canonical_json({k: _scalar(fields[k]) for k in HASHED_FIELDS})
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def _label(user: User | None) -> str:
+    if user is None:
+        return ""
+    return f"{user.username} ({user.display_name})" if user.display_name != user.username else user.username
+
+
+def _plain(data: dict[str, Any] | None) -> dict[str, Any]:
+    # Round-trip through JSON so what we hash is exactly what the database gives back.
+    return json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder, sort_keys=True))
+
+
+def audit_chain_head_create(*, tenant: Organization) -> AuditChainHead:
+    head, _ = AuditChainHead.objects.get_or_create(tenant=tenant, defaults={"hash": GENESIS_HASH})
+    return head
+
+
+def audit_record(
+    *,
+    tenant: Organization | None = None,
+    action: str,
+    actor: User | None,
+    org: Organization | None = None,
+    subject: User | None = None,
+    impersonator: User | None = None,
+    target_type: str = "",
+    target_id: object = "",
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    client_id: str = "",
+    scopes: str = "",
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the tenant's chain, in the caller's transaction."""
+    if tenant is None:
+        if org is None:
+            raise ValueError("audit_record needs a tenant or an organization")
+        tenant_id = org.tenant_id or org.pk
+    else:
+        tenant_id = tenant.pk
+    ctx = context.current()
+    with transaction.atomic():
+        head = AuditChainHead.objects.select_for_update().filter(tenant_id=tenant_id).first()
+        if head is None:
+            AuditChainHead.objects.get_or_create(tenant_id=tenant_id, defaults={"hash": GENESIS_HASH})
+            head = AuditChainHead.objects.select_for_update().get(tenant_id=tenant_id)
+        fields: dict[str, Any] = {
+            "seq": head.seq + 1,
+            "created_at": timezone.now(),
+            "org_id": str(org.pk) if org is not None else None,
+            "action": action,
+            "outcome": str(outcome),
+            "actor_id": str(actor.pk) if actor is not None else None,
+            "actor_label": _label(actor),
+            "impersonator_id": str(impersonator.pk) if impersonator is not None else None,
+            "impersonator_label": _label(impersonator),
+            "subject_id": str(subject.pk) if subject is not None else None,
+            "subject_label": _label(subject),
+            "target_type": target_type,
+            "target_id": str(target_id) if target_id not in (None, "") else "",
+            "client_id": client_id,
+            "scopes": scopes,
+            "request_id": ctx.request_id,
+            "ip": ctx.ip,
+            "data": _plain(data),
+        }
+        digest = event_hash(head.hash, fields)
+        event = AuditEvent.objects.create(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **fields)
+        head.seq = fields["seq"]
+        head.hash = digest
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+def audit_refusal(**kwargs: Any) -> AuditEvent:
+    """Record a refused action in a transaction of its own (the refused change rolled back)."""
+    kwargs.setdefault("outcome", AuditEvent.Outcome.FAILURE)
+    with transaction.atomic():
+        return audit_record(**kwargs)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    tenant_handle: str
+    ok: bool
+    events: int
+    broken_seq: int | None = None
+    reason: str = ""
+    head_hash: str = GENESIS_HASH
+
+
+def _row_fields(row: AuditEvent) -> dict[str, Any]:
+    values = {name: getattr(row, name) for name in HASHED_FIELDS}
+    for key in ("org_id", "actor_id", "impersonator_id", "subject_id"):
+        values[key] = str(values[key]) if values[key] is not None else None
+    return values
+
+
+def audit_verify_chain(*, tenant: Organization) -> ChainReport:
+    """Recompute the tenant's chain from the first event; report the first broken link."""
+    head = AuditChainHead.objects.filter(tenant=tenant).first()
+    prev = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    rows = AuditEvent.objects.filter(tenant=tenant).order_by("seq", "id")
+    for row in rows.iterator(chunk_size=2000):
+        if row.seq != expected_seq:
+            return ChainReport(tenant.handle, False, count, expected_seq,
+                               f"event {expected_seq} is missing (next stored event is {row.seq})")
+        if row.prev_hash != prev:
+            return ChainReport(tenant.handle, False, count, row.seq,
+                               f"event {row.seq} does not follow event {row.seq - 1} "
+                               "(rows deleted or reordered)")
+        if event_hash(prev, _row_fields(row)) != row.hash:
+            return ChainReport(tenant.handle, False, count, row.seq,
+                               f"event {row.seq} was modified after it was written")
+        prev = row.hash
+        expected_seq += 1
+        count += 1
+    head_seq = head.seq if head else 0
+    head_hash = head.hash if head else GENESIS_HASH
+    if head_seq != count or head_hash != prev:
+        return ChainReport(tenant.handle, False, count, count + 1,
+                           f"the chain head records {head_seq} events but {count} remain "
+                           "(events deleted from the end)")
+    return ChainReport(tenant.handle, True, count, head_hash=prev)
+
+
+def audit_verify_all_chains() -> list[ChainReport]:
+    return [
+        audit_verify_chain(tenant=tenant)
+        for tenant in Organization.objects.filter(parent__isnull=True).order_by("handle")
+    ]

@@ -1,0 +1,73 @@
+"""The SSO session: start, end, keep alive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from identity.models import SSOSession, User
+from identity.services.audit import audit_record
+from organizations.models import Organization
+
+TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+@transaction.atomic
+def sso_session_start(
+    *,
+    user: User,
+    org: Organization,
+    amr: Sequence[str],
+    ip: str | None = None,
+    user_agent: str = "",
+) -> SSOSession:
+    now = timezone.now()
+    session = SSOSession.objects.create(
+        sid=secrets.token_urlsafe(32), tenant_id=org.tenant_id, organization=org, user=user,
+        amr=list(amr), auth_time=now, last_seen_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE),
+        ip=ip, user_agent=user_agent[:300],
+    )
+    audit_record(
+        org=org, action="login-success", actor=user, subject=user, target_type="sso_session",
+        target_id=session.pk, data={"amr": list(amr)},
+    )
+    return session
+
+
+@transaction.atomic
+def sso_session_end(*, actor: User | None, session: SSOSession, reason: str) -> SSOSession:
+    locked = SSOSession.objects.select_for_update().get(pk=session.pk)
+    if locked.ended_at is None:
+        locked.ended_at = timezone.now()
+        locked.end_reason = reason[:64]
+        locked.save(update_fields=["ended_at", "end_reason"])
+        audit_record(
+            org=locked.organization, action="logout", actor=actor, subject=locked.user,
+            target_type="sso_session", target_id=locked.pk, data={"reason": reason},
+        )
+    return locked
+
+
+def sso_session_touch(session: SSOSession) -> None:
+    now = timezone.now()
+    if now - session.last_seen_at >= TOUCH_EVERY:
+        SSOSession.objects.filter(pk=session.pk).update(last_seen_at=now)
+        session.last_seen_at = now
+
+
+def sso_session_get_live(*, sid: str) -> SSOSession | None:
+    """The session with this opaque id, if it has not ended or expired."""
+    if not sid:
+        return None
+    session = (
+        SSOSession.objects.select_related("user", "organization", "tenant")
+        .filter(sid=sid, ended_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+    return session

@@ -1,0 +1,119 @@
+"""User services: create, share into a descendant organization, change status."""
+
+from __future__ import annotations
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, RegexValidator
+from django.db import IntegrityError, transaction
+
+from identity.models import User, UserAssociation
+from identity.services.audit import audit_record
+from organizations.models import Organization
+from organizations.selectors import org_is_descendant
+
+username_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._@+-]{0,149}$",
+    "Use lowercase letters, digits and . _ @ + - (up to 150 characters).",
+)
+
+
+def normalise_username(value: str) -> str:
+    return (value or "").strip().lower()
+
+
+@transaction.atomic
+def user_create(
+    *,
+    actor: User | None,
+    org: Organization,
+    username: str,
+    password: str | None,
+    email: str = "",
+    given_name: str = "",
+    family_name: str = "",
+    is_protected: bool = False,
+) -> User:
+    """Create a user resident in ``org``. Errors come back as field errors."""
+    username = normalise_username(username)
+    email = (email or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        username_validator(username)
+    except ValidationError as exc:
+        errors["username"] = list(exc.messages)
+    if email:
+        try:
+            EmailValidator()(email)
+        except ValidationError as exc:
+            errors["email"] = list(exc.messages)
+    if org.status != Organization.Status.ACTIVE:
+        errors.setdefault("__all__", []).append("This organization is disabled.")
+    if password:
+        try:
+            validate_password(password, User(username=username, email=email, organization=org))
+        except ValidationError as exc:
+            errors["password"] = list(exc.messages)
+    if "username" not in errors and User.objects.filter(organization=org, username=username).exists():
+        errors["username"] = ["A user with this username already exists in this organization."]
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username, password, organization=org, email=email,
+                given_name=given_name.strip(), family_name=family_name.strip(),
+                is_protected=is_protected,
+            )
+    except IntegrityError as exc:  # a concurrent create of the same username
+        raise ValidationError(
+            {"username": ["A user with this username already exists in this organization."]}
+        ) from exc
+    audit_record(
+        org=org, action="user-create", actor=actor, subject=user, target_type="user",
+        target_id=user.pk, data={"username": user.username, "email": user.email},
+    )
+    return user
+
+
+@transaction.atomic
+def user_share(*, actor: User | None, user: User, org: Organization) -> UserAssociation:
+    """Share ``user`` into ``org``, a strict descendant of the user's resident organization."""
+    resident = user.organization
+    if org.tenant_id != resident.tenant_id or not org_is_descendant(org, of=resident):
+        raise ValidationError(
+            {"organization": ["A user can only be shared into an organization below their own."]}
+        )
+    if org.status != Organization.Status.ACTIVE:
+        raise ValidationError({"organization": ["This organization is disabled."]})
+    association, created = UserAssociation.objects.get_or_create(user=user, organization=org)
+    if created:
+        audit_record(
+            org=org, action="user-share", actor=actor, subject=user, target_type="user",
+            target_id=user.pk, data={"resident_org": str(resident.pk), "association": str(association.pk)},
+        )
+    return association
+
+
+@transaction.atomic
+def user_set_flags(
+    *,
+    actor: User | None,
+    user: User,
+    is_active: bool | None = None,
+    is_locked: bool | None = None,
+    is_protected: bool | None = None,
+) -> User:
+    changes: dict[str, tuple[bool, bool]] = {}
+    for field, value in (("is_active", is_active), ("is_locked", is_locked), ("is_protected", is_protected)):
+        if value is not None and getattr(user, field) != value:
+            changes[field] = (getattr(user, field), value)
+            setattr(user, field, value)
+    if changes:
+        user.save(update_fields=list(changes))
+        audit_record(
+            org=user.organization, action="user-status-change", actor=actor, subject=user,
+            target_type="user", target_id=user.pk,
+            data={k: {"from": a, "to": b} for k, (a, b) in changes.items()},
+        )
+    return user

@@ -1,0 +1,132 @@
+"""Reads of the organization tree. The only module (with ``services``) that uses mptt's API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from organizations.models import Organization, OrganizationSettings
+
+DEFAULT_IMPERSONATION_EMAIL_ENABLED = True
+DEFAULT_IMPERSONATION_REASON_REQUIRED = True
+DEFAULT_IMPERSONATION_MAX_MINUTES = 60
+
+
+def tenant_get(*, handle: str) -> Organization | None:
+    """The root organization with this handle (active or not), or None."""
+    return Organization.objects.filter(handle=handle, parent__isnull=True).first()
+
+
+def org_get_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str) -> Organization | None:
+    try:
+        org_uuid = uuid.UUID(str(org_id))
+    except ValueError:
+        return None
+    return Organization.objects.filter(tenant=tenant, pk=org_uuid).first()
+
+
+def org_ancestors(org: Organization, *, include_self: bool = True) -> list[Organization]:
+    """Root first, ``org`` last (when included). One query."""
+    return list(org.get_ancestors(include_self=include_self))
+
+
+def org_ancestor_ids(org: Organization, *, include_self: bool = True) -> list[uuid.UUID]:
+    return list(org.get_ancestors(include_self=include_self).values_list("pk", flat=True))
+
+
+def org_descendants(org: Organization, *, include_self: bool = False) -> QuerySet[Organization]:
+    return org.get_descendants(include_self=include_self)
+
+
+def org_descendant_filter(org: Organization, *, prefix: str, include_self: bool) -> dict[str, int]:
+    """Keyword filters selecting ``org``'s subtree through a relation named ``prefix``.
+
+    Used by other apps to query "rows whose organization is in this subtree" in one
+    indexed range condition instead of an IN list.
+    """
+    lower = "gte" if include_self else "gt"
+    upper = "lte" if include_self else "lt"
+    return {
+        f"{prefix}tree_id": org.tree_id,
+        f"{prefix}lft__{lower}": org.lft,
+        f"{prefix}rght__{upper}": org.rght,
+    }
+
+
+def org_is_descendant(org: Organization, *, of: Organization, include_self: bool = False) -> bool:
+    """True when ``org`` lies in the subtree of ``of`` (no query)."""
+    return bool(org.is_descendant_of(of, include_self=include_self))
+
+
+def org_children(org: Organization) -> QuerySet[Organization]:
+    return org.get_children().order_by("name")
+
+
+def org_roots_of_tenant(tenant: Organization) -> QuerySet[Organization]:
+    return Organization.objects.filter(pk=tenant.pk)
+
+
+def org_has_children(org: Organization) -> bool:
+    return not org.is_leaf_node()
+
+
+def org_is_usable(org: Organization) -> bool:
+    """An organization is usable when it and every ancestor are active. One query."""
+    return not org.get_ancestors(include_self=True).exclude(status=Organization.Status.ACTIVE).exists()
+
+
+@dataclass(frozen=True)
+class EffectiveOrgSettings:
+    impersonation_email_enabled: bool
+    impersonation_reason_required: bool
+    impersonation_max_minutes: int
+    # Where each value comes from: the organization that set it, or None for the default.
+    email_source: Organization | None
+    reason_source: Organization | None
+    max_minutes_source: Organization | None
+
+
+def org_effective_settings(org: Organization, *, include_self: bool = True) -> EffectiveOrgSettings:
+    """Resolve the settings of ``org`` from its own row and its ancestors'. Two queries.
+
+    - email notification: the nearest organization that set it wins (a child may switch it
+      either way); default on.
+    - reason required: the root's value (default on); below the root a value can only
+      switch it on (tighten), never off.
+    - maximum impersonation length: the root's value (default 60 minutes), lowered by any
+      smaller value set below it.
+    With ``include_self=False`` the result is what ``org`` inherits from its parent.
+    """
+    path = org_ancestors(org, include_self=include_self)
+    rows = {
+        row.organization_id: row
+        for row in OrganizationSettings.objects.filter(organization__in=[o.pk for o in path])
+    }
+    email: bool | None = None
+    email_source = None
+    reason = DEFAULT_IMPERSONATION_REASON_REQUIRED
+    reason_source = None
+    max_minutes = DEFAULT_IMPERSONATION_MAX_MINUTES
+    max_source = None
+    for node in path:  # root first
+        row = rows.get(node.pk)
+        if row is None:
+            continue
+        if row.impersonation_email_enabled is not None:
+            email, email_source = row.impersonation_email_enabled, node
+        if row.impersonation_reason_required is not None:
+            if node.parent_id is None or (row.impersonation_reason_required and not reason):
+                reason, reason_source = row.impersonation_reason_required, node
+        if row.impersonation_max_minutes is not None:
+            if node.parent_id is None or row.impersonation_max_minutes < max_minutes:
+                max_minutes, max_source = row.impersonation_max_minutes, node
+    return EffectiveOrgSettings(
+        impersonation_email_enabled=DEFAULT_IMPERSONATION_EMAIL_ENABLED if email is None else email,
+        impersonation_reason_required=reason,
+        impersonation_max_minutes=max_minutes,
+        email_source=email_source,
+        reason_source=reason_source,
+        max_minutes_source=max_source,
+    )

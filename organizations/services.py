@@ -1,0 +1,116 @@
+"""Writes to the organization tree.
+
+These are the tree primitives. They validate and write, and they are called by the audited,
+access-checked services in ``identity.services`` (this app imports no other app, and the
+audit trail lives in ``identity``), always inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from organizations.models import Organization, OrganizationSettings, handle_validator
+from organizations.selectors import org_effective_settings
+
+
+def _lock_tenant(tenant_id: object) -> None:
+    """Serialise tree writes within one tenant: mptt renumbers lft/rght on insert."""
+    Organization.objects.select_for_update().filter(pk=tenant_id).first()
+
+
+@transaction.atomic
+def org_insert(*, parent: Organization | None, name: str, handle: str) -> Organization:
+    """Create an organization under ``parent`` (a tenant root when ``parent`` is None)."""
+    name = (name or "").strip()
+    handle = (handle or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors.setdefault("name", []).append("Enter a name.")
+    try:
+        handle_validator(handle)
+    except ValidationError as exc:
+        errors.setdefault("handle", []).extend(exc.messages)
+    if parent is not None and parent.status != Organization.Status.ACTIVE:
+        errors.setdefault("parent", []).append("The parent organization is disabled.")
+    if not errors.get("handle"):
+        if parent is None:
+            if Organization.objects.filter(parent__isnull=True, handle=handle).exists():
+                errors.setdefault("handle", []).append("A tenant with this handle already exists.")
+        elif Organization.objects.filter(tenant_id=parent.tenant_id, handle=handle).exists():
+            errors.setdefault("handle", []).append(
+                "An organization with this handle already exists in this tenant."
+            )
+    if errors:
+        raise ValidationError(errors)
+
+    if parent is None:
+        org = Organization(name=name, handle=handle, parent=None)
+        org.save()
+        org.tenant = org
+        org.save(update_fields=["tenant"])
+        return org
+    _lock_tenant(parent.tenant_id)
+    parent.refresh_from_db()
+    org = Organization(name=name, handle=handle, parent=parent, tenant_id=parent.tenant_id)
+    org.save()
+    return org
+
+
+@transaction.atomic
+def org_set_status(*, org: Organization, status: str) -> Organization:
+    if status not in Organization.Status.values:
+        raise ValidationError({"status": ["Unknown status."]})
+    if org.parent_id is None and status != Organization.Status.ACTIVE:
+        raise ValidationError({"status": ["A tenant's root organization cannot be disabled here."]})
+    org.status = status
+    org.save(update_fields=["status"])
+    return org
+
+
+_UNSET = object()
+
+
+@transaction.atomic
+def org_settings_write(
+    *,
+    org: Organization,
+    impersonation_email_enabled: bool | None | object = _UNSET,
+    impersonation_reason_required: bool | None | object = _UNSET,
+    impersonation_max_minutes: int | None | object = _UNSET,
+) -> OrganizationSettings:
+    """Set (or, with None, clear to *inherit*) this organization's own settings.
+
+    A child organization may tighten what it inherits (require a reason, shorten the
+    maximum length) but never loosen it; such a value is refused with a field error.
+    """
+    row, _ = OrganizationSettings.objects.select_for_update().get_or_create(organization=org)
+    errors: dict[str, list[str]] = {}
+    inherited = org_effective_settings(org, include_self=False) if org.parent_id else None
+    if impersonation_email_enabled is not _UNSET:
+        row.impersonation_email_enabled = impersonation_email_enabled  # type: ignore[assignment]
+    if impersonation_reason_required is not _UNSET:
+        if (
+            inherited is not None
+            and impersonation_reason_required is False
+            and inherited.impersonation_reason_required
+        ):
+            errors["impersonation_reason_required"] = [
+                "A parent organization requires a reason; a child organization cannot drop it."
+            ]
+        row.impersonation_reason_required = impersonation_reason_required  # type: ignore[assignment]
+    if impersonation_max_minutes is not _UNSET:
+        value = impersonation_max_minutes
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 24 * 60:
+                errors["impersonation_max_minutes"] = ["Enter a whole number of minutes, 1 to 1440."]
+            elif inherited is not None and value > inherited.impersonation_max_minutes:
+                errors["impersonation_max_minutes"] = [
+                    "A child organization may shorten the maximum length it inherits "
+                    f"({inherited.impersonation_max_minutes} minutes), never lengthen it."
+                ]
+        row.impersonation_max_minutes = value  # type: ignore[assignment]
+    if errors:
+        raise ValidationError(errors)
+    row.save()
+    return row

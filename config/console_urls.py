@@ -12,8 +12,11 @@ urlpatterns = [
     path("", identity_console.home, name="home"),
     path("organizations/", organizations_console.organization_tree, name="organizations"),
     path("organizations/create/", organizations_console.organization_create_view, name="organization-create"),
-    path("organizations/<uuid:node_id>/children/", organizations_console.organization_children,
-         name="organization-children"),
+    path(
+        "organizations/<uuid:node_id>/children/",
+        organizations_console.organization_children,
+        name="organization-children",
+    ),
     path("users/", identity_console.user_list, name="users"),
     path("users/create/", identity_console.user_create_view, name="user-create"),
     path("users/<uuid:user_id>/", identity_console.user_detail, name="user-detail"),

@@ -11,7 +11,10 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# Two mounts of the same pages, each its own application namespace, so reversing one never
+# resolves to the other through the current request's namespace.
 console = ("config.console_urls", "console")
+org_console = ("config.console_urls", "org-console")
 
 urlpatterns = [
     path("healthz", health, name="health"),
@@ -21,5 +24,5 @@ urlpatterns = [
     path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
     path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
     path("t/<slug:tenant>/console/", include(console, namespace="console")),
-    path("t/<slug:tenant>/o/<uuid:org>/console/", include(console, namespace="org-console")),
+    path("t/<slug:tenant>/o/<uuid:org>/console/", include(org_console, namespace="org-console")),
 ]

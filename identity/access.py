@@ -8,6 +8,7 @@ leaks nothing (an object outside the administrator's organization is simply not 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -21,7 +22,7 @@ from identity.selectors import (
     user_scopes_along_path,
 )
 from organizations.models import Organization
-from organizations.selectors import org_get_in_tenant, org_is_descendant, tenant_get
+from organizations.selectors import org_get_in_tenant, org_is_descendant, org_tenant, tenant_get
 
 
 def access_tenant(*, handle: str) -> Organization:
@@ -40,21 +41,23 @@ def access_org_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str | None
     return org
 
 
-def access_console(*, user: User, org: Organization, scope: str | None) -> frozenset[str]:
+def access_console(
+    *, user: User, org: Organization, scope: str | None, path: Sequence[Organization] | None = None
+) -> frozenset[str]:
     """The Console scopes ``user`` holds in ``org`` (held in ``org`` or an ancestor of it).
 
     Raises PermissionDenied when the user holds none, or not ``scope`` when one is named.
+    ``path`` (root first, ``org`` last) saves a query when the caller has it already.
     Administrators of an organization administer its descendants, never its siblings or
     ancestors.
     """
     if not getattr(user, "is_authenticated", False) or user.organization.tenant_id != org.tenant_id:
         raise PermissionDenied("You are not an administrator of this organization.")
-    console = tenant_system_application(
-        tenant=org.tenant if org.tenant_id != org.pk else org, key=Application.SystemKey.CONSOLE
-    )
+    tenant = path[0] if path else org_tenant(org)
+    console = tenant_system_application(tenant=tenant, key=Application.SystemKey.CONSOLE)
     if console is None:
         raise PermissionDenied("This tenant has no Console.")
-    held = user_scopes_along_path(user=user, application=console, org=org)
+    held = user_scopes_along_path(user=user, application=console, org=org, path=path)
     if not held:
         raise PermissionDenied("You are not an administrator of this organization.")
     if scope is not None and scope not in held:
@@ -64,7 +67,7 @@ def access_console(*, user: User, org: Organization, scope: str | None) -> froze
 
 def access_console_child_org(*, org: Organization, org_id: uuid.UUID | str) -> Organization:
     """An organization in the subtree of ``org`` (itself included)."""
-    child = org_get_in_tenant(tenant=org.tenant if org.tenant_id != org.pk else org, org_id=org_id)
+    child = org_get_in_tenant(tenant=org_tenant(org), org_id=org_id)
     if child is None or not org_is_descendant(child, of=org, include_self=True):
         raise Http404("No such organization.")
     return child

@@ -49,7 +49,10 @@ class BasicAuthenticator:
         limited = False
         for group, value, limit in checks:
             usage = get_usage(
-                request, group=group, key=lambda _g, _r, v=value: v, rate=_rate(limit),
+                request,
+                group=group,
+                key=lambda _g, _r, v=value: v,
+                rate=_rate(limit),
                 increment=increment,
             )
             # A cache that cannot answer fails closed (django-ratelimit reports should_limit).
@@ -63,16 +66,24 @@ class BasicAuthenticator:
         username = (username or "").strip().lower()[:150]
         if self._limited(request, org=org, username=username, increment=False):
             audit_refusal(
-                org=org, action="login-throttled", actor=None, target_type="username",
-                target_id=username, outcome=AuditEvent.Outcome.FAILURE,
+                org=org,
+                action="login-throttled",
+                actor=None,
+                target_type="username",
+                target_id=username,
+                outcome=AuditEvent.Outcome.FAILURE,
             )
             return AuthOutcome(None, THROTTLED)
         user = TenantUserBackend().authenticate(request, org=org, username=username, password=password)
         if user is None:
             self._limited(request, org=org, username=username, increment=True)
             audit_refusal(
-                org=org, action="login-failure", actor=None, target_type="username",
-                target_id=username, data={"authenticator": self.name},
+                org=org,
+                action="login-failure",
+                actor=None,
+                target_type="username",
+                target_id=username,
+                data={"authenticator": self.name},
             )
             return AuthOutcome(None, GENERIC_FAILURE)
         return AuthOutcome(user)

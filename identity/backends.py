@@ -16,7 +16,7 @@ _DUMMY = User()
 
 
 class TenantUserBackend(BaseBackend):
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         org: Organization | None = None,

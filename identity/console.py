@@ -44,7 +44,8 @@ from organizations.selectors import org_effective_settings
 @console_page(scope=None)
 def home(request: HttpRequest, console: Console) -> HttpResponse:
     return render(
-        request, "identity/console/home.html",
+        request,
+        "identity/console/home.html",
         {"console": console, "settings": org_effective_settings(console.org)},
     )
 
@@ -56,11 +57,10 @@ def home(request: HttpRequest, console: Console) -> HttpResponse:
 def user_list(request: HttpRequest, console: Console) -> HttpResponse:
     search = request.GET.get("q", "")[:100]
     after = request.GET.get("after") or None
-    page = org_member_page(
-        org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE
-    )
+    page = org_member_page(org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE)
     return render(
-        request, "identity/console/user_list.html",
+        request,
+        "identity/console/user_list.html",
         {"console": console, "page": page, "q": search, "after": after},
     )
 
@@ -78,14 +78,17 @@ def user_create_view(request: HttpRequest, console: Console) -> HttpResponse:
             messages.success(request, f"User {user.username} created.")
             return HttpResponseRedirect(console.url("user-detail", user.pk))
     status = 400 if request.method == "POST" else 200
-    return render(request, "identity/console/user_create.html", {"console": console, "form": form}, status=status)
+    return render(
+        request, "identity/console/user_create.html", {"console": console, "form": form}, status=status
+    )
 
 
 @console_page(scope="internal_user_mgt_view")
 def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpResponse:
     member = access_console_user(org=console.org, user_id=user_id)
     return render(
-        request, "identity/console/user_detail.html",
+        request,
+        "identity/console/user_detail.html",
         {
             "console": console,
             "member": member,
@@ -99,19 +102,25 @@ def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpRes
 # --- Roles --------------------------------------------------------------------------------
 
 
-def _role_rows(console: Console) -> list[dict[str, object]]:
+def _role_rows(console: Console) -> list[dict[str, Role | str]]:
     rows = []
     for role in roles_in_org(console.org):
-        rows.append({
-            "role": role,
-            "kind": "system" if role.is_system else ("shared" if role.organization_id != console.org.pk else "own"),
-        })
+        rows.append(
+            {
+                "role": role,
+                "kind": "system"
+                if role.is_system
+                else ("shared" if role.organization_id != console.org.pk else "own"),
+            }
+        )
     return rows
 
 
 @console_page(scope="internal_role_mgt_view")
 def role_list(request: HttpRequest, console: Console) -> HttpResponse:
-    return render(request, "identity/console/role_list.html", {"console": console, "rows": _role_rows(console)})
+    return render(
+        request, "identity/console/role_list.html", {"console": console, "rows": _role_rows(console)}
+    )
 
 
 def _own_applications(console: Console) -> list[Application]:
@@ -132,7 +141,9 @@ def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
         data = form.cleaned_data
         try:
             role = role_create(
-                actor=console.user, org=console.org, name=data["name"],
+                actor=console.user,
+                org=console.org,
+                name=data["name"],
                 audience_application=data["audience_application"],
                 permissions=[s.name for s in data["permissions"]],
             )
@@ -142,12 +153,20 @@ def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
             messages.success(request, f"Role {role.name} created.")
             return HttpResponseRedirect(console.url("role-detail", role.pk))
     status = 400 if request.method == "POST" else 200
-    return render(request, "identity/console/role_create.html", {"console": console, "form": form}, status=status)
+    return render(
+        request, "identity/console/role_create.html", {"console": console, "form": form}, status=status
+    )
 
 
-def _role_page(request: HttpRequest, console: Console, role: Role, *, status: int = 200,
-               assign_form: RoleAssignForm | None = None,
-               permissions_form: RolePermissionsForm | None = None) -> HttpResponse:
+def _role_page(
+    request: HttpRequest,
+    console: Console,
+    role: Role,
+    *,
+    status: int = 200,
+    assign_form: RoleAssignForm | None = None,
+    permissions_form: RolePermissionsForm | None = None,
+) -> HttpResponse:
     editable = role_is_editable_in(role=role, org=console.org)
     pool = (
         list(application_authorized_scopes(role.audience_application))
@@ -158,12 +177,15 @@ def _role_page(request: HttpRequest, console: Console, role: Role, *, status: in
     if permissions_form is None and editable:
         permissions_form = RolePermissionsForm(scopes=pool, initial={"permissions": current})
     return render(
-        request, "identity/console/role_detail.html",
+        request,
+        "identity/console/role_detail.html",
         {
             "console": console,
             "role": role,
             "editable": editable,
-            "kind": "system" if role.is_system else ("shared" if role.organization_id != console.org.pk else "own"),
+            "kind": "system"
+            if role.is_system
+            else ("shared" if role.organization_id != console.org.pk else "own"),
             "permissions": current,
             "assignments": role_assignments_in_org(role=role, org=console.org),
             "assign_form": assign_form or RoleAssignForm(),
@@ -192,7 +214,9 @@ def role_permissions(request: HttpRequest, console: Console, role_id: str) -> Ht
     if form.is_valid():
         try:
             role_set_permissions(
-                actor=console.user, role=role, org=console.org,
+                actor=console.user,
+                role=role,
+                org=console.org,
                 permissions=[s.name for s in form.cleaned_data["permissions"]],
             )
         except ValidationError as exc:
@@ -211,9 +235,7 @@ def role_assign_view(request: HttpRequest, console: Console, role_id: str) -> Ht
     if form.is_valid():
         username = normalise_username(form.cleaned_data["username"])
         # Residents first: a username is unique within its resident organization only.
-        candidates = list(
-            org_members(console.org).filter(username=username).select_related("organization")
-        )
+        candidates = list(org_members(console.org).filter(username=username).select_related("organization"))
         member: User | None = next(
             (u for u in candidates if u.organization_id == console.org.pk),
             candidates[0] if candidates else None,

@@ -63,16 +63,16 @@ def console_page(*, scope: str | None) -> Callable[[ConsoleView], Callable[..., 
 
     def decorate(view: ConsoleView) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, tenant: str, *args: Any, org: Any = None, **kwargs: Any) -> HttpResponse:
+        def wrapper(
+            request: HttpRequest, tenant: str, *args: Any, org: Any = None, **kwargs: Any
+        ) -> HttpResponse:
             tenant_org = access_tenant(handle=tenant)
             current = access_org_in_tenant(tenant=tenant_org, org_id=org)
             user = request.user
             assert isinstance(user, User)
-            scopes = access_console(user=user, org=current, scope=scope)
-            console = Console(
-                tenant=tenant_org, org=current, user=user, scopes=scopes,
-                path=org_ancestors(current, include_self=True),
-            )
+            path = org_ancestors(current, include_self=True)
+            scopes = access_console(user=user, org=current, scope=scope, path=path)
+            console = Console(tenant=tenant_org, org=current, user=user, scopes=scopes, path=path)
             request.console = console  # type: ignore[attr-defined]
             return view(request, console, *args, **kwargs)
 

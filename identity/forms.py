@@ -7,8 +7,12 @@ from identity.models import Application, Scope
 
 
 class LoginForm(forms.Form):
-    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}))
-    password = forms.CharField(max_length=4096, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    username = forms.CharField(
+        max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True})
+    )
+    password = forms.CharField(
+        max_length=4096, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
 
 
 class UserCreateForm(forms.Form):
@@ -17,7 +21,9 @@ class UserCreateForm(forms.Form):
     given_name = forms.CharField(max_length=150, required=False, label="Given name")
     family_name = forms.CharField(max_length=150, required=False, label="Family name")
     password = forms.CharField(
-        max_length=4096, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=4096,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="At least 10 characters; not a common or all-numeric password.",
     )
 
@@ -26,18 +32,25 @@ class RoleCreateForm(forms.Form):
     name = forms.CharField(max_length=120)
     audience = forms.ChoiceField(
         choices=[("organization", "This organization"), ("application", "An application")],
-        widget=forms.RadioSelect, initial="organization",
+        widget=forms.RadioSelect,
+        initial="organization",
     )
     audience_application = forms.ModelChoiceField(
-        queryset=Application.objects.none(), required=False, label="Application",
+        queryset=Application.objects.none(),
+        required=False,
+        label="Application",
         empty_label="Choose an application",
     )
     permissions = forms.ModelMultipleChoiceField(
-        queryset=Scope.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        queryset=Scope.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         to_field_name="name",
     )
 
-    def __init__(self, *args: object, applications: list[Application], scopes: list[Scope], **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, applications: list[Application], scopes: list[Scope], **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         field = self.fields["audience_application"]
         assert isinstance(field, forms.ModelChoiceField)
@@ -57,7 +70,9 @@ class RoleCreateForm(forms.Form):
 
 class RolePermissionsForm(forms.Form):
     permissions = forms.ModelMultipleChoiceField(
-        queryset=Scope.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        queryset=Scope.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         to_field_name="name",
     )
 
@@ -69,7 +84,9 @@ class RolePermissionsForm(forms.Form):
 
 
 class RoleAssignForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="A user resident in or shared into this organization.")
+    username = forms.CharField(
+        max_length=150, help_text="A user resident in or shared into this organization."
+    )
 
 
 class RoleUnassignForm(forms.Form):

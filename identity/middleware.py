@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.contrib import auth
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 
@@ -41,16 +41,18 @@ class RequestContextMiddleware:
 def _resolve(request: HttpRequest) -> tuple[User | AnonymousUser, SSOSession | None]:
     cached = getattr(request, "_actas_auth", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     user = auth.get_user(request)
     session: SSOSession | None = None
     if user.is_authenticated:
         session = sso_session_get_live(sid=request.session.get(SSO_SESSION_KEY, ""))
         if session is None or session.user_id != user.pk:
             # The SSO session ended (sign-out elsewhere, expiry, End impersonation): the
-            # browser is signed out everywhere.
-            auth.logout(request)
+            # browser is signed out everywhere. (Cache the outcome first: logout() reads
+            # request.user, which would land back here.)
             user, session = AnonymousUser(), None
+            request._actas_auth = (user, session)  # type: ignore[attr-defined]
+            auth.logout(request)
         else:
             sso_session_touch(session)
     result = (user, session)
@@ -74,7 +76,9 @@ class TenantLoginRequiredMiddleware(LoginRequiredMiddleware):
     """Deny by default; send an anonymous visitor to the sign-in page of the tenant (and
     organization) named in the URL."""
 
-    def handle_no_permission(self, request: HttpRequest, view_func: Callable[..., HttpResponse]) -> HttpResponse:
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Callable[..., HttpResponseBase]
+    ) -> HttpResponseBase:
         match = request.resolver_match
         kwargs = match.kwargs if match else {}
         tenant = kwargs.get("tenant")

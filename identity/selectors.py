@@ -165,9 +165,9 @@ def roles_in_org(org: Organization) -> list[Role]:
     """Roles an administrator of ``org`` sees: its own, and the roles of applications shared
     with it (shared roles, including the system roles of the Console and My Account)."""
     available = [a.pk for a in applications_available_in(org) if a.organization_id != org.pk]
-    qs = Role.objects.filter(
-        Q(organization=org) | Q(audience_application__in=available)
-    ).select_related("audience_application", "organization")
+    qs = Role.objects.filter(Q(organization=org) | Q(audience_application__in=available)).select_related(
+        "audience_application", "organization"
+    )
     return list(qs.order_by("name", "audience_application__name"))
 
 
@@ -242,9 +242,7 @@ def _held_scope_names(
     return frozenset(names)
 
 
-def user_scopes_for_application(
-    *, user: User, application: Application, org: Organization
-) -> frozenset[str]:
+def user_scopes_for_application(*, user: User, application: Application, org: Organization) -> frozenset[str]:
     """The role-granted scopes ``user`` holds for ``application`` in ``org``.
 
     Nothing unless: ``org`` and its ancestors are active; the application is owned by or
@@ -266,7 +264,7 @@ def user_scopes_for_application(
 
 
 def user_scopes_along_path(
-    *, user: User, application: Application, org: Organization
+    *, user: User, application: Application, org: Organization, path: Sequence[Organization] | None = None
 ) -> frozenset[str]:
     """Scopes held for ``application`` in ``org`` *or any ancestor of it*.
 
@@ -275,7 +273,8 @@ def user_scopes_along_path(
     """
     if not user.is_active:
         return frozenset()
-    path = org_ancestors(org, include_self=True)
+    if path is None:
+        path = org_ancestors(org, include_self=True)
     if any(node.status != Organization.Status.ACTIVE for node in path):
         return frozenset()
     return _held_scope_names(user=user, application=application, org_ids=[n.pk for n in path])

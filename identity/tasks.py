@@ -17,5 +17,7 @@ def audit_verify_all() -> dict[str, object]:
     reports = audit_verify_all_chains()
     broken = [r for r in reports if not r.ok]
     for report in broken:
-        log.error("audit chain of %s broken at event %s: %s", report.tenant_handle, report.broken_seq, report.reason)
+        log.error(
+            "audit chain of %s broken at event %s: %s", report.tenant_handle, report.broken_seq, report.reason
+        )
     return {"tenants": len(reports), "broken": [r.tenant_handle for r in broken]}

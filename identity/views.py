@@ -35,8 +35,9 @@ def _safe_next(request: HttpRequest, tenant: Organization, org: Organization) ->
     if (
         candidate
         and candidate.startswith(f"/t/{tenant.handle}/")
-        and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
-                                            require_https=request.is_secure())
+        and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return candidate
     return console_reverse("home", tenant=tenant, org=org)
@@ -58,7 +59,9 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
     else:
         steps = login_flow_steps(application=console, org=current)
         if steps != [[BasicAuthenticator.name]]:
-            unavailable = "This organization's login flow needs a sign-in method this page does not offer yet."
+            unavailable = (
+                "This organization's login flow needs a sign-in method this page does not offer yet."
+            )
 
     user = request.user
     if (
@@ -73,7 +76,9 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
     status = 200
     if request.method == "POST" and not unavailable and form.is_valid():
         outcome = BasicAuthenticator().authenticate(
-            request, org=current, username=form.cleaned_data["username"],
+            request,
+            org=current,
+            username=form.cleaned_data["username"],
             password=form.cleaned_data["password"],
         )
         if outcome.user is not None:
@@ -82,8 +87,11 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
                 sso_session_end(actor=previous.user, session=previous, reason="replaced")
             auth.login(request, outcome.user, backend="identity.backends.TenantUserBackend")
             session = sso_session_start(
-                user=outcome.user, org=current, amr=[BasicAuthenticator.amr],
-                ip=context.current().ip, user_agent=request.headers.get("User-Agent", ""),
+                user=outcome.user,
+                org=current,
+                amr=[BasicAuthenticator.amr],
+                ip=context.current().ip,
+                user_agent=request.headers.get("User-Agent", ""),
             )
             request.session[SSO_SESSION_KEY] = session.sid
             return HttpResponseRedirect(next_url)
@@ -92,7 +100,8 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
     elif request.method == "POST":
         status = 400
     return render(
-        request, "identity/login.html",
+        request,
+        "identity/login.html",
         {"form": form, "tenant": tenant_org, "org": current, "next": next_url, "unavailable": unavailable},
         status=status,
     )

@@ -25,7 +25,10 @@ def _node_from(request: HttpRequest, console: Console) -> Organization:
 
 
 def _tree_context(console: Console, node: Organization) -> dict[str, object]:
-    trail = [o for o in org_ancestors(node, include_self=True) if o.level >= console.org.level]
+    if node.pk == console.org.pk:
+        trail = [console.org]
+    else:
+        trail = [o for o in org_ancestors(node, include_self=True) if o.level >= console.org.level]
     return {"console": console, "node": node, "trail": trail, "children": list(org_children(node))}
 
 
@@ -44,7 +47,8 @@ def organization_children(request: HttpRequest, console: Console, node_id: str) 
     """The children of one node: the fragment htmx loads when a branch is opened."""
     node = access_console_child_org(org=console.org, org_id=node_id)
     return render(
-        request, "organizations/console/_children.html",
+        request,
+        "organizations/console/_children.html",
         {"console": console, "children": list(org_children(node))},
     )
 
@@ -62,7 +66,9 @@ def organization_create_view(request: HttpRequest, console: Console) -> HttpResp
     if form.is_valid() and parent is not None:
         try:
             org = organization_create(
-                actor=console.user, parent=parent, name=form.cleaned_data["name"],
+                actor=console.user,
+                parent=parent,
+                name=form.cleaned_data["name"],
                 handle=form.cleaned_data["handle"],
             )
         except ValidationError as exc:

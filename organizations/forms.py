@@ -9,7 +9,8 @@ class OrganizationCreateForm(forms.Form):
     parent = forms.UUIDField(widget=forms.HiddenInput)
     name = forms.CharField(max_length=120)
     handle = forms.CharField(
-        max_length=50, validators=[handle_validator],
+        max_length=50,
+        validators=[handle_validator],
         help_text="Lowercase letters, digits and hyphens; unique in this tenant.",
     )
 

@@ -29,14 +29,10 @@ class Organization(MPTTModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=120)
     handle = models.CharField(max_length=50, validators=[handle_validator])
-    parent = TreeForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = TreeForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     # The root of this organization's tree (itself for a root). Set once at creation; it is
     # what every tenant-scoped table and the per-tenant audit chain key on.
-    tenant = models.ForeignKey(
-        "self", null=True, on_delete=models.PROTECT, related_name="+", editable=False
-    )
+    tenant = models.ForeignKey("self", null=True, on_delete=models.PROTECT, related_name="+", editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -91,3 +87,6 @@ class OrganizationSettings(models.Model):
                 name="org_settings_max_minutes_range",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"settings of {self.organization_id}"

@@ -19,6 +19,15 @@ def tenant_get(*, handle: str) -> Organization | None:
     return Organization.objects.filter(handle=handle, parent__isnull=True).first()
 
 
+def org_tenant(org: Organization) -> Organization:
+    """The root of ``org``'s tree (``org`` itself for a root). No query for a root."""
+    if org.parent_id is None:
+        return org
+    tenant = org.tenant
+    assert tenant is not None
+    return tenant
+
+
 def org_get_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str) -> Organization | None:
     try:
         org_uuid = uuid.UUID(str(org_id))

@@ -67,8 +67,9 @@ def application_create(
         errors["name"] = ["An application with this name already exists in this organization."]
     unknown = sorted(set(grant_types) - KNOWN_GRANTS)
     if unknown or not grant_types:
-        errors["grant_types"] = [f"Unknown grant type: {', '.join(unknown)}." if unknown
-                                 else "Choose at least one grant type."]
+        errors["grant_types"] = [
+            f"Unknown grant type: {', '.join(unknown)}." if unknown else "Choose at least one grant type."
+        ]
     if client_type not in (Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC):
         errors["client_type"] = ["Unknown client type."]
     if client_type == Application.CLIENT_PUBLIC and Application.GRANT_CLIENT_CREDENTIALS_TYPE in grant_types:
@@ -85,18 +86,26 @@ def application_create(
     plain_secret = ""
     if client_type == Application.CLIENT_CONFIDENTIAL:
         plain_secret = client_secret or generate_client_secret()
+    # A public client gets a random secret that nobody ever sees, so no guess (an empty
+    # string included) authenticates it as if it were confidential.
+    stored_secret = plain_secret or generate_client_secret()
     primary = (
         Application.GRANT_AUTHORIZATION_CODE
         if Application.GRANT_AUTHORIZATION_CODE_TYPE in grant_types
         else Application.GRANT_CLIENT_CREDENTIALS
     )
     app = Application(
-        organization=org, name=name, client_type=client_type,
-        authorization_grant_type=primary, grant_types=sorted(set(grant_types)),
+        organization=org,
+        name=name,
+        client_type=client_type,
+        authorization_grant_type=primary,
+        grant_types=sorted(set(grant_types)),
         redirect_uris=" ".join(redirect_uris),
         post_logout_redirect_uris=" ".join(post_logout_redirect_uris),
-        client_secret=plain_secret, hash_client_secret=True,
-        algorithm=Application.RS256_ALGORITHM, system_key=system_key,
+        client_secret=stored_secret,
+        hash_client_secret=True,
+        algorithm=Application.RS256_ALGORITHM,
+        system_key=system_key,
         skip_authorization=False,
     )
     if client_id:
@@ -110,7 +119,10 @@ def application_create(
     app.clean_fields(exclude=["client_secret", "user", "authorization_grant_type"])
     app.save()
     audit_record(
-        org=org, action="application-create", actor=actor, target_type="application",
+        org=org,
+        action="application-create",
+        actor=actor,
+        target_type="application",
         target_id=app.client_id,
         data={"name": app.name, "grant_types": app.grant_types, "client_type": client_type},
     )
@@ -138,8 +150,11 @@ def application_authorize_api(
     )
     authorization.scopes.set(found)
     audit_record(
-        org=application.organization, action="application-api-authorize", actor=actor,
-        target_type="application", target_id=application.client_id,
+        org=application.organization,
+        action="application-api-authorize",
+        actor=actor,
+        target_type="application",
+        target_id=application.client_id,
         data={"resource": resource.identifier, "scopes": wanted},
     )
     return authorization
@@ -163,9 +178,7 @@ def application_share(
         raise ValidationError({"organizations": ["Organizations are chosen only for selected sharing."]})
     for org in organizations:
         if org.tenant_id != owner.tenant_id or not org_is_descendant(org, of=owner):
-            raise ValidationError(
-                {"organizations": [f"{org.name} is not below {owner.name}."]}
-            )
+            raise ValidationError({"organizations": [f"{org.name} is not below {owner.name}."]})
     application.shared_access = mode
     application.save(update_fields=["shared_access"])
     ApplicationShare.objects.filter(application=application).exclude(
@@ -174,7 +187,10 @@ def application_share(
     for org in organizations:
         ApplicationShare.objects.get_or_create(application=application, organization=org)
     audit_record(
-        org=owner, action="application-share", actor=actor, target_type="application",
+        org=owner,
+        action="application-share",
+        actor=actor,
+        target_type="application",
         target_id=application.client_id,
         data={"mode": mode, "organizations": sorted(str(o.pk) for o in organizations)},
     )
@@ -196,9 +212,7 @@ def login_flow_validate(steps: object) -> list[list[str]]:
         if len(set(step)) != len(step):
             raise ValidationError(f"Step {index} lists an authenticator twice.")
         if "SharedUserIdentifierExecutor" in step and (index != 1 or len(step) != 1):
-            raise ValidationError(
-                "The Shared User Identifier must be the only option of the first step."
-            )
+            raise ValidationError("The Shared User Identifier must be the only option of the first step.")
         clean.append(list(step))
     if clean[0] == ["SharedUserIdentifierExecutor"] and len(clean) == 1:
         raise ValidationError("The Shared User Identifier needs a second step that checks credentials.")
@@ -214,7 +228,11 @@ def login_flow_set(
         application=application, organization=org, defaults={"steps": clean}
     )
     audit_record(
-        org=org, action="login-flow-update", actor=actor, target_type="application",
-        target_id=application.client_id, data={"steps": clean},
+        org=org,
+        action="login-flow-update",
+        actor=actor,
+        target_type="application",
+        target_id=application.client_id,
+        data={"steps": clean},
     )
     return flow

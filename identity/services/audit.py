@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,28 @@ GENESIS_HASH = "0" * 64
 
 # Fields covered by the hash, in a fixed order (the canonical JSON sorts keys anyway).
 HASHED_FIELDS = (
-    "seq", "created_at", "org_id", "action", "outcome", "actor_id", "actor_label",
-    "impersonator_id", "impersonator_label", "subject_id", "subject_label", "target_type",
-    "target_id", "client_id", "scopes", "request_id", "ip", "data",
+    "seq",
+    "created_at",
+    "org_id",
+    "action",
+    "outcome",
+    "actor_id",
+    "actor_label",
+    "impersonator_id",
+    "impersonator_label",
+    "subject_id",
+    "subject_label",
+    "target_type",
+    "target_id",
+    "client_id",
+    "scopes",
+    "request_id",
+    "ip",
+    "data",
 )
+
+
+UUID_FIELDS = ("org_id", "actor_id", "impersonator_id", "subject_id")
 
 
 def _scalar(value: Any) -> Any:
@@ -119,7 +138,10 @@ def audit_record(
             "data": _plain(data),
         }
         digest = event_hash(head.hash, fields)
-        event = AuditEvent.objects.create(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **fields)
+        stored = dict(fields)
+        for key in UUID_FIELDS:
+            stored[key] = uuid.UUID(fields[key]) if fields[key] else None
+        event = AuditEvent.objects.create(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **stored)
         head.seq = fields["seq"]
         head.hash = digest
         head.save(update_fields=["seq", "hash"])
@@ -145,7 +167,7 @@ class ChainReport:
 
 def _row_fields(row: AuditEvent) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in HASHED_FIELDS}
-    for key in ("org_id", "actor_id", "impersonator_id", "subject_id"):
+    for key in UUID_FIELDS:
         values[key] = str(values[key]) if values[key] is not None else None
     return values
 
@@ -159,24 +181,38 @@ def audit_verify_chain(*, tenant: Organization) -> ChainReport:
     rows = AuditEvent.objects.filter(tenant=tenant).order_by("seq", "id")
     for row in rows.iterator(chunk_size=2000):
         if row.seq != expected_seq:
-            return ChainReport(tenant.handle, False, count, expected_seq,
-                               f"event {expected_seq} is missing (next stored event is {row.seq})")
+            return ChainReport(
+                tenant.handle,
+                False,
+                count,
+                expected_seq,
+                f"event {expected_seq} is missing (next stored event is {row.seq})",
+            )
         if row.prev_hash != prev:
-            return ChainReport(tenant.handle, False, count, row.seq,
-                               f"event {row.seq} does not follow event {row.seq - 1} "
-                               "(rows deleted or reordered)")
+            return ChainReport(
+                tenant.handle,
+                False,
+                count,
+                row.seq,
+                f"event {row.seq} does not follow event {row.seq - 1} (rows deleted or reordered)",
+            )
         if event_hash(prev, _row_fields(row)) != row.hash:
-            return ChainReport(tenant.handle, False, count, row.seq,
-                               f"event {row.seq} was modified after it was written")
+            return ChainReport(
+                tenant.handle, False, count, row.seq, f"event {row.seq} was modified after it was written"
+            )
         prev = row.hash
         expected_seq += 1
         count += 1
     head_seq = head.seq if head else 0
     head_hash = head.hash if head else GENESIS_HASH
     if head_seq != count or head_hash != prev:
-        return ChainReport(tenant.handle, False, count, count + 1,
-                           f"the chain head records {head_seq} events but {count} remain "
-                           "(events deleted from the end)")
+        return ChainReport(
+            tenant.handle,
+            False,
+            count,
+            count + 1,
+            f"the chain head records {head_seq} events but {count} remain (events deleted from the end)",
+        )
     return ChainReport(tenant.handle, True, count, head_hash=prev)
 
 

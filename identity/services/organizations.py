@@ -13,14 +13,16 @@ from organizations.models import Organization, OrganizationSettings
 
 
 @transaction.atomic
-def organization_create(
-    *, actor: User | None, parent: Organization, name: str, handle: str
-) -> Organization:
+def organization_create(*, actor: User | None, parent: Organization, name: str, handle: str) -> Organization:
     """Create a child organization under ``parent``."""
     org = tree.org_insert(parent=parent, name=name, handle=handle)
     audit_record(
-        org=org, action="organization-create", actor=actor, target_type="organization",
-        target_id=org.pk, data={"name": org.name, "handle": org.handle, "parent": str(parent.pk)},
+        org=org,
+        action="organization-create",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"name": org.name, "handle": org.handle, "parent": str(parent.pk)},
     )
     return org
 
@@ -31,8 +33,12 @@ def tenant_root_create(*, actor: User | None, name: str, handle: str) -> Organiz
     org = tree.org_insert(parent=None, name=name, handle=handle)
     audit_chain_head_create(tenant=org)
     audit_record(
-        org=org, action="tenant-create", actor=actor, target_type="organization",
-        target_id=org.pk, data={"name": org.name, "handle": org.handle},
+        org=org,
+        action="tenant-create",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"name": org.name, "handle": org.handle},
     )
     return org
 
@@ -42,8 +48,12 @@ def organization_set_status(*, actor: User | None, org: Organization, status: st
     before = org.status
     tree.org_set_status(org=org, status=status)
     audit_record(
-        org=org, action="organization-status-change", actor=actor, target_type="organization",
-        target_id=org.pk, data={"from": before, "to": status},
+        org=org,
+        action="organization-status-change",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"from": before, "to": status},
     )
     return org
 
@@ -55,7 +65,11 @@ def organization_settings_update(
     """Set this organization's own settings; ``None`` clears a value back to *inherit*."""
     row = tree.org_settings_write(org=org, **values)
     audit_record(
-        org=org, action="organization-settings-update", actor=actor,
-        target_type="organization", target_id=org.pk, data={k: v for k, v in values.items()},
+        org=org,
+        action="organization-settings-update",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={k: v for k, v in values.items()},
     )
     return row

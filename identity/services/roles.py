@@ -28,9 +28,7 @@ def _resolve_scopes(
     found = list(pool.filter(name__in=wanted))
     missing = sorted(set(wanted) - {s.name for s in found})
     if missing:
-        where = (
-            f"authorized for {audience_application.name}" if audience_application else "in this tenant"
-        )
+        where = f"authorized for {audience_application.name}" if audience_application else "in this tenant"
         raise ValidationError({"permissions": [f"Not a permission {where}: {', '.join(missing)}."]})
     return found
 
@@ -70,14 +68,22 @@ def role_create(
         raise ValidationError({"name": ["A role with this name already exists for this audience."]})
     scopes = _resolve_scopes(org=org, audience_application=audience_application, names=permissions)
     role = Role.objects.create(
-        organization=org, name=name, audience=audience,
-        audience_application=audience_application, is_system=is_system,
+        organization=org,
+        name=name,
+        audience=audience,
+        audience_application=audience_application,
+        is_system=is_system,
     )
     role.permissions.set(scopes)
     audit_record(
-        org=org, action="role-create", actor=actor, target_type="role", target_id=role.pk,
+        org=org,
+        action="role-create",
+        actor=actor,
+        target_type="role",
+        target_id=role.pk,
         data={
-            "name": role.name, "audience": audience,
+            "name": role.name,
+            "audience": audience,
             "audience_application": audience_application.client_id if audience_application else None,
             "permissions": sorted(s.name for s in scopes),
         },
@@ -99,7 +105,11 @@ def role_set_permissions(
     before = sorted(role.permissions.values_list("name", flat=True))
     role.permissions.set(scopes)
     audit_record(
-        org=org, action="role-update", actor=actor, target_type="role", target_id=role.pk,
+        org=org,
+        action="role-update",
+        actor=actor,
+        target_type="role",
+        target_id=role.pk,
         data={"from": before, "to": sorted(s.name for s in scopes)},
     )
     return role
@@ -128,8 +138,13 @@ def role_assign(*, actor: User | None, role: Role, org: Organization, user: User
         raise ValidationError({"user": ["This user already has this role."]})
     assignment = RoleAssignment.objects.create(role=role, **principal)
     audit_record(
-        org=org, action="role-assign", actor=actor, subject=user, target_type="role",
-        target_id=role.pk, data={"role": role.name, "via_association": "association" in principal},
+        org=org,
+        action="role-assign",
+        actor=actor,
+        subject=user,
+        target_type="role",
+        target_id=role.pk,
+        data={"role": role.name, "via_association": "association" in principal},
     )
     return assignment
 
@@ -142,6 +157,11 @@ def role_unassign(*, actor: User | None, role: Role, org: Organization, user: Us
     if not deleted:
         raise ValidationError({"user": ["This user does not have this role."]})
     audit_record(
-        org=org, action="role-unassign", actor=actor, subject=user, target_type="role",
-        target_id=role.pk, data={"role": role.name},
+        org=org,
+        action="role-unassign",
+        actor=actor,
+        subject=user,
+        target_type="role",
+        target_id=role.pk,
+        data={"role": role.name},
     )

@@ -28,14 +28,25 @@ def sso_session_start(
 ) -> SSOSession:
     now = timezone.now()
     session = SSOSession.objects.create(
-        sid=secrets.token_urlsafe(32), tenant_id=org.tenant_id, organization=org, user=user,
-        amr=list(amr), auth_time=now, last_seen_at=now,
+        sid=secrets.token_urlsafe(32),
+        tenant_id=org.tenant_id,
+        organization=org,
+        user=user,
+        amr=list(amr),
+        auth_time=now,
+        last_seen_at=now,
         expires_at=now + dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE),
-        ip=ip, user_agent=user_agent[:300],
+        ip=ip,
+        user_agent=user_agent[:300],
     )
     audit_record(
-        org=org, action="login-success", actor=user, subject=user, target_type="sso_session",
-        target_id=session.pk, data={"amr": list(amr)},
+        org=org,
+        action="login-success",
+        actor=user,
+        subject=user,
+        target_type="sso_session",
+        target_id=session.pk,
+        data={"amr": list(amr)},
     )
     return session
 
@@ -48,8 +59,13 @@ def sso_session_end(*, actor: User | None, session: SSOSession, reason: str) -> 
         locked.end_reason = reason[:64]
         locked.save(update_fields=["ended_at", "end_reason"])
         audit_record(
-            org=locked.organization, action="logout", actor=actor, subject=locked.user,
-            target_type="sso_session", target_id=locked.pk, data={"reason": reason},
+            org=locked.organization,
+            action="logout",
+            actor=actor,
+            subject=locked.user,
+            target_type="sso_session",
+            target_id=locked.pk,
+            data={"reason": reason},
         )
     return locked
 
@@ -71,3 +87,15 @@ def sso_session_get_live(*, sid: str) -> SSOSession | None:
         .first()
     )
     return session
+
+
+def sso_session_is_fresh(session: SSOSession, *, max_age: int | None) -> bool:
+    """OIDC ``max_age``: did the user authenticate at most ``max_age`` seconds ago?
+
+    ``None`` means no limit; ``0`` always asks for a new sign-in.
+    """
+    if max_age is None:
+        return True
+    if max_age <= 0:
+        return False
+    return timezone.now() - session.auth_time <= dt.timedelta(seconds=max_age)

@@ -61,8 +61,12 @@ def user_create(
     try:
         with transaction.atomic():
             user = User.objects.create_user(
-                username, password, organization=org, email=email,
-                given_name=given_name.strip(), family_name=family_name.strip(),
+                username,
+                password,
+                organization=org,
+                email=email,
+                given_name=given_name.strip(),
+                family_name=family_name.strip(),
                 is_protected=is_protected,
             )
     except IntegrityError as exc:  # a concurrent create of the same username
@@ -70,8 +74,13 @@ def user_create(
             {"username": ["A user with this username already exists in this organization."]}
         ) from exc
     audit_record(
-        org=org, action="user-create", actor=actor, subject=user, target_type="user",
-        target_id=user.pk, data={"username": user.username, "email": user.email},
+        org=org,
+        action="user-create",
+        actor=actor,
+        subject=user,
+        target_type="user",
+        target_id=user.pk,
+        data={"username": user.username, "email": user.email},
     )
     return user
 
@@ -89,8 +98,13 @@ def user_share(*, actor: User | None, user: User, org: Organization) -> UserAsso
     association, created = UserAssociation.objects.get_or_create(user=user, organization=org)
     if created:
         audit_record(
-            org=org, action="user-share", actor=actor, subject=user, target_type="user",
-            target_id=user.pk, data={"resident_org": str(resident.pk), "association": str(association.pk)},
+            org=org,
+            action="user-share",
+            actor=actor,
+            subject=user,
+            target_type="user",
+            target_id=user.pk,
+            data={"resident_org": str(resident.pk), "association": str(association.pk)},
         )
     return association
 
@@ -112,8 +126,12 @@ def user_set_flags(
     if changes:
         user.save(update_fields=list(changes))
         audit_record(
-            org=user.organization, action="user-status-change", actor=actor, subject=user,
-            target_type="user", target_id=user.pk,
+            org=user.organization,
+            action="user-status-change",
+            actor=actor,
+            subject=user,
+            target_type="user",
+            target_id=user.pk,
             data={k: {"from": a, "to": b} for k, (a, b) in changes.items()},
         )
     return user

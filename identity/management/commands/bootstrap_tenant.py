@@ -33,13 +33,18 @@ class Command(BaseCommand):
             password = getpass.getpass("Password for the first administrator: ")
         try:
             system, admin = tenant_bootstrap(
-                actor=None, handle=options["handle"], name=options["name"],
-                admin_username=options["admin_username"], admin_password=password,
+                actor=None,
+                handle=options["handle"],
+                name=options["name"],
+                admin_username=options["admin_username"],
+                admin_password=password,
                 admin_email=options["admin_email"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        self.stdout.write(self.style.SUCCESS(
-            f"Tenant {system.tenant.handle} created; administrator {admin.username}. "
-            f"Console: /t/{system.tenant.handle}/console/"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Tenant {system.tenant.handle} created; administrator {admin.username}. "
+                f"Console: /t/{system.tenant.handle}/console/"
+            )
+        )

@@ -51,11 +51,14 @@ class Command(BaseCommand):
             with transaction.atomic():
                 result = step()
             self.stdout.write(f"[{index}/{len(steps)}] {label}: {result}")
-        self.stdout.write(self.style.SUCCESS(
-            "Demo tenant ready. Console: http://127.0.0.1:8000/t/acme/console/ "
-            f"(admin / {self.password}); Acme EU's Console: "
-            f"http://127.0.0.1:8000/t/acme/o/{self.orgs['acme-eu'].pk}/console/ (eu-admin / {self.password})"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Demo tenant ready. Console: http://127.0.0.1:8000/t/acme/console/ "
+                f"(admin / {self.password}); Acme EU's Console: "
+                f"http://127.0.0.1:8000/t/acme/o/{self.orgs['acme-eu'].pk}/console/ "
+                f"(eu-admin / {self.password})"
+            )
+        )
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -101,8 +104,13 @@ class Command(BaseCommand):
             user = User.objects.filter(organization=org, username=username).first()
             if user is None:
                 user = user_create(
-                    actor=None, org=org, username=username, password=self.password,
-                    email=f"{username}@acme.example", given_name=given, family_name=family,
+                    actor=None,
+                    org=org,
+                    username=username,
+                    password=self.password,
+                    email=f"{username}@acme.example",
+                    given_name=given,
+                    family_name=family,
                 )
                 created += 1
             self.people[username] = user
@@ -140,21 +148,34 @@ class Command(BaseCommand):
         created = app is None
         if app is None:
             app, _ = application_create(
-                actor=None, org=self.root, name="Pickup", client_type=Application.CLIENT_CONFIDENTIAL,
-                client_id="pickup", client_secret="pickup-secret",  # noqa: S106 (demo)
+                actor=None,
+                org=self.root,
+                name="Pickup",
+                client_type=Application.CLIENT_CONFIDENTIAL,
+                client_id="pickup",
+                client_secret="pickup-secret",  # noqa: S106 (demo)
                 grant_types=[
-                    Application.GRANT_AUTHORIZATION_CODE_TYPE, Application.GRANT_REFRESH_TOKEN_TYPE,
-                    Application.GRANT_TOKEN_EXCHANGE_TYPE, Application.GRANT_ORGANIZATION_SWITCH_TYPE,
+                    Application.GRANT_AUTHORIZATION_CODE_TYPE,
+                    Application.GRANT_REFRESH_TOKEN_TYPE,
+                    Application.GRANT_TOKEN_EXCHANGE_TYPE,
+                    Application.GRANT_ORGANIZATION_SWITCH_TYPE,
                 ],
-                redirect_uris=[PICKUP_REDIRECT], post_logout_redirect_uris=[PICKUP_URL],
-                subject_token_enabled=True, discoverable=True, access_url=PICKUP_URL,
-                skip_login_consent=True, skip_logout_consent=True, pkce_required=False,
+                redirect_uris=[PICKUP_REDIRECT],
+                post_logout_redirect_uris=[PICKUP_URL],
+                subject_token_enabled=True,
+                discoverable=True,
+                access_url=PICKUP_URL,
+                skip_login_consent=True,
+                skip_logout_consent=True,
+                pkce_required=False,
                 description="A demo business application that supports impersonation.",
             )
             for identifier in ("system:impersonation", "org:impersonation", *USER_MGT_RESOURCES):
                 resource = APIResource.objects.get(tenant=self.root, identifier=identifier)
                 application_authorize_api(
-                    actor=None, application=app, resource=resource,
+                    actor=None,
+                    application=app,
+                    resource=resource,
                     scopes=list(resource.scopes.values_list("name", flat=True)),
                 )
             application_share(actor=None, application=app, mode=Application.SharedAccess.ALL)
@@ -166,7 +187,9 @@ class Command(BaseCommand):
         created = role is None
         if role is None:
             role = role_create(
-                actor=None, org=self.root, name="Pickup Impersonator",
+                actor=None,
+                org=self.root,
+                name="Pickup Impersonator",
                 audience_application=self.pickup_app,
                 permissions=[IMPERSONATE_SCOPE, ORG_IMPERSONATE_SCOPE],
             )

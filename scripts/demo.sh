@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Run the demo: migrate, seed the demo tenant (DESIGN §8), serve on http://127.0.0.1:8000.
+#
+# Embedded default, no configuration needed: SQLite (db.sqlite3), Celery tasks run in-process,
+# email printed to this console. Creates the virtual environment if missing ($VENV, default
+# .venv, with scripts/python.sh's interpreter) and installs the project into it. Safe to run
+# again: seed_demo is idempotent. ACTAS_REINSTALL=1 forces the install step.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${VENV:-.venv}"
+EXTRAS=""
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+venv_python_ok() {
+    "$VENV/bin/python" -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1
+}
+
+if [ ! -e "$VENV/bin/python" ] && [ ! -L "$VENV/bin/python" ]; then
+    PYTHON="$("$ROOT/scripts/python.sh")"
+    echo "demo.sh: creating virtual environment $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+fi
+if ! venv_python_ok; then
+    echo "demo.sh: $VENV/bin/python is not a working Python >= 3.12." >&2
+    echo "demo.sh: remove $VENV (or set VENV=another-dir) and run again." >&2
+    exit 1
+fi
+
+# Any install of the project (with or without extras) for this pyproject.toml will do.
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
+installed=no
+for stamp in "$VENV"/.actas-installed*; do
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && installed=yes
+done
+if [ "${ACTAS_REINSTALL:-0}" = 1 ] || [ "$installed" = no ]; then
+    echo "demo.sh: pip install -e . into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --editable ".$EXTRAS"
+    printf '%s\n' "$want" >"$VENV/.actas-installed$EXTRAS"
+fi
+
+export DEBUG=1
+PY="$VENV/bin/python"
+
+echo "demo.sh: python manage.py migrate"
+"$PY" manage.py migrate --no-input
+
+echo "demo.sh: python manage.py seed_demo"
+seed_output="$("$PY" manage.py seed_demo)"
+printf '%s\n' "$seed_output"
+eu_console="$(printf '%s\n' "$seed_output" | grep -o 'http://[^ ]*/t/acme/o/[^ ]*/console/' | tail -n1 || true)"
+
+cat <<EOF
+
+============================================================================
+ actas demo: http://127.0.0.1:8000   (password of every demo user: actas-demo-1)
+
+   Acme Console:     http://127.0.0.1:8000/t/acme/console/
+                     admin / actas-demo-1
+   Acme EU Console:  ${eu_console:-(see the seed_demo output above)}
+                     eu-admin / actas-demo-1
+
+   Other users: alice, bob (Acme), erin (Acme EU). Pickup app: client id pickup.
+   Stop with Ctrl-C.
+============================================================================
+
+EOF
+
+exec "$PY" manage.py runserver 127.0.0.1:8000

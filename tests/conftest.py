@@ -1,0 +1,135 @@
+"""Shared fixtures: a demo-like tenant tree and named personas.
+
+    acme (root)                 admin (Administrator + Impersonator), target, impersonator
+    ├── acme-eu                 eu_admin (Administrator there), eu_user; target shared in
+    │   └── acme-eu-sales       sales_user
+    └── acme-us                 other_org_user
+
+Every persona signs in with ``PASSWORD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from identity.models import User
+from identity.services.organizations import organization_create
+from identity.services.roles import role_assign
+from identity.services.tenants import TenantSystem, tenant_bootstrap
+from identity.services.users import user_create, user_share
+from organizations.models import Organization
+from organizations.selectors import org_tenant
+
+pytest_plugins = ["tests.service_fixtures"]
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashers_and_clean_cache(settings: pytest.FixtureRequest) -> None:
+    # Password hashing at production cost would make the suite crawl; client secrets keep
+    # their real hasher.
+    settings.PASSWORD_HASHERS = [  # type: ignore[attr-defined]
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "identity.hashers.ClientSecretHasher",
+    ]
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks_unless_live_worker() -> Iterator[None]:
+    """Tasks run in-process unless a test asks for the real worker (``celery_worker_live``
+    switches this off again for its own test), so nothing queues work that no one runs."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@dataclass
+class World:
+    system: TenantSystem
+    root: Organization
+    eu: Organization
+    sales: Organization
+    us: Organization
+    admin: User
+    target: User
+    impersonator: User
+    eu_admin: User
+    eu_user: User
+    sales_user: User
+    other_org_user: User
+
+    @property
+    def tenant(self) -> Organization:
+        return self.root
+
+
+def make_user(org: Organization, username: str, **extra: object) -> User:
+    return user_create(
+        actor=None,
+        org=org,
+        username=username,
+        password=PASSWORD,
+        email=f"{username}@example.test",
+        given_name=username.title(),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    system, admin = tenant_bootstrap(
+        actor=None,
+        handle="acme",
+        name="Acme",
+        admin_username="admin",
+        admin_password=PASSWORD,
+        admin_email="admin@example.test",
+    )
+    root = system.tenant
+    eu = organization_create(actor=None, parent=root, name="Acme EU", handle="acme-eu")
+    sales = organization_create(actor=None, parent=eu, name="Acme EU Sales", handle="acme-eu-sales")
+    us = organization_create(actor=None, parent=root, name="Acme US", handle="acme-us")
+    target = make_user(root, "target")
+    impersonator = make_user(root, "impersonator")
+    role_assign(actor=None, role=system.impersonator, org=root, user=impersonator)
+    eu_admin = make_user(eu, "eu-admin")
+    role_assign(actor=None, role=system.administrator, org=eu, user=eu_admin)
+    eu_user = make_user(eu, "eu-user")
+    sales_user = make_user(sales, "sales-user")
+    other = make_user(us, "us-user")
+    user_share(actor=None, user=target, org=eu)
+    return World(
+        system, root, eu, sales, us, admin, target, impersonator, eu_admin, eu_user, sales_user, other
+    )
+
+
+def sign_in(client: Client, user: User, *, org: Organization | None = None) -> Client:
+    """Sign in through the real sign-in page of the user's resident organization."""
+    org = org or user.organization
+    tenant = org_tenant(org)
+    url = f"/t/{tenant.handle}/login/" if org.pk == tenant.pk else f"/t/{tenant.handle}/o/{org.pk}/login/"
+    response = client.post(url, {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    return client
+
+
+@pytest.fixture
+def admin_client(client: Client, world: World) -> Client:
+    return sign_in(client, world.admin)
+
+
+def console_url(org: Organization, path: str = "") -> str:
+    tenant = org_tenant(org)
+    if org.pk == tenant.pk:
+        return f"/t/{tenant.handle}/console/{path}"
+    return f"/t/{tenant.handle}/o/{org.pk}/console/{path}"

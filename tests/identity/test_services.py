@@ -249,7 +249,11 @@ def test_public_client_has_no_secret(world: World) -> None:
     ],
 )
 def test_application_create_errors(world: World, kwargs: dict[str, Any], field: str) -> None:
-    params: dict[str, Any] = {"name": "App", "grant_types": ["authorization_code"], "redirect_uris": ["https://a.example/cb"]}
+    params: dict[str, Any] = {
+        "name": "App",
+        "grant_types": ["authorization_code"],
+        "redirect_uris": ["https://a.example/cb"],
+    }
     params.update(kwargs)
     before = Application.objects.count()
     with pytest.raises(ValidationError) as exc:

@@ -73,12 +73,16 @@ def access_console_child_org(*, org: Organization, org_id: uuid.UUID | str) -> O
     return child
 
 
+def _uuid_or_404(value: uuid.UUID | str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise Http404(f"No such {what}.") from exc
+
+
 def access_console_user(*, org: Organization, user_id: uuid.UUID | str) -> User:
     """A member (resident or shared) of ``org``."""
-    try:
-        pk = uuid.UUID(str(user_id))
-    except ValueError as exc:
-        raise Http404("No such user.") from exc
+    pk = _uuid_or_404(user_id, "user")
     user = org_members(org).select_related("organization").filter(pk=pk).first()
     if user is None:
         raise Http404("No such user.")
@@ -87,10 +91,7 @@ def access_console_user(*, org: Organization, user_id: uuid.UUID | str) -> User:
 
 def access_console_role(*, org: Organization, role_id: uuid.UUID | str) -> Role:
     """A role owned by ``org`` or shared into it."""
-    try:
-        pk = uuid.UUID(str(role_id))
-    except ValueError as exc:
-        raise Http404("No such role.") from exc
+    pk = _uuid_or_404(role_id, "role")
     role = (
         Role.objects.select_related("audience_application__organization", "organization")
         .filter(pk=pk)

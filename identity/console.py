@@ -131,6 +131,14 @@ def _scope_pool(console: Console) -> list[Scope]:
     return list(Scope.objects.filter(tenant=console.tenant).select_related("resource").order_by("name"))
 
 
+def _role_scope_pool(console: Console, role: Role) -> list[Scope]:
+    """The permissions a role may hold: its application's authorized scopes, or any scope of
+    the tenant for an organization role."""
+    if role.audience_application:
+        return list(application_authorized_scopes(role.audience_application))
+    return _scope_pool(console)
+
+
 @console_page(scope="internal_role_mgt_create")
 @require_http_methods(["GET", "POST"])
 def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
@@ -168,11 +176,7 @@ def _role_page(
     permissions_form: RolePermissionsForm | None = None,
 ) -> HttpResponse:
     editable = role_is_editable_in(role=role, org=console.org)
-    pool = (
-        list(application_authorized_scopes(role.audience_application))
-        if role.audience_application
-        else _scope_pool(console)
-    )
+    pool = _role_scope_pool(console, role)
     current = sorted(role.permissions.values_list("name", flat=True))
     if permissions_form is None and editable:
         permissions_form = RolePermissionsForm(scopes=pool, initial={"permissions": current})
@@ -205,11 +209,7 @@ def role_detail(request: HttpRequest, console: Console, role_id: str) -> HttpRes
 @require_POST
 def role_permissions(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
     role = access_console_role(org=console.org, role_id=role_id)
-    pool = (
-        list(application_authorized_scopes(role.audience_application))
-        if role.audience_application
-        else _scope_pool(console)
-    )
+    pool = _role_scope_pool(console, role)
     form = RolePermissionsForm(request.POST, scopes=pool)
     if form.is_valid():
         try:

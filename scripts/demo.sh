@@ -10,36 +10,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-VENV="${VENV:-.venv}"
-EXTRAS=""
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-venv_python_ok() {
-    "$VENV/bin/python" -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1
-}
-
-if [ ! -e "$VENV/bin/python" ] && [ ! -L "$VENV/bin/python" ]; then
-    PYTHON="$("$ROOT/scripts/python.sh")"
-    echo "demo.sh: creating virtual environment $VENV with $PYTHON"
-    "$PYTHON" -m venv "$VENV"
-fi
-if ! venv_python_ok; then
-    echo "demo.sh: $VENV/bin/python is not a working Python >= 3.12." >&2
-    echo "demo.sh: remove $VENV (or set VENV=another-dir) and run again." >&2
-    exit 1
-fi
-
-# Any install of the project (with or without extras) for this pyproject.toml will do.
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-installed=no
-for stamp in "$VENV"/.actas-installed*; do
-    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && installed=yes
-done
-if [ "${ACTAS_REINSTALL:-0}" = 1 ] || [ "$installed" = no ]; then
-    echo "demo.sh: pip install -e . into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --editable ".$EXTRAS"
-    printf '%s\n' "$want" >"$VENV/.actas-installed$EXTRAS"
-fi
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh"
+ensure_venv demo.sh ""
 
 export DEBUG=1
 PY="$VENV/bin/python"

@@ -21,32 +21,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-VENV="${VENV:-.venv}"
-EXTRAS="[dev]"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-venv_python_ok() {
-    "$VENV/bin/python" -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1
-}
-
-if [ ! -e "$VENV/bin/python" ] && [ ! -L "$VENV/bin/python" ]; then
-    PYTHON="$("$ROOT/scripts/python.sh")"
-    echo "test.sh: creating virtual environment $VENV with $PYTHON" >&2
-    "$PYTHON" -m venv "$VENV"
-fi
-if ! venv_python_ok; then
-    echo "test.sh: $VENV/bin/python is not a working Python >= 3.12." >&2
-    echo "test.sh: remove $VENV (or set VENV=another-dir) and run again." >&2
-    exit 1
-fi
-
-stamp="$VENV/.actas-installed$EXTRAS"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-if [ "${ACTAS_REINSTALL:-0}" = 1 ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "test.sh: pip install -e '.$EXTRAS' into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --editable ".$EXTRAS"
-    printf '%s\n' "$want" >"$stamp"
-fi
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh"
+ensure_venv test.sh "[dev]"
 
 export DEBUG=1
 export SECRET_KEY="actas-test-secret-key-not-for-production"

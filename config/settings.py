@@ -157,7 +157,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+# The cache holds the sign-in failure budgets, so every worker process must share it: Redis
+# when configured (REDIS_URL, or else a Redis Celery broker), local memory only in the
+# embedded single-process default.
+_broker = os.environ.get("CELERY_BROKER_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL") or (_broker if _broker.startswith(("redis://", "rediss://")) else "")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -168,7 +172,6 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-RATELIMIT_USE_CACHE = "default"
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
@@ -225,6 +228,10 @@ REST_FRAMEWORK = {
 ACTAS_LOGIN_MAX_FAILURES_PER_USER = env_int("ACTAS_LOGIN_MAX_FAILURES_PER_USER", 5)
 ACTAS_LOGIN_MAX_FAILURES_PER_IP = env_int("ACTAS_LOGIN_MAX_FAILURES_PER_IP", 30)
 ACTAS_LOGIN_FAILURE_WINDOW = env_int("ACTAS_LOGIN_FAILURE_WINDOW", 15 * 60)
+# How many reverse proxies sit in front of actas. With N > 0 the client address is the N-th
+# entry from the right of X-Forwarded-For (each proxy appends the address it saw); with 0
+# the header is ignored, since a client could write anything there.
+ACTAS_TRUSTED_PROXIES = env_int("ACTAS_TRUSTED_PROXIES", 0)
 ACTAS_SSO_SESSION_MAX_AGE = env_int("ACTAS_SSO_SESSION_MAX_AGE", 8 * 3600)
 ACTAS_CONSOLE_PAGE_SIZE = env_int("ACTAS_CONSOLE_PAGE_SIZE", 25)
 

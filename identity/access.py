@@ -8,7 +8,7 @@ leaks nothing (an object outside the administrator's organization is simply not 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -19,6 +19,7 @@ from identity.selectors import (
     org_members,
     role_is_shared_into,
     tenant_system_application,
+    user_grantable_scope_names,
     user_scopes_along_path,
 )
 from organizations.models import Organization
@@ -63,6 +64,22 @@ def access_console(
     if scope is not None and scope not in held:
         raise PermissionDenied("Your role does not allow this action.")
     return held
+
+
+def access_grant(
+    *,
+    user: User,
+    org: Organization,
+    permissions: Iterable[str],
+    path: Sequence[Organization] | None = None,
+) -> None:
+    """No privilege escalation: a user hands out (in a role they create, edit or assign) only
+    permissions they hold themselves in ``org`` or an ancestor of it."""
+    missing = sorted(set(permissions) - user_grantable_scope_names(user=user, org=org, path=path))
+    if missing:
+        raise PermissionDenied(
+            "You can only grant permissions you hold yourself. You do not hold: " + ", ".join(missing) + "."
+        )
 
 
 def access_console_child_org(*, org: Organization, org_id: uuid.UUID | str) -> Organization:

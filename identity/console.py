@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from identity.access import access_console_role, access_console_user
+from identity.access import access_console_role, access_console_user, access_grant
 from identity.console_shell import Console, console_page
 from identity.forms import (
     RoleAssignForm,
@@ -55,7 +55,7 @@ def home(request: HttpRequest, console: Console) -> HttpResponse:
 
 @console_page(scope="internal_user_mgt_list")
 def user_list(request: HttpRequest, console: Console) -> HttpResponse:
-    search = request.GET.get("q", "")[:100]
+    search = request.GET.get("q", "")[:100].replace("\x00", "")
     after = request.GET.get("after") or None
     page = org_member_page(org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE)
     return render(
@@ -93,7 +93,7 @@ def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpRes
             "console": console,
             "member": member,
             "is_shared": member.organization_id != console.org.pk,
-            "memberships": user_memberships(member),
+            "memberships": user_memberships(member, within=console.org),
             "roles": user_roles_in_org(user=member, org=console.org),
         },
     )
@@ -148,6 +148,12 @@ def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            access_grant(
+                user=console.user,
+                org=console.org,
+                path=console.path,
+                permissions=[p.name for p in data["permissions"]],
+            )
             role = role_create(
                 actor=console.user,
                 org=console.org,
@@ -155,6 +161,8 @@ def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
                 audience_application=data["audience_application"],
                 permissions=[s.name for s in data["permissions"]],
             )
+        except PermissionDenied as exc:
+            form.add_error("permissions", str(exc))
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -212,13 +220,12 @@ def role_permissions(request: HttpRequest, console: Console, role_id: str) -> Ht
     pool = _role_scope_pool(console, role)
     form = RolePermissionsForm(request.POST, scopes=pool)
     if form.is_valid():
+        permissions = [s.name for s in form.cleaned_data["permissions"]]
         try:
-            role_set_permissions(
-                actor=console.user,
-                role=role,
-                org=console.org,
-                permissions=[s.name for s in form.cleaned_data["permissions"]],
-            )
+            access_grant(user=console.user, org=console.org, path=console.path, permissions=permissions)
+            role_set_permissions(actor=console.user, role=role, org=console.org, permissions=permissions)
+        except PermissionDenied as exc:
+            form.add_error("permissions", str(exc))
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -234,17 +241,32 @@ def role_assign_view(request: HttpRequest, console: Console, role_id: str) -> Ht
     form = RoleAssignForm(request.POST)
     if form.is_valid():
         username = normalise_username(form.cleaned_data["username"])
-        # Residents first: a username is unique within its resident organization only.
+        # A username is unique within its resident organization only: a resident wins; two
+        # users shared in from different organizations under one name are ambiguous.
         candidates = list(org_members(console.org).filter(username=username).select_related("organization"))
-        member: User | None = next(
-            (u for u in candidates if u.organization_id == console.org.pk),
-            candidates[0] if candidates else None,
-        )
+        residents = [u for u in candidates if u.organization_id == console.org.pk]
+        member: User | None = residents[0] if residents else None
+        if member is None and len(candidates) == 1:
+            member = candidates[0]
         if member is None:
-            form.add_error("username", "No member of this organization has this username.")
+            form.add_error(
+                "username",
+                "Several members shared into this organization have this username; ask their "
+                "organization's administrator."
+                if candidates
+                else "No member of this organization has this username.",
+            )
         else:
             try:
+                access_grant(
+                    user=console.user,
+                    org=console.org,
+                    path=console.path,
+                    permissions=role.permissions.values_list("name", flat=True),
+                )
                 role_assign(actor=console.user, role=role, org=console.org, user=member)
+            except PermissionDenied as exc:
+                form.add_error("username", str(exc))
             except ValidationError as exc:
                 apply_service_errors(form, exc)
             else:

@@ -10,7 +10,7 @@ import contextvars
 import ipaddress
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -40,6 +40,16 @@ def normalise_ip(value: str | None) -> str | None:
         return ipaddress.ip_address(value.strip()).compressed
     except ValueError:
         return None
+
+
+def client_ip(meta: Mapping[str, str], *, trusted_proxies: int) -> str | None:
+    """The client's address: REMOTE_ADDR, or with ``trusted_proxies`` = N > 0 the N-th entry
+    from the right of X-Forwarded-For (the address the outermost trusted proxy saw)."""
+    if trusted_proxies > 0:
+        hops = [h.strip() for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        if len(hops) >= trusted_proxies:
+            return normalise_ip(hops[-trusted_proxies])
+    return normalise_ip(meta.get("REMOTE_ADDR"))
 
 
 def new_request_id(candidate: str | None = None) -> str:

@@ -17,7 +17,7 @@ class LoginForm(forms.Form):
 
 class UserCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
-    email = forms.EmailField(required=False)
+    email = forms.EmailField(required=False, max_length=254)
     given_name = forms.CharField(max_length=150, required=False, label="Given name")
     family_name = forms.CharField(max_length=150, required=False, label="Family name")
     password = forms.CharField(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -29,7 +30,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         ctx = context.RequestContext(
             request_id=context.new_request_id(request.headers.get("X-Request-ID")),
-            ip=context.normalise_ip(request.META.get("REMOTE_ADDR")),
+            ip=context.client_ip(request.META, trusted_proxies=settings.ACTAS_TRUSTED_PROXIES),
         )
         request.request_id = ctx.request_id  # type: ignore[attr-defined]
         with context.bound(ctx):

@@ -19,6 +19,12 @@ from oauth2_provider.models import AbstractApplication
 
 from organizations.models import Organization
 
+# The scopes that let a user impersonate others. They are granted only through application
+# roles (an organization-wide role never carries them).
+IMPERSONATE_SCOPE = "internal_user_impersonate"
+ORG_IMPERSONATE_SCOPE = "internal_org_user_impersonate"
+IMPERSONATION_SCOPES = frozenset({IMPERSONATE_SCOPE, ORG_IMPERSONATE_SCOPE})
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -280,7 +286,7 @@ class Role(models.Model):
                 name="role_name_in_org",
             ),
             models.UniqueConstraint(
-                fields=["audience_application", "name"],
+                fields=["organization", "audience_application", "name"],
                 condition=Q(audience="application"),
                 name="role_name_in_application",
             ),
@@ -397,13 +403,13 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=100)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
     actor_id = models.UUIDField(null=True, blank=True)
-    actor_label = models.CharField(max_length=200, blank=True)
+    actor_label = models.CharField(max_length=255, blank=True)
     impersonator_id = models.UUIDField(null=True, blank=True)
-    impersonator_label = models.CharField(max_length=200, blank=True)
+    impersonator_label = models.CharField(max_length=255, blank=True)
     subject_id = models.UUIDField(null=True, blank=True)
-    subject_label = models.CharField(max_length=200, blank=True)
+    subject_label = models.CharField(max_length=255, blank=True)
     target_type = models.CharField(max_length=64, blank=True)
-    target_id = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=255, blank=True)
     client_id = models.CharField(max_length=255, blank=True)
     scopes = models.TextField(blank=True)
     request_id = models.CharField(max_length=64, blank=True)

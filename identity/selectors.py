@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from identity.models import (
+    IMPERSONATION_SCOPES,
     Application,
     ApplicationAPIAuthorization,
     ApplicationShare,
@@ -26,7 +27,7 @@ from identity.models import (
     UserAssociation,
 )
 from organizations.models import Organization
-from organizations.selectors import org_ancestor_ids, org_ancestors, org_is_descendant
+from organizations.selectors import org_ancestor_ids, org_ancestors, org_descendant_filter, org_is_descendant
 
 # --- memberships --------------------------------------------------------------------------
 
@@ -95,9 +96,15 @@ def org_member_page(
     return UserPage(users=rows[:size], next_cursor=next_cursor)
 
 
-def user_memberships(user: User) -> list[Organization]:
-    """The resident organization first, then every organization the user is shared into."""
-    shared = [a.organization for a in user.associations.select_related("organization")]
+def user_memberships(user: User, *, within: Organization) -> list[Organization]:
+    """The resident organization first, then the organizations the user is shared into that
+    lie in ``within``'s subtree (an administrator does not learn about other branches)."""
+    shared = [
+        a.organization
+        for a in user.associations.filter(
+            **org_descendant_filter(within, prefix="organization__", include_self=True)
+        ).select_related("organization")
+    ]
     return [user.organization, *sorted(shared, key=lambda o: o.name)]
 
 
@@ -162,21 +169,29 @@ def login_flow_steps(*, application: Application, org: Organization) -> list[lis
 
 
 def roles_in_org(org: Organization) -> list[Role]:
-    """Roles an administrator of ``org`` sees: its own, and the roles of applications shared
-    with it (shared roles, including the system roles of the Console and My Account)."""
+    """Roles an administrator of ``org`` sees: its own, and the shared roles — the roles that
+    the owner of an application shared with ``org`` created for it (the system roles of the
+    Console and My Account among them). A role another organization made for a shared
+    application stays that organization's own."""
     available = [a.pk for a in applications_available_in(org) if a.organization_id != org.pk]
-    qs = Role.objects.filter(Q(organization=org) | Q(audience_application__in=available)).select_related(
-        "audience_application", "organization"
-    )
+    qs = Role.objects.filter(
+        Q(organization=org)
+        | Q(audience_application__in=available, organization=F("audience_application__organization"))
+    ).select_related("audience_application", "organization")
     return list(qs.order_by("name", "audience_application__name"))
 
 
 def role_is_shared_into(*, role: Role, org: Organization) -> bool:
-    """A role owned by another organization that appears in ``org`` as a shared role."""
+    """A role owned by another organization that appears in ``org`` as a shared role: it was
+    made by the owner of its application, and that application is shared with ``org``."""
     if role.organization_id == org.pk:
         return False
     app = role.audience_application
-    return app is not None and application_available_in(application=app, org=org)
+    return (
+        app is not None
+        and role.organization_id == app.organization_id
+        and application_available_in(application=app, org=org)
+    )
 
 
 def role_assignments_in_org(*, role: Role, org: Organization) -> QuerySet[RoleAssignment]:
@@ -209,37 +224,67 @@ def _principal_q(*, user: User, org_ids: Sequence[uuid.UUID]) -> Q:
     )
 
 
-def _role_targets_q(application: Application) -> Q:
-    """Roles that grant for ``application``: its application roles, and organization roles
-    of the organization where they are assigned."""
-    return (
-        Q(role__audience=Role.Audience.APPLICATION, role__audience_application=application)
-        | Q(
-            role__audience=Role.Audience.ORGANIZATION,
-            user__isnull=False,
-            role__organization=F("user__organization"),
-        )
-        | Q(
-            role__audience=Role.Audience.ORGANIZATION,
-            association__isnull=False,
-            role__organization=F("association__organization"),
-        )
+def _role_owned_where_assigned_q() -> Q:
+    """The role belongs to the organization where it is assigned."""
+    return Q(user__isnull=False, role__organization=F("user__organization")) | Q(
+        association__isnull=False, role__organization=F("association__organization")
     )
+
+
+def _application_role_q(application: Application) -> Q:
+    """Application roles of ``application`` that count where they are assigned: the owner's
+    roles (shared roles, wherever the application is shared) or the assigning organization's
+    own roles."""
+    return Q(role__audience=Role.Audience.APPLICATION, role__audience_application=application) & (
+        Q(role__organization_id=application.organization_id) | _role_owned_where_assigned_q()
+    )
+
+
+def _organization_role_q() -> Q:
+    """Organization roles count only in the organization that owns them."""
+    return Q(role__audience=Role.Audience.ORGANIZATION) & _role_owned_where_assigned_q()
 
 
 def _held_scope_names(
     *, user: User, application: Application, org_ids: Sequence[uuid.UUID]
 ) -> frozenset[str]:
-    assignments = RoleAssignment.objects.filter(_principal_q(user=user, org_ids=org_ids)).filter(
-        _role_targets_q(application)
-    )
+    mine = RoleAssignment.objects.filter(_principal_q(user=user, org_ids=org_ids))
+    app_roles = mine.filter(_application_role_q(application))
+    org_roles = mine.filter(_organization_role_q())
     authorized = ApplicationAPIAuthorization.objects.filter(application=application).values("scopes")
     names = (
-        Scope.objects.filter(roles__assignments__in=assignments, pk__in=authorized)
+        Scope.objects.filter(pk__in=authorized)
+        .filter(
+            Q(roles__assignments__in=app_roles)
+            # Impersonation is granted only by application roles (DESIGN §5.1).
+            | Q(roles__assignments__in=org_roles) & ~Q(name__in=IMPERSONATION_SCOPES)
+        )
         .values_list("name", flat=True)
         .distinct()
     )
     return frozenset(names)
+
+
+def user_grantable_scope_names(
+    *, user: User, org: Organization, path: Sequence[Organization] | None = None
+) -> frozenset[str]:
+    """Every scope ``user`` holds through any role that counts in ``org`` or its ancestors,
+    whatever the application: what they may hand to others there (no privilege escalation)."""
+    if not user.can_sign_in:
+        return frozenset()
+    if path is None:
+        path = org_ancestors(org, include_self=True)
+    mine = RoleAssignment.objects.filter(_principal_q(user=user, org_ids=[n.pk for n in path]))
+    counted = mine.filter(
+        _role_owned_where_assigned_q()
+        | Q(
+            role__audience=Role.Audience.APPLICATION,
+            role__organization=F("role__audience_application__organization"),
+        )
+    )
+    return frozenset(
+        Scope.objects.filter(roles__assignments__in=counted).values_list("name", flat=True).distinct()
+    )
 
 
 def user_scopes_for_application(*, user: User, application: Application, org: Organization) -> frozenset[str]:
@@ -250,7 +295,7 @@ def user_scopes_for_application(*, user: User, application: Application, org: Or
     it (assignments to the association). Only scopes the application is authorized for count.
     At most four queries.
     """
-    if not user.is_active:
+    if not user.can_sign_in:
         return frozenset()
     path = org_ancestors(org, include_self=True)
     if any(node.status != Organization.Status.ACTIVE for node in path):
@@ -271,7 +316,7 @@ def user_scopes_along_path(
     This is how Console administration reaches down the tree: an administrator of an
     organization administers its descendants, never its siblings or ancestors.
     """
-    if not user.is_active:
+    if not user.can_sign_in:
         return frozenset()
     if path is None:
         path = org_ancestors(org, include_self=True)

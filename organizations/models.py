@@ -21,13 +21,16 @@ handle_validator = RegexValidator(
 )
 
 
+NAME_MAX_LENGTH = 120
+
+
 class Organization(MPTTModel):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         DISABLED = "disabled", "Disabled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     handle = models.CharField(max_length=50, validators=[handle_validator])
     parent = TreeForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     # The root of this organization's tree (itself for a root). Set once at creation; it is

@@ -8,15 +8,24 @@ audit trail lives in ``identity``), always inside the caller's transaction.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 
-from organizations.models import Organization, OrganizationSettings, handle_validator
+from organizations.models import NAME_MAX_LENGTH, Organization, OrganizationSettings, handle_validator
 from organizations.selectors import org_effective_settings
 
+# Any constant works; it names the lock that serialises the creation of tenant roots.
+_ROOT_INSERT_LOCK = 0x61637461  # "acta"
 
-def _lock_tenant(tenant_id: object) -> None:
-    """Serialise tree writes within one tenant: mptt renumbers lft/rght on insert."""
-    Organization.objects.select_for_update().filter(pk=tenant_id).first()
+
+def _lock_for_insert(parent: Organization | None) -> None:
+    """Serialise tree writes: mptt renumbers lft/rght inside a tenant on insert, and gives a
+    new root ``max(tree_id) + 1``, so two concurrent writers could corrupt the tree."""
+    if parent is not None:
+        Organization.objects.select_for_update().filter(pk=parent.tenant_id).first()
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROOT_INSERT_LOCK])
+    # SQLite (the embedded default) runs one writing transaction at a time anyway.
 
 
 @transaction.atomic
@@ -27,33 +36,38 @@ def org_insert(*, parent: Organization | None, name: str, handle: str) -> Organi
     errors: dict[str, list[str]] = {}
     if not name:
         errors.setdefault("name", []).append("Enter a name.")
+    elif len(name) > NAME_MAX_LENGTH:
+        errors.setdefault("name", []).append(f"Use at most {NAME_MAX_LENGTH} characters.")
     try:
         handle_validator(handle)
     except ValidationError as exc:
         errors.setdefault("handle", []).extend(exc.messages)
     if parent is not None and parent.status != Organization.Status.ACTIVE:
         errors.setdefault("parent", []).append("The parent organization is disabled.")
-    if not errors.get("handle"):
-        if parent is None:
-            if Organization.objects.filter(parent__isnull=True, handle=handle).exists():
-                errors.setdefault("handle", []).append("A tenant with this handle already exists.")
-        elif Organization.objects.filter(tenant_id=parent.tenant_id, handle=handle).exists():
-            errors.setdefault("handle", []).append(
-                "An organization with this handle already exists in this tenant."
-            )
     if errors:
         raise ValidationError(errors)
 
+    _lock_for_insert(parent)
     if parent is None:
-        org = Organization(name=name, handle=handle, parent=None)
-        org.save()
-        org.tenant = org
-        org.save(update_fields=["tenant"])
-        return org
-    _lock_tenant(parent.tenant_id)
-    parent.refresh_from_db()
-    org = Organization(name=name, handle=handle, parent=parent, tenant_id=parent.tenant_id)
-    org.save()
+        taken = ValidationError({"handle": ["A tenant with this handle already exists."]})
+        if Organization.objects.filter(parent__isnull=True, handle=handle).exists():
+            raise taken
+    else:
+        taken = ValidationError(
+            {"handle": ["An organization with this handle already exists in this tenant."]}
+        )
+        if Organization.objects.filter(tenant_id=parent.tenant_id, handle=handle).exists():
+            raise taken
+        parent.refresh_from_db()
+    try:
+        with transaction.atomic():
+            org = Organization(name=name, handle=handle, parent=parent, tenant_id=parent and parent.tenant_id)
+            org.save()
+            if parent is None:
+                org.tenant = org
+                org.save(update_fields=["tenant"])
+    except IntegrityError as exc:
+        raise taken from exc
     return org
 
 

@@ -29,6 +29,7 @@ from identity.models import AuditChainHead, AuditEvent, User
 from organizations.models import Organization
 
 GENESIS_HASH = "0" * 64
+LABEL_MAX = 255  # AuditEvent's label and target columns
 
 # Fields covered by the hash, in a fixed order (the canonical JSON sorts keys anyway).
 HASHED_FIELDS = (
@@ -73,15 +74,33 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def _label(user: User | None) -> str:
     if user is None:
         return ""
-    return f"{user.username} ({user.display_name})" if user.display_name != user.username else user.username
+    label = f"{user.username} ({user.display_name})" if user.display_name != user.username else user.username
+    return _clip(label, LABEL_MAX)
+
+
+def _no_floats(value: Any) -> Any:
+    """Floats become their repr: PostgreSQL's jsonb gives some back in another spelling
+    (1e20, -0.0), which would change the hash of a correct event."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _no_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_floats(v) for v in value]
+    return value
 
 
 def _plain(data: dict[str, Any] | None) -> dict[str, Any]:
     # Round-trip through JSON so what we hash is exactly what the database gives back.
-    return json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder, sort_keys=True))
+    plain = json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder, sort_keys=True))
+    return _no_floats(plain)
 
 
 def audit_chain_head_create(*, tenant: Organization) -> AuditChainHead:
@@ -121,7 +140,7 @@ def audit_record(
             "seq": head.seq + 1,
             "created_at": timezone.now(),
             "org_id": str(org.pk) if org is not None else None,
-            "action": action,
+            "action": _clip(action, 100),
             "outcome": str(outcome),
             "actor_id": str(actor.pk) if actor is not None else None,
             "actor_label": _label(actor),
@@ -129,9 +148,9 @@ def audit_record(
             "impersonator_label": _label(impersonator),
             "subject_id": str(subject.pk) if subject is not None else None,
             "subject_label": _label(subject),
-            "target_type": target_type,
-            "target_id": str(target_id) if target_id not in (None, "") else "",
-            "client_id": client_id,
+            "target_type": _clip(target_type, 64),
+            "target_id": _clip(str(target_id), LABEL_MAX) if target_id not in (None, "") else "",
+            "client_id": _clip(client_id, LABEL_MAX),
             "scopes": scopes,
             "request_id": ctx.request_id,
             "ip": ctx.ip,
@@ -149,7 +168,10 @@ def audit_record(
 
 
 def audit_refusal(**kwargs: Any) -> AuditEvent:
-    """Record a refused action in a transaction of its own (the refused change rolled back)."""
+    """Record a refused action in a transaction of its own.
+
+    Call it after the refused change has rolled back, outside any transaction that is about
+    to roll back (inside one it is only a savepoint and would be lost with it)."""
     kwargs.setdefault("outcome", AuditEvent.Outcome.FAILURE)
     with transaction.atomic():
         return audit_record(**kwargs)
@@ -173,12 +195,18 @@ def _row_fields(row: AuditEvent) -> dict[str, Any]:
 
 
 def audit_verify_chain(*, tenant: Organization) -> ChainReport:
-    """Recompute the tenant's chain from the first event; report the first broken link."""
+    """Recompute the tenant's chain from the first event; report the first broken link.
+
+    The head is read first and only events up to it are checked, so writers appending while
+    the check runs cause no false alarm (a head and its event commit together).
+    """
     head = AuditChainHead.objects.filter(tenant=tenant).first()
+    head_seq = head.seq if head else 0
+    head_hash = head.hash if head else GENESIS_HASH
     prev = GENESIS_HASH
     expected_seq = 1
     count = 0
-    rows = AuditEvent.objects.filter(tenant=tenant).order_by("seq", "id")
+    rows = AuditEvent.objects.filter(tenant=tenant, seq__lte=head_seq).order_by("seq", "id")
     for row in rows.iterator(chunk_size=2000):
         if row.seq != expected_seq:
             return ChainReport(
@@ -203,8 +231,6 @@ def audit_verify_chain(*, tenant: Organization) -> ChainReport:
         prev = row.hash
         expected_seq += 1
         count += 1
-    head_seq = head.seq if head else 0
-    head_hash = head.hash if head else GENESIS_HASH
     if head_seq != count or head_hash != prev:
         return ChainReport(
             tenant.handle,

@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from identity.models import Application, Role, RoleAssignment, Scope, User, UserAssociation
+from identity.models import (
+    IMPERSONATION_SCOPES,
+    Application,
+    Role,
+    RoleAssignment,
+    Scope,
+    User,
+    UserAssociation,
+)
 from identity.selectors import (
     application_authorized_scopes,
     application_available_in,
@@ -25,6 +33,8 @@ def _resolve_scopes(
         pool = application_authorized_scopes(audience_application)
     else:
         pool = Scope.objects.filter(tenant_id=org.tenant_id)
+    if audience_application is None and IMPERSONATION_SCOPES & set(wanted):
+        raise ValidationError({"permissions": ["Impersonation can only be granted by an application role."]})
     found = list(pool.filter(name__in=wanted))
     missing = sorted(set(wanted) - {s.name for s in found})
     if missing:
@@ -58,22 +68,23 @@ def role_create(
     if errors:
         raise ValidationError(errors)
     audience = Role.Audience.APPLICATION if audience_application else Role.Audience.ORGANIZATION
-    clash = Role.objects.filter(name__iexact=name, audience=audience)
-    clash = (
-        clash.filter(audience_application=audience_application)
-        if audience_application
-        else clash.filter(organization=org)
-    )
-    if clash.exists():
-        raise ValidationError({"name": ["A role with this name already exists for this audience."]})
+    taken = ValidationError({"name": ["A role with this name already exists for this audience."]})
+    if Role.objects.filter(
+        organization=org, name__iexact=name, audience=audience, audience_application=audience_application
+    ).exists():
+        raise taken
     scopes = _resolve_scopes(org=org, audience_application=audience_application, names=permissions)
-    role = Role.objects.create(
-        organization=org,
-        name=name,
-        audience=audience,
-        audience_application=audience_application,
-        is_system=is_system,
-    )
+    try:
+        with transaction.atomic():
+            role = Role.objects.create(
+                organization=org,
+                name=name,
+                audience=audience,
+                audience_application=audience_application,
+                is_system=is_system,
+            )
+    except IntegrityError as exc:  # a concurrent create with the same name
+        raise taken from exc
     role.permissions.set(scopes)
     audit_record(
         org=org,
@@ -134,9 +145,14 @@ def role_assign(*, actor: User | None, role: Role, org: Organization, user: User
     """Assign ``role`` to ``user`` in ``org`` (to their shared profile when shared in)."""
     _check_role_visible(role=role, org=org)
     principal = _principal(user=user, org=org)
+    already = ValidationError({"user": ["This user already has this role."]})
     if RoleAssignment.objects.filter(role=role, **principal).exists():
-        raise ValidationError({"user": ["This user already has this role."]})
-    assignment = RoleAssignment.objects.create(role=role, **principal)
+        raise already
+    try:
+        with transaction.atomic():
+            assignment = RoleAssignment.objects.create(role=role, **principal)
+    except IntegrityError as exc:  # a double-submitted form
+        raise already from exc
     audit_record(
         org=org,
         action="role-assign",

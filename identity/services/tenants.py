@@ -13,7 +13,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from identity.models import APIResource, Application, LoginFlow, Role, Scope, User
+from identity.models import (
+    IMPERSONATE_SCOPE,
+    ORG_IMPERSONATE_SCOPE,
+    APIResource,
+    Application,
+    LoginFlow,
+    Role,
+    Scope,
+    User,
+)
 from identity.services.applications import application_authorize_api, application_create
 from identity.services.audit import audit_record
 from identity.services.organizations import tenant_root_create
@@ -21,9 +30,6 @@ from identity.services.roles import role_assign, role_create
 from identity.services.users import user_create
 from organizations.models import Organization
 from organizations.selectors import tenant_get
-
-IMPERSONATE_SCOPE = "internal_user_impersonate"
-ORG_IMPERSONATE_SCOPE = "internal_org_user_impersonate"
 
 # (identifier, name, type, [(scope, display name, read-only)])
 SYSTEM_RESOURCES: list[tuple[str, str, str, list[tuple[str, str, bool]]]] = [
@@ -176,7 +182,7 @@ def _ensure_app(
 
 
 def _ensure_role(*, tenant: Organization, app: Application, name: str, scopes: list[str]) -> Role:
-    role = Role.objects.filter(audience_application=app, name=name).first()
+    role = Role.objects.filter(organization=tenant, audience_application=app, name=name).first()
     if role is None:
         role = role_create(
             actor=None,

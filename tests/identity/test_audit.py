@@ -127,10 +127,35 @@ def test_record_rolls_back_with_the_change(world: World) -> None:
     assert audit_verify_chain(tenant=world.root).ok
 
 
-def test_refusal_survives_in_its_own_transaction(world: World) -> None:
-    audit_refusal(org=world.root, action="login-failure", actor=None, target_id="mallory")
+def test_refusal_survives_the_rollback_of_what_it_refused(world: World) -> None:
+    before = AuditEvent.objects.count()
+    try:
+        with transaction.atomic():
+            audit_record(org=world.root, action="doomed-change", actor=world.admin)
+            raise PermissionError("refused half-way")
+    except PermissionError:
+        audit_refusal(org=world.root, action="doomed-change", actor=world.admin, target_id="mallory")
+    assert AuditEvent.objects.count() == before + 1
     event = AuditEvent.objects.latest("seq")
-    assert (event.action, event.outcome, event.target_id) == ("login-failure", "failure", "mallory")
+    assert (event.action, event.outcome, event.target_id) == ("doomed-change", "failure", "mallory")
+    assert audit_verify_chain(tenant=world.root).ok
+
+
+def test_awkward_values_survive_the_database_round_trip(world: World) -> None:
+    data = {
+        "big": 1e20,
+        "neg_zero": -0.0,
+        "long": 1.2345678901234567e19,
+        "int": 2**62,
+        "text": 'naïve \u2028 ✓ "quoted"',
+        "nested": [{"x": 0.1}],
+        "none": None,
+    }
+    audit_record(org=world.root, action="probe", actor=world.admin, target_id="t" * 400, data=data)
+    stored = AuditEvent.objects.latest("seq")
+    assert stored.data["big"] == "1e+20" and stored.data["int"] == 2**62
+    assert len(stored.target_id) == 255
+    assert audit_verify_chain(tenant=world.root).ok
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="database triggers are PostgreSQL's")
@@ -170,3 +195,28 @@ def test_concurrent_writers_make_one_linear_chain() -> None:
     assert not errors
     report = audit_verify_chain(tenant=tenant)
     assert report.ok and report.events == 60
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent writers on PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_verifying_while_others_write_raises_no_false_alarm() -> None:
+    tenant = org_insert(parent=None, name="Busy", handle="busy")
+    AuditChainHead.objects.create(tenant=tenant, hash="0" * 64)
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            while not stop.is_set():
+                audit_record(org=tenant, action="tick", actor=None)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        reports = [audit_verify_chain(tenant=tenant) for _ in range(30)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(r.ok for r in reports), [r.reason for r in reports if not r.ok]
+    assert audit_verify_chain(tenant=tenant).ok

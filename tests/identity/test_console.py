@@ -154,10 +154,11 @@ def test_child_admin_cannot_create_users_in_parent(client: Client, world: World)
 def test_state_change_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
     token = client.get("/t/acme/login/").cookies["csrftoken"].value
-    client.post(
+    signed_in = client.post(
         "/t/acme/login/",
         {"username": "admin", "password": "correct-horse-battery", "csrfmiddlewaretoken": token},
     )
+    assert signed_in.status_code == 302 and client.session["_auth_user_id"] == str(world.admin.pk)
     response = client.post(
         console_url(world.root, "users/create/"), {"username": "x", "password": "a-fine-password"}
     )
@@ -233,3 +234,37 @@ def test_role_detail_query_count_does_not_grow(admin_client: Client, world: Worl
         role_assign(actor=None, role=role, org=world.us, user=make_user(world.us, f"c{i}"))
     assert _count_queries(admin_client, url) == few
     assert _count_queries(admin_client, console_url(world.us, "roles/")) <= few + 5
+
+
+def test_user_detail_shows_only_memberships_in_this_branch(client: Client, world: World) -> None:
+    from identity.services.users import user_share
+
+    user_share(actor=None, user=world.target, org=world.us)
+    sign_in(client, world.eu_admin)
+    body = client.get(console_url(world.eu, f"users/{world.target.pk}/")).content.decode()
+    assert "Acme EU" in body and "Acme US" not in body
+
+
+def test_hostile_query_strings_are_not_errors(admin_client: Client, world: World) -> None:
+    for query in ("q=a%00b", "q=" + "x" * 5000, "after=%00%00", "after=" + "A" * 5000, "q=%F0%9F%98%80"):
+        assert admin_client.get(console_url(world.eu, f"users/?{query}")).status_code == 200
+    assert admin_client.get(console_url(world.root, "organizations/?node=%00")).status_code == 404
+
+
+def test_long_profile_values_are_form_errors_or_fine(admin_client: Client, world: World) -> None:
+    response = admin_client.post(
+        console_url(world.eu, "users/create/"),
+        {
+            "username": "longnames",
+            "given_name": "G" * 150,
+            "family_name": "F" * 150,
+            "password": "a-fine-password",
+        },
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action="user-create", target_id__isnull=False).exists()
+    response = admin_client.post(
+        console_url(world.eu, "users/create/"),
+        {"username": "longmail", "email": "a" * 250 + "@example.test", "password": "a-fine-password"},
+    )
+    assert response.status_code == 400

@@ -11,6 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from identity.models import (
+    IMPERSONATE_SCOPE,
+    ORG_IMPERSONATE_SCOPE,
     APIResource,
     Application,
     ApplicationAPIAuthorization,
@@ -34,7 +36,6 @@ from identity.services.applications import (
     application_share,
 )
 from identity.services.roles import role_assign, role_create
-from identity.services.tenants import IMPERSONATE_SCOPE, ORG_IMPERSONATE_SCOPE
 from identity.services.users import user_share
 from organizations.models import Organization
 from organizations.services import org_set_status
@@ -213,7 +214,7 @@ class Oracle:
 
     def __call__(self, user: User, app: Application, org: Organization) -> frozenset[str]:
         path = self.chain(org)
-        if not user.is_active or any(o.status != "active" for o in path):
+        if not user.is_active or user.is_locked or any(o.status != "active" for o in path):
             return frozenset()
         if app.organization_id == org.pk:
             available = True
@@ -234,10 +235,17 @@ class Oracle:
             if not (direct or a.association_id in mine_assoc):
                 continue
             role, perms = self.roles[a.role_id]
-            if role.audience == "application" and role.audience_application_id == app.pk:
+            # An application role counts when its application's owner made it (a shared
+            # role) or when it belongs to this very organization.
+            if (
+                role.audience == "application"
+                and role.audience_application_id == app.pk
+                and role.organization_id in (app.organization_id, org.pk)
+            ):
                 held |= perms
+            # An organization role counts only at home, and never grants impersonation.
             if role.audience == "organization" and role.organization_id == org.pk:
-                held |= perms
+                held |= perms - IMPERSONATE
         return frozenset(held & self.authorized.get(app.pk, set()))
 
 
@@ -287,7 +295,7 @@ def test_selector_matches_oracle(world: World, seed: int) -> None:
                 )
             )
             if audience
-            else scopes
+            else [s for s in scopes if s.name not in IMPERSONATE]
         )
         role = role_create(
             actor=None,
@@ -304,6 +312,19 @@ def test_selector_matches_oracle(world: World, seed: int) -> None:
         ]
         for user in _choose(rng, members, 3):
             role_assign(actor=None, role=role, org=org, user=user)
+    # Rows no service would write (a role assigned where it is not visible, an organization
+    # role carrying impersonation): the selector must not trust the services alone.
+    all_roles = list(Role.objects.all())
+    for role in _choose(rng, all_roles, 3):
+        user = rng.choice(users)
+        association = UserAssociation.objects.filter(user=user).first()
+        if association is not None and rng.random() < 0.5:
+            RoleAssignment.objects.get_or_create(role=role, association=association)
+        else:
+            RoleAssignment.objects.get_or_create(role=role, user=user)
+    org_roles = [r for r in all_roles if r.audience == "organization"]
+    if org_roles:
+        rng.choice(org_roles).permissions.add(*Scope.objects.filter(name__in=IMPERSONATE))
     if rng.random() < 0.3:
         org_set_status(org=world.eu, status=Organization.Status.DISABLED)
     if rng.random() < 0.5:

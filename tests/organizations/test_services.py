@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from identity.models import AuditEvent
 from identity.services.organizations import organization_create, organization_settings_update
@@ -118,3 +119,32 @@ def test_refused_setting_writes_nothing(world: World) -> None:
     assert not OrganizationSettings.objects.filter(
         organization=world.sales, impersonation_max_minutes__isnull=False
     ).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent writers on PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_tenant_creation_keeps_trees_apart() -> None:
+    import threading
+
+    from django.db import connections
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def create(n: int) -> None:
+        try:
+            barrier.wait()
+            org_insert(parent=None, name=f"Tenant {n}", handle=f"tenant-{n}")
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    tree_ids = list(Organization.objects.filter(parent__isnull=True).values_list("tree_id", flat=True))
+    assert len(tree_ids) == 6 and len(set(tree_ids)) == 6

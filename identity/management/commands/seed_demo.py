@@ -9,16 +9,20 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from identity.models import APIResource, Application, Role, RoleAssignment, User, UserAssociation
+from identity.models import (
+    IMPERSONATE_SCOPE,
+    ORG_IMPERSONATE_SCOPE,
+    APIResource,
+    Application,
+    Role,
+    RoleAssignment,
+    User,
+    UserAssociation,
+)
 from identity.services.applications import application_authorize_api, application_create, application_share
 from identity.services.organizations import organization_create, tenant_root_create
 from identity.services.roles import role_assign, role_create
-from identity.services.tenants import (
-    IMPERSONATE_SCOPE,
-    ORG_IMPERSONATE_SCOPE,
-    TenantSystem,
-    tenant_ensure_system_objects,
-)
+from identity.services.tenants import TenantSystem, tenant_ensure_system_objects
 from identity.services.users import user_create, user_share
 from organizations.models import Organization
 from organizations.selectors import tenant_get
@@ -183,7 +187,9 @@ class Command(BaseCommand):
         return "created" if created else "already there"
 
     def pickup_role(self) -> str:
-        role = Role.objects.filter(audience_application=self.pickup_app, name="Pickup Impersonator").first()
+        role = Role.objects.filter(
+            organization=self.root, audience_application=self.pickup_app, name="Pickup Impersonator"
+        ).first()
         created = role is None
         if role is None:
             role = role_create(

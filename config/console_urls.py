@@ -13,6 +13,11 @@ urlpatterns = [
     path("organizations/", organizations_console.organization_tree, name="organizations"),
     path("organizations/create/", organizations_console.organization_create_view, name="organization-create"),
     path(
+        "organizations/<uuid:node_id>/status/",
+        organizations_console.organization_status_view,
+        name="organization-status",
+    ),
+    path(
         "organizations/<uuid:node_id>/children/",
         organizations_console.organization_children,
         name="organization-children",

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from identity.access import access_console_child_org
 from identity.console_shell import Console, console_page
 from identity.forms import apply_service_errors
-from identity.services.organizations import organization_create
+from identity.services.organizations import organization_create, organization_set_status
 from organizations.forms import OrganizationCreateForm
 from organizations.models import Organization
 from organizations.selectors import org_ancestors, org_children
@@ -81,3 +81,24 @@ def organization_create_view(request: HttpRequest, console: Console) -> HttpResp
     context = _tree_context(console, node)
     context["form"] = form
     return render(request, "organizations/console/tree.html", context, status=400)
+
+
+@console_page(scope="internal_org_mgt_update")
+@require_POST
+def organization_status_view(request: HttpRequest, console: Console, node_id: str) -> HttpResponse:
+    """Disable or enable an organization below this Console's own (never the Console's own
+    organization: its administrators would lock themselves out)."""
+    node = access_console_child_org(org=console.org, org_id=node_id)
+    if node.pk == console.org.pk:
+        raise Http404("No such organization.")
+    status = request.POST.get("status", "")
+    try:
+        organization_set_status(actor=console.user, org=node, status=status)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        verb = "enabled" if status == Organization.Status.ACTIVE else "disabled"
+        messages.success(request, f"Organization {node.name} {verb}.")
+    url = console.url("organizations")
+    parent_id = node.parent_id
+    return HttpResponseRedirect(url if parent_id == console.org.pk else f"{url}?node={parent_id}")

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from identity.models import AuditEvent
 from identity.services.organizations import organization_create
 from organizations.models import Organization
 from organizations.services import org_insert
@@ -98,3 +99,34 @@ def test_tree_query_count_does_not_grow(admin_client: Client, world: World) -> N
     with CaptureQueriesContext(connection) as many:
         assert admin_client.get(url).status_code == 200
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_disable_and_enable_a_child(client: Client, world: World) -> None:
+    sign_in(client, world.eu_admin)
+    url = console_url(world.eu, f"organizations/{world.sales.pk}/status/")
+    assert client.get(url).status_code == 405
+    response = client.post(url, {"status": "disabled"})
+    assert response.status_code == 302
+    world.sales.refresh_from_db()
+    assert world.sales.status == "disabled"
+    assert AuditEvent.objects.filter(
+        action="organization-status-change", target_id=str(world.sales.pk)
+    ).exists()
+    client.post(url, {"status": "active"})
+    world.sales.refresh_from_db()
+    assert world.sales.status == "active"
+    assert client.post(url, {"status": "bogus"}).status_code == 302  # refused with a message
+    world.sales.refresh_from_db()
+    assert world.sales.status == "active"
+
+
+def test_cannot_disable_own_or_outside_org(client: Client, world: World) -> None:
+    sign_in(client, world.eu_admin)
+    own = client.post(console_url(world.eu, f"organizations/{world.eu.pk}/status/"), {"status": "disabled"})
+    sibling = client.post(
+        console_url(world.eu, f"organizations/{world.us.pk}/status/"), {"status": "disabled"}
+    )
+    assert own.status_code == 404 and sibling.status_code == 404
+    world.eu.refresh_from_db()
+    world.us.refresh_from_db()
+    assert world.eu.status == world.us.status == "active"

@@ -19,7 +19,7 @@ from identity.forms import (
     UserCreateForm,
     apply_service_errors,
 )
-from identity.models import Application, Role, Scope, User
+from identity.models import Role, Scope, User
 from identity.selectors import (
     application_authorized_scopes,
     applications_available_in,
@@ -102,18 +102,15 @@ def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpRes
 # --- Roles --------------------------------------------------------------------------------
 
 
+def _role_kind(role: Role, console: Console) -> str:
+    """system (built in), shared (from the owner of a shared application) or own."""
+    if role.is_system:
+        return "system"
+    return "shared" if role.organization_id != console.org.pk else "own"
+
+
 def _role_rows(console: Console) -> list[dict[str, Role | str]]:
-    rows = []
-    for role in roles_in_org(console.org):
-        rows.append(
-            {
-                "role": role,
-                "kind": "system"
-                if role.is_system
-                else ("shared" if role.organization_id != console.org.pk else "own"),
-            }
-        )
-    return rows
+    return [{"role": role, "kind": _role_kind(role, console)} for role in roles_in_org(console.org)]
 
 
 @console_page(scope="internal_role_mgt_view")
@@ -121,10 +118,6 @@ def role_list(request: HttpRequest, console: Console) -> HttpResponse:
     return render(
         request, "identity/console/role_list.html", {"console": console, "rows": _role_rows(console)}
     )
-
-
-def _own_applications(console: Console) -> list[Application]:
-    return applications_available_in(console.org)
 
 
 def _scope_pool(console: Console) -> list[Scope]:
@@ -143,23 +136,19 @@ def _role_scope_pool(console: Console, role: Role) -> list[Scope]:
 @require_http_methods(["GET", "POST"])
 def role_create_view(request: HttpRequest, console: Console) -> HttpResponse:
     form = RoleCreateForm(
-        request.POST or None, applications=_own_applications(console), scopes=_scope_pool(console)
+        request.POST or None, applications=applications_available_in(console.org), scopes=_scope_pool(console)
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        permissions = [s.name for s in data["permissions"]]
         try:
-            access_grant(
-                user=console.user,
-                org=console.org,
-                path=console.path,
-                permissions=[p.name for p in data["permissions"]],
-            )
+            access_grant(user=console.user, org=console.org, path=console.path, permissions=permissions)
             role = role_create(
                 actor=console.user,
                 org=console.org,
                 name=data["name"],
                 audience_application=data["audience_application"],
-                permissions=[s.name for s in data["permissions"]],
+                permissions=permissions,
             )
         except PermissionDenied as exc:
             form.add_error("permissions", str(exc))
@@ -195,9 +184,7 @@ def _role_page(
             "console": console,
             "role": role,
             "editable": editable,
-            "kind": "system"
-            if role.is_system
-            else ("shared" if role.organization_id != console.org.pk else "own"),
+            "kind": _role_kind(role, console),
             "permissions": current,
             "assignments": role_assignments_in_org(role=role, org=console.org),
             "assign_form": assign_form or RoleAssignForm(),

@@ -232,6 +232,9 @@ ACTAS_LOGIN_FAILURE_WINDOW = env_int("ACTAS_LOGIN_FAILURE_WINDOW", 15 * 60)
 # entry from the right of X-Forwarded-For (each proxy appends the address it saw); with 0
 # the header is ignored, since a client could write anything there.
 ACTAS_TRUSTED_PROXIES = env_int("ACTAS_TRUSTED_PROXIES", 0)
+# Directory of the JWT signing key set (identity/tokens.py). Required outside the embedded
+# default; `manage.py rotate_signing_key` creates and rotates it.
+ACTAS_SIGNING_KEYS_DIR = os.environ.get("ACTAS_SIGNING_KEYS_DIR", "")
 ACTAS_SSO_SESSION_MAX_AGE = env_int("ACTAS_SSO_SESSION_MAX_AGE", 8 * 3600)
 ACTAS_CONSOLE_PAGE_SIZE = env_int("ACTAS_CONSOLE_PAGE_SIZE", 25)
 

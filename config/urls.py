@@ -23,6 +23,7 @@ urlpatterns = [
     path("t/<slug:tenant>/logout/", identity_views.logout_view, name="logout"),
     path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
     path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
+    path("t/<slug:tenant>/oauth2/jwks", identity_views.jwks_view, name="jwks"),
     path("t/<slug:tenant>/console/", include(console, namespace="console")),
     path("t/<slug:tenant>/o/<uuid:org>/console/", include(org_console, namespace="org-console")),
 ]

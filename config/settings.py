@@ -186,7 +186,11 @@ ACTAS_CLIENT_SECRET_KEY = os.environ.get("ACTAS_CLIENT_SECRET_KEY", "")
 
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-chains": {"task": "identity.tasks.audit_verify_all", "schedule": 3600.0},
+    "outbox-requeue": {"task": "identity.tasks.outbox_requeue", "schedule": 30.0},
 }
+# Publishing must fail fast when the broker is down (the outbox keeps the work).
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5}
 
 # --- Email --------------------------------------------------------------------------------
 # Django 6.1's MAILERS (EMAIL_BACKEND and friends are deprecated).

@@ -442,3 +442,36 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"chain head of {self.tenant_id} at {self.seq}"
+
+
+class OutboxMessage(models.Model):
+    """An email waiting to be sent, written in the same transaction as the event behind it.
+
+    A thin Celery task delivers it after commit; celery beat re-queues rows left pending
+    (Redis or SMTP down), workers claim rows with ``SKIP LOCKED``, and each message keeps one
+    ``Message-ID`` across retries so a receiver can recognise a repeat.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=64)
+    template = models.CharField(max_length=100)
+    to_email = models.EmailField()
+    context = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.to_email} ({self.status})"

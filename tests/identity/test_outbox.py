@@ -1,0 +1,125 @@
+"""The email outbox against a real SMTP server, and through a real Celery worker on Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from identity.models import OutboxMessage
+from identity.services.outbox import (
+    MAX_ATTEMPTS,
+    message_id,
+    outbox_deliver,
+    outbox_enqueue,
+    outbox_requeue_due,
+)
+from organizations.services import org_insert
+
+CONTEXT = {"code": "482913", "minutes": 10, "org_name": "Acme", "user_name": "Erin"}
+
+
+def _enqueue(tenant: Any, to: str = "erin@example.test") -> OutboxMessage:
+    return outbox_enqueue(tenant=tenant, kind="email-otp", template="email_otp", to_email=to, context=CONTEXT)
+
+
+@pytest.fixture
+def tenant(db: None) -> Any:
+    return org_insert(parent=None, name="Acme", handle="acme")
+
+
+def test_deliver_sends_once_with_a_stable_message_id(tenant: Any, smtp_sink: Any) -> None:
+    message = _enqueue(tenant)
+    assert outbox_deliver(message_id_value=str(message.pk)) == "sent"
+    assert outbox_deliver(message_id_value=str(message.pk)) == "skipped"
+    received = smtp_sink.wait_for(1)
+    assert len(received) == 1
+    mail = received[0]
+    assert mail["Message-ID"] == message_id(message)
+    assert mail["To"] == "erin@example.test"
+    assert mail["Subject"] == "482913 is your Acme sign-in code"
+    parts = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in mail.walk()
+        if not part.is_multipart()
+    }
+    assert "482913" in parts["text/plain"] and "482913" in parts["text/html"]
+    message.refresh_from_db()
+    assert message.status == "sent" and message.attempts == 1 and message.sent_at is not None
+
+
+def test_smtp_down_keeps_the_row_and_backs_off(tenant: Any, settings: Any) -> None:
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": 9, "timeout": 2},
+        }
+    }
+    message = _enqueue(tenant)
+    before = timezone.now()
+    assert outbox_deliver(message_id_value=str(message.pk)) == "retry"
+    message.refresh_from_db()
+    assert message.status == "pending" and message.attempts == 1
+    assert "Error" in message.last_error or "refused" in message.last_error.lower()
+    assert message.next_attempt_at >= before + dt.timedelta(seconds=29)
+    message.attempts = MAX_ATTEMPTS - 1
+    message.save()
+    assert outbox_deliver(message_id_value=str(message.pk)) == "failed"
+    message.refresh_from_db()
+    assert message.status == "failed"
+
+
+def test_enqueue_rolls_back_with_its_transaction(tenant: Any) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        _enqueue(tenant)
+        raise RuntimeError
+    assert not OutboxMessage.objects.exists()
+
+
+def test_requeue_publishes_due_rows_once(tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    published: list[list[str]] = []
+    monkeypatch.setattr("identity.services.outbox._publish", published.append)
+    due = _enqueue(tenant)
+    _enqueue(tenant)  # not due yet: still inside its first lease
+    later = timezone.now() + dt.timedelta(seconds=61)
+    OutboxMessage.objects.filter(pk=due.pk).update(next_attempt_at=timezone.now())
+    assert outbox_requeue_due() == 1
+    assert published[-1] == [str(due.pk)]
+    assert outbox_requeue_due() == 0  # leased
+    assert outbox_requeue_due(now=later + dt.timedelta(seconds=61)) == 2
+
+
+def test_broker_down_does_not_break_the_caller(
+    tenant: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from identity import tasks
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.outbox_deliver, "apply_async", refuse)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        message = _enqueue(tenant)  # publishes on commit, and must not raise
+    assert len(callbacks) == 1
+    assert "stays pending" in caplog.text
+    assert OutboxMessage.objects.get(pk=message.pk).status == "pending"
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> None:
+    tenant = org_insert(parent=None, name="Acme", handle="acme")
+    with transaction.atomic():
+        messages = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(3)]
+    received = smtp_sink.wait_for(3, timeout=20)
+    assert sorted(m["To"] for m in received) == [f"user{i}@example.test" for i in range(3)]
+    assert {m["Message-ID"] for m in received} == {message_id(m) for m in messages}
+    assert OutboxMessage.objects.filter(status="sent").count() == 3

@@ -28,11 +28,16 @@ class TenantUserBackend(BaseBackend):
             return None
         user = User.objects.filter(organization=org, username=username.strip().lower()).first()
         if user is None:
-            _DUMMY.set_password(password)
+            self.hash_dummy(password)
             return None
         if user.check_password(password) and user.can_sign_in:
             return user
         return None
+
+    @staticmethod
+    def hash_dummy(password: str) -> None:
+        """Spend the time of a real password check on a user that does not exist."""
+        _DUMMY.set_password(password)
 
     def get_user(self, user_id: Any) -> User | None:
         user = User.objects.select_related("organization").filter(pk=user_id).first()

@@ -6,15 +6,6 @@ from django.core.exceptions import ValidationError
 from identity.models import Application, Scope
 
 
-class LoginForm(forms.Form):
-    username = forms.CharField(
-        max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True})
-    )
-    password = forms.CharField(
-        max_length=4096, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
-    )
-
-
 class UserCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
     email = forms.EmailField(required=False, max_length=254)

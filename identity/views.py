@@ -17,15 +17,22 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from identity import context, tokens
+from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
-from identity.authenticators import BasicAuthenticator
+from identity.authenticators import AUTHENTICATORS, GENERIC_FAILURE
 from identity.console_shell import console_reverse
-from identity.forms import LoginForm
-from identity.middleware import SSO_SESSION_KEY
+from identity.loginflow import (
+    flow_advance,
+    flow_discard,
+    flow_finish,
+    flow_is_complete,
+    flow_load,
+    flow_save,
+    flow_submit,
+)
 from identity.models import Application, SSOSession
-from identity.selectors import login_flow_steps, tenant_system_application
-from identity.services.sessions import sso_session_end, sso_session_start
+from identity.selectors import application_available_in, login_flow_steps, tenant_system_application
+from identity.services.sessions import sso_session_end
 from organizations.models import Organization
 from organizations.selectors import org_is_usable
 
@@ -43,68 +50,74 @@ def _safe_next(request: HttpRequest, tenant: Organization, org: Organization) ->
     return console_reverse("home", tenant=tenant, org=org)
 
 
+def _resolve_application(request: HttpRequest, tenant: Organization, org: Organization) -> Application | None:
+    """The application signing in: ``?client_id=`` when given, else the Console."""
+    client_id = (request.POST.get("client_id") or request.GET.get("client_id") or "")[:255]
+    if client_id:
+        app = Application.objects.select_related("organization").filter(client_id=client_id).first()
+        if app is None or not application_available_in(application=app, org=org):
+            return None
+        return app
+    return tenant_system_application(tenant=tenant, key=Application.SystemKey.CONSOLE)
+
+
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
+    """Run the application's login flow for this organization, step by step."""
     tenant_org = access_tenant(handle=tenant)
     current = access_org_in_tenant(tenant=tenant_org, org_id=org)
     next_url = _safe_next(request, tenant_org, current)
-    console = tenant_system_application(tenant=tenant_org, key=Application.SystemKey.CONSOLE)
-    unavailable = ""
+    app = _resolve_application(request, tenant_org, current)
+    context: dict[str, object] = {"tenant": tenant_org, "org": current, "next": next_url, "app": app}
     if not org_is_usable(current):
-        unavailable = "This organization is disabled."
-    elif console is None:
-        unavailable = "This tenant has no Console application."
-    else:
-        steps = login_flow_steps(application=console, org=current)
-        if steps != [[BasicAuthenticator.name]]:
-            unavailable = (
-                "This organization's login flow needs a sign-in method this page does not offer yet."
-            )
-
-    user = request.user
-    if (
-        not unavailable
-        and request.method == "GET"
-        and user.is_authenticated
-        and getattr(user, "organization_id", None) == current.pk
-    ):
-        return HttpResponseRedirect(next_url)
-
-    form = LoginForm(request.POST or None)
-    status = 200
-    if request.method == "POST" and not unavailable and form.is_valid():
-        outcome = BasicAuthenticator().authenticate(
-            request,
-            org=current,
-            username=form.cleaned_data["username"],
-            password=form.cleaned_data["password"],
+        context["unavailable"] = "This organization is disabled."
+    elif app is None:
+        context["unavailable"] = "This application is not available in this organization."
+    if "unavailable" in context:
+        return render(
+            request, "identity/login.html", context, status=400 if request.method == "POST" else 200
         )
-        if outcome.user is not None:
-            previous: SSOSession | None = getattr(request, "sso_session", None)
-            if previous:
-                sso_session_end(actor=previous.user, session=previous, reason="replaced")
-            auth.login(request, outcome.user, backend="identity.backends.TenantUserBackend")
-            session = sso_session_start(
-                user=outcome.user,
-                org=current,
-                amr=[BasicAuthenticator.amr],
-                ip=context.current().ip,
-                user_agent=request.headers.get("User-Agent", ""),
-            )
-            request.session[SSO_SESSION_KEY] = session.sid
-            return HttpResponseRedirect(next_url)
-        form.add_error(None, outcome.error)
+    assert app is not None
+
+    steps = login_flow_steps(application=app, org=current)
+    flow = flow_load(request, org=current, app=app, next_url=next_url, restart="restart" in request.GET)
+    flow_advance(flow, steps)
+    status = 200
+    if request.method == "POST" and not flow_is_complete(flow, steps):
+        offered = steps[flow.step]
+        # A step with a single option needs no choice (plain username/password forms work).
+        name = request.POST.get("authenticator") or (offered[0] if len(offered) == 1 else "")
+        result = flow_submit(request, flow, steps, org=current, name=name, data=request.POST)
+        context["error"], context["notice"] = result.error, result.notice
+        status = 400 if result.error else 200
+    if flow_is_complete(flow, steps):
+        flow_discard(request, flow)
+        if flow_finish(request, flow, org=current) is not None:
+            return HttpResponseRedirect(flow.next_url)
+        context["error"] = GENERIC_FAILURE
+        flow = flow_load(request, org=current, app=app, next_url=next_url, restart=True)
         status = 400
-    elif request.method == "POST":
-        status = 400
-    return render(
-        request,
-        "identity/login.html",
-        {"form": form, "tenant": tenant_org, "org": current, "next": next_url, "unavailable": unavailable},
-        status=status,
+    flow_save(request, flow)
+    step = steps[flow.step]
+    context.update(
+        {
+            "step_number": flow.step + 1,
+            "step_count": len(steps),
+            "identifier": flow.progress.identifier if flow.step > 0 else "",
+            "alternatives": [
+                {
+                    "name": name,
+                    "label": AUTHENTICATORS[name].label,
+                    "form": AUTHENTICATORS[name].form(flow.progress),
+                    "code_sent": name == "email-otp" and bool(flow.progress.otp_id),
+                }
+                for name in step
+            ],
+        }
     )
+    return render(request, "identity/login.html", context, status=status)
 
 
 @require_POST

@@ -199,7 +199,8 @@ def application_share(
 
 def login_flow_validate(steps: object) -> list[list[str]]:
     """Check a flow: a non-empty list of steps, each a non-empty list of distinct known
-    authenticators; the Shared User Identifier, when used, is the only option of step 1."""
+    authenticators; the Shared User Identifier, when used, is the only option of step 1 and is
+    followed by a step that checks a credential; a code by email never comes first."""
     if not isinstance(steps, list) or not steps:
         raise ValidationError("A login flow needs at least one step.")
     clean: list[list[str]] = []
@@ -211,6 +212,8 @@ def login_flow_validate(steps: object) -> list[list[str]]:
             raise ValidationError(f"Step {index}: unknown authenticator {', '.join(unknown)}.")
         if len(set(step)) != len(step):
             raise ValidationError(f"Step {index} lists an authenticator twice.")
+        if index == 1 and "email-otp" in step:
+            raise ValidationError("A code by email needs an earlier step that identifies the user.")
         if "SharedUserIdentifierExecutor" in step and (index != 1 or len(step) != 1):
             raise ValidationError("The Shared User Identifier must be the only option of the first step.")
         clean.append(list(step))

@@ -99,3 +99,22 @@ def sso_session_is_fresh(session: SSOSession, *, max_age: int | None) -> bool:
     if max_age <= 0:
         return False
     return timezone.now() - session.auth_time <= dt.timedelta(seconds=max_age)
+
+
+@transaction.atomic
+def sso_session_add_methods(*, session: SSOSession, methods: list[str]) -> SSOSession:
+    """A step-up: the live session's user passed more authenticators."""
+    locked = SSOSession.objects.select_for_update().get(pk=session.pk)
+    locked.amr = [*locked.amr, *[m for m in methods if m not in locked.amr]]
+    locked.save(update_fields=["amr"])
+    session.amr = locked.amr
+    audit_record(
+        org=locked.organization,
+        action="login-step-up",
+        actor=locked.user,
+        subject=locked.user,
+        target_type="sso_session",
+        target_id=locked.pk,
+        data={"added": methods},
+    )
+    return locked

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 
 def _sign_in(page: Any, base: str, path: str, username: str) -> None:
     page.goto(f"{base}{path}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
 
 

@@ -26,8 +26,9 @@ ISS = "http://127.0.0.1:8000/t/acme/oauth2/token"
 
 @pytest.fixture(autouse=True)
 def key_dir(tmp_path: Path, settings: Any) -> Iterator[Path]:
+    """A key set of this test's own, made the way production makes one."""
     settings.ACTAS_SIGNING_KEYS_DIR = str(tmp_path / "keys")
-    tokens._cache.clear()
+    tokens.rotate_signing_key(publish_old_for=dt.timedelta(0))
     yield tmp_path / "keys"
     tokens._cache.clear()
 
@@ -45,19 +46,25 @@ def test_round_trip_and_header() -> None:
     assert tokens.verify(token, typ="at+jwt", issuer=ISS, audience="pickup")["scope"] == "openid"
 
 
-def test_dev_key_set_is_generated_once_with_private_files(key_dir: Path) -> None:
+def test_dev_key_set_is_generated_once_with_private_files(tmp_path: Path, settings: Any) -> None:
+    settings.ACTAS_SIGNING_KEYS_DIR = str(tmp_path / "dev-keys")
+    settings.EMBEDDED = True
+    tokens._cache.clear()
     first = tokens.current_keyset().active.kid
     assert tokens.current_keyset().active.kid == first
-    pem = next(key_dir.glob("*.pem"))
-    assert pem.stat().st_mode & 0o777 == 0o600
+    pems = list((tmp_path / "dev-keys").glob("*.pem"))
+    assert len(pems) == 1 and pems[0].stat().st_mode & 0o777 == 0o600
 
 
 @override_settings(DEBUG=False, EMBEDDED=False)
-def test_no_generated_key_outside_the_embedded_default() -> None:
+def test_no_generated_key_outside_the_embedded_default(tmp_path: Path, settings: Any) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
+    settings.ACTAS_SIGNING_KEYS_DIR = str(tmp_path / "empty")
+    tokens._cache.clear()
     with pytest.raises(ImproperlyConfigured):
         tokens.current_keyset()
+    assert not (tmp_path / "empty" / "keyset.json").exists()
 
 
 def test_keys_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ def test_success_starts_an_sso_session(client: Client, world: World) -> None:
     )
     assert response.status_code == 302 and response["Location"] == "/t/acme/console/users/"
     session = SSOSession.objects.get(user=world.admin)
-    assert session.amr == ["pwd"] and session.ended_at is None
+    assert session.amr == ["BasicAuthenticator"] and session.ended_at is None
     assert client.session[SSO_SESSION_KEY] == session.sid
     assert client.session["_auth_user_id"] == str(world.admin.pk)
     assert session.sid != client.session.session_key

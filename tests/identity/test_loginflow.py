@@ -165,3 +165,35 @@ def test_console_sign_in_still_lands_in_the_console(client: Client, world: World
     url = _login_url(world, user.organization)
     response = client.post(url, {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == console_url(user.organization)
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_email_code_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> None:
+    """Password, then a code that travels outbox → Redis → Celery worker → SMTP."""
+    from identity.services.tenants import tenant_bootstrap
+
+    system, admin = tenant_bootstrap(
+        actor=None,
+        handle="acme",
+        name="Acme",
+        admin_username="admin",
+        admin_password=PASSWORD,
+        admin_email="admin@example.test",
+    )
+    login_flow_set(
+        actor=None,
+        application=system.console,
+        org=system.tenant,
+        steps=[["BasicAuthenticator"], ["email-otp"]],
+    )
+    client = Client()
+    client.post("/t/acme/login/", {"username": "admin", "password": PASSWORD})
+    client.post("/t/acme/login/", {"authenticator": "email-otp", "action": "send"})
+    mail = smtp_sink.wait_for(1, timeout=20)[0]
+    assert mail["To"] == "admin@example.test"
+    code = re.search(r"\b(\d{6})\b", mail["Subject"]).group(1)  # type: ignore[union-attr]
+    response = client.post("/t/acme/login/", {"authenticator": "email-otp", "code": code})
+    assert response.status_code == 302 and response["Location"] == "/t/acme/console/"
+    assert SSOSession.objects.get(user=admin).amr == ["BasicAuthenticator", "email-otp"]
+    assert OutboxMessage.objects.get().status == "sent"

@@ -25,6 +25,12 @@ urlpatterns = [
     path("users/", identity_console.user_list, name="users"),
     path("users/create/", identity_console.user_create_view, name="user-create"),
     path("users/<uuid:user_id>/", identity_console.user_detail, name="user-detail"),
+    path("settings/", identity_console.console_settings, name="settings"),
+    path("settings/administrators/add/", identity_console.console_admin_add, name="settings-admin-add"),
+    path(
+        "settings/administrators/remove/", identity_console.console_admin_remove, name="settings-admin-remove"
+    ),
+    path("settings/login-flow/", identity_console.console_login_flow, name="settings-login-flow"),
     path("roles/", identity_console.role_list, name="roles"),
     path("roles/create/", identity_console.role_create_view, name="role-create"),
     path("roles/<uuid:role_id>/", identity_console.role_detail, name="role-detail"),

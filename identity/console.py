@@ -10,8 +10,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from identity.access import access_console_role, access_console_user, access_grant
+from identity.authenticators import AUTHENTICATORS
 from identity.console_shell import Console, console_page
 from identity.forms import (
+    LoginFlowForm,
     RoleAssignForm,
     RoleCreateForm,
     RolePermissionsForm,
@@ -23,13 +25,17 @@ from identity.models import Role, Scope, User
 from identity.selectors import (
     application_authorized_scopes,
     applications_available_in,
+    login_flow_is_own,
+    login_flow_steps,
     org_member_page,
     org_members,
     role_assignments_in_org,
     roles_in_org,
+    tenant_system_role,
     user_memberships,
     user_roles_in_org,
 )
+from identity.services.applications import login_flow_reset, login_flow_set
 from identity.services.roles import (
     role_assign,
     role_create,
@@ -37,6 +43,7 @@ from identity.services.roles import (
     role_set_permissions,
     role_unassign,
 )
+from identity.services.tenants import ADMINISTRATOR_ROLE
 from identity.services.users import normalise_username, user_create
 from organizations.selectors import org_effective_settings
 
@@ -278,3 +285,122 @@ def role_unassign_view(request: HttpRequest, console: Console, role_id: str) -> 
         return HttpResponseRedirect(console.url("role-detail", role.pk))
     messages.error(request, "Choose a user to remove.")
     return HttpResponseRedirect(console.url("role-detail", role.pk))
+
+
+# --- Console Settings ---------------------------------------------------------------------
+
+
+def _settings_page(
+    request: HttpRequest,
+    console: Console,
+    *,
+    status: int = 200,
+    admin_form: RoleAssignForm | None = None,
+    flow_form: LoginFlowForm | None = None,
+) -> HttpResponse:
+    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
+    console_app = administrator.audience_application
+    assert console_app is not None
+    steps = login_flow_steps(application=console_app, org=console.org)
+    own_flow = login_flow_is_own(application=console_app, org=console.org)
+    return render(
+        request,
+        "identity/console/settings.html",
+        {
+            "console": console,
+            "administrator": administrator,
+            "administrators": role_assignments_in_org(role=administrator, org=console.org),
+            "admin_form": admin_form or RoleAssignForm(),
+            "steps": steps,
+            "own_flow": own_flow,
+            "flow_form": flow_form or LoginFlowForm(initial={"steps": LoginFlowForm.as_text(steps)}),
+            "authenticators": [(name, a.label) for name, a in AUTHENTICATORS.items()],
+        },
+        status=status,
+    )
+
+
+@console_page(scope="internal_role_mgt_view")
+def console_settings(request: HttpRequest, console: Console) -> HttpResponse:
+    return _settings_page(request, console)
+
+
+@console_page(scope="internal_role_mgt_update")
+@require_POST
+def console_admin_add(request: HttpRequest, console: Console) -> HttpResponse:
+    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
+    form = RoleAssignForm(request.POST)
+    if form.is_valid():
+        members = list(
+            org_members(console.org)
+            .filter(username=normalise_username(form.cleaned_data["username"]))
+            .select_related("organization")
+        )
+        residents = [u for u in members if u.organization_id == console.org.pk]
+        member = residents[0] if residents else (members[0] if len(members) == 1 else None)
+        if member is None:
+            form.add_error("username", "No single member of this organization has this username.")
+        else:
+            try:
+                access_grant(
+                    user=console.user,
+                    org=console.org,
+                    path=console.path,
+                    permissions=administrator.permissions.values_list("name", flat=True),
+                )
+                role_assign(actor=console.user, role=administrator, org=console.org, user=member)
+            except PermissionDenied as exc:
+                form.add_error("username", str(exc))
+            except ValidationError as exc:
+                apply_service_errors(form, exc)
+            else:
+                messages.success(request, f"{member.username} is now an administrator of {console.org.name}.")
+                return HttpResponseRedirect(console.url("settings"))
+    return _settings_page(request, console, status=400, admin_form=form)
+
+
+@console_page(scope="internal_role_mgt_update")
+@require_POST
+def console_admin_remove(request: HttpRequest, console: Console) -> HttpResponse:
+    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
+    form = RoleUnassignForm(request.POST)
+    if form.is_valid():
+        member = access_console_user(org=console.org, user_id=form.cleaned_data["user_id"])
+        if member.pk == console.user.pk:
+            messages.error(request, "You cannot remove yourself; ask another administrator.")
+        else:
+            try:
+                role_unassign(actor=console.user, role=administrator, org=console.org, user=member)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, f"{member.username} is no longer an administrator here.")
+    return HttpResponseRedirect(console.url("settings"))
+
+
+@console_page(scope="internal_application_mgt_update")
+@require_POST
+def console_login_flow(request: HttpRequest, console: Console) -> HttpResponse:
+    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
+    console_app = administrator.audience_application
+    assert console_app is not None
+    if request.POST.get("reset"):
+        try:
+            login_flow_reset(actor=console.user, application=console_app, org=console.org)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, "This organization now uses its parent's Console login flow.")
+        return HttpResponseRedirect(console.url("settings"))
+    form = LoginFlowForm(request.POST)
+    if form.is_valid():
+        try:
+            login_flow_set(
+                actor=console.user, application=console_app, org=console.org, steps=form.cleaned_data["steps"]
+            )
+        except ValidationError as exc:
+            form.add_error("steps", exc)
+        else:
+            messages.success(request, "Console login flow saved.")
+            return HttpResponseRedirect(console.url("settings"))
+    return _settings_page(request, console, status=400, flow_form=form)

@@ -94,3 +94,25 @@ def apply_service_errors(form: forms.Form, exc: ValidationError) -> None:
                 form.add_error(target, error)
     else:
         form.add_error(None, exc)
+
+
+class LoginFlowForm(forms.Form):
+    """A login flow as text: one step per line, alternatives separated by commas."""
+
+    steps = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        max_length=2000,
+        help_text="One step per line; the options of a step separated by commas.",
+    )
+
+    def clean_steps(self) -> list[list[str]]:
+        text: str = self.cleaned_data["steps"]
+        return [
+            [name.strip() for name in line.split(",") if name.strip()]
+            for line in text.splitlines()
+            if line.strip()
+        ]
+
+    @staticmethod
+    def as_text(steps: list[list[str]]) -> str:
+        return "\n".join(", ".join(step) for step in steps)

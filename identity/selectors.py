@@ -165,7 +165,18 @@ def login_flow_steps(*, application: Application, org: Organization) -> list[lis
     return steps or [["BasicAuthenticator"]]
 
 
+def login_flow_is_own(*, application: Application, org: Organization) -> bool:
+    return LoginFlow.objects.filter(application=application, organization=org).exists()
+
+
 # --- roles --------------------------------------------------------------------------------
+
+
+def tenant_system_role(*, tenant: Organization, name: str) -> Role:
+    """One of the tenant's system roles (Administrator, Impersonator)."""
+    return Role.objects.select_related("audience_application").get(
+        organization=tenant, name=name, is_system=True
+    )
 
 
 def roles_in_org(org: Organization) -> list[Role]:

@@ -239,3 +239,19 @@ def login_flow_set(
         data={"steps": clean},
     )
     return flow
+
+
+@transaction.atomic
+def login_flow_reset(*, actor: User | None, application: Application, org: Organization) -> None:
+    """Drop ``org``'s own flow for ``application``: the owner's flow applies again."""
+    if org.pk == application.organization_id:
+        raise ValidationError("The owner's flow is the default; edit it instead.")
+    deleted, _ = LoginFlow.objects.filter(application=application, organization=org).delete()
+    if deleted:
+        audit_record(
+            org=org,
+            action="login-flow-reset",
+            actor=actor,
+            target_type="application",
+            target_id=application.client_id,
+        )

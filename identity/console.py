@@ -228,44 +228,53 @@ def role_permissions(request: HttpRequest, console: Console, role_id: str) -> Ht
     return _role_page(request, console, role, status=400, permissions_form=form)
 
 
+def _assign_from_form(console: Console, role: Role, form: RoleAssignForm) -> User | None:
+    """Assign ``role`` to the member named in ``form``; errors land on the form.
+
+    A username is unique within its resident organization only: a resident wins; two users
+    shared in from different organizations under one name are ambiguous and refused. The
+    administrator must hold every permission of the role (no privilege escalation)."""
+    if not form.is_valid():
+        return None
+    username = normalise_username(form.cleaned_data["username"])
+    candidates = list(org_members(console.org).filter(username=username).select_related("organization"))
+    residents = [u for u in candidates if u.organization_id == console.org.pk]
+    member = residents[0] if residents else (candidates[0] if len(candidates) == 1 else None)
+    if member is None:
+        form.add_error(
+            "username",
+            "Several members shared into this organization have this username; ask their "
+            "organization's administrator."
+            if candidates
+            else "No member of this organization has this username.",
+        )
+        return None
+    try:
+        access_grant(
+            user=console.user,
+            org=console.org,
+            path=console.path,
+            permissions=role.permissions.values_list("name", flat=True),
+        )
+        role_assign(actor=console.user, role=role, org=console.org, user=member)
+    except PermissionDenied as exc:
+        form.add_error("username", str(exc))
+        return None
+    except ValidationError as exc:
+        apply_service_errors(form, exc)
+        return None
+    return member
+
+
 @console_page(scope="internal_role_mgt_update")
 @require_POST
 def role_assign_view(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
     role = access_console_role(org=console.org, role_id=role_id)
     form = RoleAssignForm(request.POST)
-    if form.is_valid():
-        username = normalise_username(form.cleaned_data["username"])
-        # A username is unique within its resident organization only: a resident wins; two
-        # users shared in from different organizations under one name are ambiguous.
-        candidates = list(org_members(console.org).filter(username=username).select_related("organization"))
-        residents = [u for u in candidates if u.organization_id == console.org.pk]
-        member: User | None = residents[0] if residents else None
-        if member is None and len(candidates) == 1:
-            member = candidates[0]
-        if member is None:
-            form.add_error(
-                "username",
-                "Several members shared into this organization have this username; ask their "
-                "organization's administrator."
-                if candidates
-                else "No member of this organization has this username.",
-            )
-        else:
-            try:
-                access_grant(
-                    user=console.user,
-                    org=console.org,
-                    path=console.path,
-                    permissions=role.permissions.values_list("name", flat=True),
-                )
-                role_assign(actor=console.user, role=role, org=console.org, user=member)
-            except PermissionDenied as exc:
-                form.add_error("username", str(exc))
-            except ValidationError as exc:
-                apply_service_errors(form, exc)
-            else:
-                messages.success(request, f"{role.name} assigned to {member.username}.")
-                return HttpResponseRedirect(console.url("role-detail", role.pk))
+    member = _assign_from_form(console, role, form)
+    if member is not None:
+        messages.success(request, f"{role.name} assigned to {member.username}.")
+        return HttpResponseRedirect(console.url("role-detail", role.pk))
     return _role_page(request, console, role, status=400, assign_form=form)
 
 
@@ -330,32 +339,10 @@ def console_settings(request: HttpRequest, console: Console) -> HttpResponse:
 def console_admin_add(request: HttpRequest, console: Console) -> HttpResponse:
     administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
     form = RoleAssignForm(request.POST)
-    if form.is_valid():
-        members = list(
-            org_members(console.org)
-            .filter(username=normalise_username(form.cleaned_data["username"]))
-            .select_related("organization")
-        )
-        residents = [u for u in members if u.organization_id == console.org.pk]
-        member = residents[0] if residents else (members[0] if len(members) == 1 else None)
-        if member is None:
-            form.add_error("username", "No single member of this organization has this username.")
-        else:
-            try:
-                access_grant(
-                    user=console.user,
-                    org=console.org,
-                    path=console.path,
-                    permissions=administrator.permissions.values_list("name", flat=True),
-                )
-                role_assign(actor=console.user, role=administrator, org=console.org, user=member)
-            except PermissionDenied as exc:
-                form.add_error("username", str(exc))
-            except ValidationError as exc:
-                apply_service_errors(form, exc)
-            else:
-                messages.success(request, f"{member.username} is now an administrator of {console.org.name}.")
-                return HttpResponseRedirect(console.url("settings"))
+    member = _assign_from_form(console, administrator, form)
+    if member is not None:
+        messages.success(request, f"{member.username} is now an administrator of {console.org.name}.")
+        return HttpResponseRedirect(console.url("settings"))
     return _settings_page(request, console, status=400, admin_form=form)
 
 

@@ -239,6 +239,7 @@ ACTAS_TRUSTED_PROXIES = env_int("ACTAS_TRUSTED_PROXIES", 0)
 # Directory of the JWT signing key set (identity/tokens.py). Required outside the embedded
 # default; `manage.py rotate_signing_key` creates and rotates it.
 ACTAS_SIGNING_KEYS_DIR = os.environ.get("ACTAS_SIGNING_KEYS_DIR", "")
+ACTAS_EMAIL_OTP_MAX_SENDS = env_int("ACTAS_EMAIL_OTP_MAX_SENDS", 5)  # per user and window
 ACTAS_SSO_SESSION_MAX_AGE = env_int("ACTAS_SSO_SESSION_MAX_AGE", 8 * 3600)
 ACTAS_CONSOLE_PAGE_SIZE = env_int("ACTAS_CONSOLE_PAGE_SIZE", 25)
 

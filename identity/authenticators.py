@@ -260,12 +260,28 @@ class EmailOTPAuthenticator(Authenticator):
 
     def _send(self, *, org: Organization, progress: FlowProgress) -> StepResult:
         notice = "If this account has an email address, a code is on its way. It expires in 10 minutes."
+        # Codes per user (known or not, so the limit reveals nothing) and per address.
+        sends = (
+            FailureBudget(
+                "otp-send", f"{org.tenant_id}:{progress.identifier}", settings.ACTAS_EMAIL_OTP_MAX_SENDS
+            ),
+            FailureBudget("otp-send-ip", context.current().ip or "", settings.ACTAS_EMAIL_OTP_MAX_SENDS * 4),
+        )
+        try:
+            counts = [b.reserve() for b in sends]
+        except Exception:
+            log.exception("email code budget unavailable")
+            return StepResult(False, THROTTLED)
+        if any(count > budget.limit for count, budget in zip(counts, sends, strict=True)):
+            return StepResult(False, "Too many codes were requested. Wait a few minutes and try again.")
         user = User.objects.filter(pk=progress.user_id).first() if progress.user_id else None
-        if user is None or not user.email:
+        if user is None or not user.email or not user.can_sign_in:
             progress.otp_id = str(uuid.uuid4())  # nothing was sent; every code will fail
             return StepResult(False, notice=notice)
         code = f"{secrets.randbelow(10**6):06d}"
         with transaction.atomic():
+            # A new code replaces the earlier ones.
+            EmailOTPChallenge.objects.filter(user=user, used_at__isnull=True).update(used_at=timezone.now())
             challenge = EmailOTPChallenge.objects.create(
                 user=user, code_hash="", expires_at=timezone.now() + OTP_TTL
             )
@@ -293,6 +309,9 @@ class EmailOTPAuthenticator(Authenticator):
             return self._send(org=org, progress=progress)
         form = self.form(progress, data)
         code = form.cleaned_data.get("code", "").strip() if form.is_valid() else ""
+        budgets, error = _reserve(org, progress.identifier)
+        if budgets is None:
+            return StepResult(False, error)
         with transaction.atomic():
             challenge = (
                 EmailOTPChallenge.objects.select_for_update()
@@ -323,6 +342,8 @@ class EmailOTPAuthenticator(Authenticator):
                 data={"authenticator": self.name},
             )
             return StepResult(False, CODE_FAILURE)
+        for budget in budgets:
+            budget.release()
         return StepResult(True)
 
 

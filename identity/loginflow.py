@@ -35,6 +35,10 @@ class Flow:
     next_url: str
     progress: FlowProgress = field(default_factory=FlowProgress)
     step: int = 0
+    # The steps this flow was started for, and the SSO session it was seeded from: when
+    # either changes (a flow edited or reset, a session ended) the flow starts over.
+    steps: list[list[str]] = field(default_factory=list)
+    seeded_from: str = ""
 
     @property
     def key(self) -> str:
@@ -57,21 +61,39 @@ def _live_session(request: HttpRequest, org: Organization) -> SSOSession | None:
 
 
 def flow_load(
-    request: HttpRequest, *, org: Organization, app: Application, next_url: str, restart: bool = False
+    request: HttpRequest,
+    *,
+    org: Organization,
+    app: Application,
+    steps: list[list[str]],
+    next_url: str,
+    restart: bool = False,
 ) -> Flow:
-    """The sign-in in progress for (org, app), or a new one seeded from the live SSO session."""
+    """The sign-in in progress for (org, app), or a new one seeded from the live SSO session.
+
+    A saved flow is used only while it was started for these very steps and the SSO session it
+    was seeded from (if any) is still the live one."""
     key = f"{SESSION_PREFIX}:{org.pk}:{app.client_id}"
     data = request.session.get(key)
-    if data and not restart:
-        flow = Flow.from_session(dict(data))
-        flow.next_url = next_url or flow.next_url
-        return flow
-    flow = Flow(org_id=str(org.pk), client_id=app.client_id, next_url=next_url)
     live = _live_session(request, org)
+    if data and not restart:
+        try:
+            flow = Flow.from_session(dict(data))
+        except (TypeError, KeyError):
+            flow = None
+        if (
+            flow is not None
+            and flow.steps == steps
+            and (not flow.seeded_from or (live is not None and live.sid == flow.seeded_from))
+        ):
+            flow.next_url = next_url or flow.next_url
+            return flow
+    flow = Flow(org_id=str(org.pk), client_id=app.client_id, next_url=next_url, steps=steps)
     if live is not None:
         flow.progress.user_id = str(live.user_id)
         flow.progress.identifier = live.user.username
         flow.progress.amr = list(live.amr)
+        flow.seeded_from = live.sid
     return flow
 
 
@@ -81,6 +103,9 @@ def flow_save(request: HttpRequest, flow: Flow) -> None:
 
 def flow_discard(request: HttpRequest, flow: Flow) -> None:
     request.session.pop(flow.key, None)
+
+
+CREDENTIALS = frozenset({"BasicAuthenticator", "email-otp"})
 
 
 def _satisfied(step: list[str], progress: FlowProgress) -> bool:
@@ -115,8 +140,15 @@ def flow_submit(
 
 
 def flow_finish(request: HttpRequest, flow: Flow, *, org: Organization) -> User | None:
-    """Sign the browser in (or step up its live session). None if the user may not."""
+    """Sign the browser in (or step up its live session). None if the user may not.
+
+    Checked again here, not trusted from the step counter: every step of the flow has an
+    option among the methods passed, and one of them checked a credential."""
     if flow.progress.user_id is None:
+        return None
+    if not all(_satisfied(step, flow.progress) for step in flow.steps) or not (
+        CREDENTIALS & set(flow.progress.amr)
+    ):
         return None
     user = User.objects.select_related("organization").filter(pk=flow.progress.user_id).first()
     if user is None or not user.can_sign_in or not user_is_member(user=user, org=org):

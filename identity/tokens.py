@@ -67,6 +67,9 @@ class SigningKey:
     retired_at: dt.datetime | None
     publish_until: dt.datetime | None
 
+    def is_published(self, now: dt.datetime) -> bool:
+        return self.publish_until is None or self.publish_until > now
+
     @property
     def public_key(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
         return self.private_key.public_key()
@@ -215,7 +218,7 @@ def _rotate_unlocked(directory: Path, *, alg: str, publish_old_for: dt.timedelta
 class _KeySetCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stamp: tuple[str, int] | None = None
+        self._stamp: tuple[str, int, int, int] | None = None
         self._keyset: KeySet | None = None
 
     def clear(self) -> None:
@@ -226,7 +229,8 @@ class _KeySetCache:
         directory = keys_dir()
         manifest_path = directory / KEYSET_FILE
         try:
-            stamp = (str(directory), manifest_path.stat().st_mtime_ns)
+            info = manifest_path.stat()
+            stamp = (str(directory), info.st_mtime_ns, info.st_ino, info.st_size)
         except FileNotFoundError:
             if not (settings.DEBUG or settings.EMBEDDED):
                 raise ImproperlyConfigured(
@@ -235,7 +239,8 @@ class _KeySetCache:
             with _locked(directory):
                 if not manifest_path.exists():  # another process may have made it meanwhile
                     _rotate_unlocked(directory, alg="RS256", publish_old_for=dt.timedelta(0))
-            stamp = (str(directory), manifest_path.stat().st_mtime_ns)
+            info = manifest_path.stat()
+            stamp = (str(directory), info.st_mtime_ns, info.st_ino, info.st_size)
         keyset = self._keyset
         if keyset is not None and self._stamp == stamp:
             return keyset
@@ -281,7 +286,8 @@ def current_keyset() -> KeySet:
 
 def jwks() -> dict[str, Any]:
     """The public keys to publish: the active one and retired ones still in use."""
-    return {"keys": [key.public_jwk() for key in current_keyset().keys.values()]}
+    now = timezone.now()
+    return {"keys": [key.public_jwk() for key in current_keyset().keys.values() if key.is_published(now)]}
 
 
 # --- mint and verify -----------------------------------------------------------------------------
@@ -321,7 +327,7 @@ def verify(
     if not isinstance(kid, str):
         raise TokenError("token names no key")
     key = current_keyset().keys.get(kid)
-    if key is None:
+    if key is None or not key.is_published(timezone.now()):
         raise TokenError("token signed by an unknown or withdrawn key")
     if str(header.get("typ", "")).lower() != typ.lower():
         raise TokenError(f"token type is {header.get('typ')!r}, expected {typ!r}")

@@ -53,6 +53,8 @@ def _safe_next(request: HttpRequest, tenant: Organization, org: Organization) ->
 def _resolve_application(request: HttpRequest, tenant: Organization, org: Organization) -> Application | None:
     """The application signing in: ``?client_id=`` when given, else the Console."""
     client_id = (request.POST.get("client_id") or request.GET.get("client_id") or "")[:255]
+    if "\x00" in client_id:
+        return None
     if client_id:
         app = Application.objects.select_related("organization").filter(client_id=client_id).first()
         if app is None or not application_available_in(application=app, org=org):
@@ -82,7 +84,9 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
     assert app is not None
 
     steps = login_flow_steps(application=app, org=current)
-    flow = flow_load(request, org=current, app=app, next_url=next_url, restart="restart" in request.GET)
+    flow = flow_load(
+        request, org=current, app=app, steps=steps, next_url=next_url, restart="restart" in request.GET
+    )
     flow_advance(flow, steps)
     status = 200
     if request.method == "POST" and not flow_is_complete(flow, steps):
@@ -97,7 +101,7 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
         if flow_finish(request, flow, org=current) is not None:
             return HttpResponseRedirect(flow.next_url)
         context["error"] = GENERIC_FAILURE
-        flow = flow_load(request, org=current, app=app, next_url=next_url, restart=True)
+        flow = flow_load(request, org=current, app=app, steps=steps, next_url=next_url, restart=True)
         status = 400
     flow_save(request, flow)
     step = steps[flow.step]

@@ -216,6 +216,9 @@ def login_flow_validate(steps: object) -> list[list[str]]:
             raise ValidationError("A code by email needs an earlier step that identifies the user.")
         if "SharedUserIdentifierExecutor" in step and (index != 1 or len(step) != 1):
             raise ValidationError("The Shared User Identifier must be the only option of the first step.")
+        repeated = sorted({a for a in step for earlier in clean if a in earlier})
+        if repeated:
+            raise ValidationError(f"Step {index} repeats {', '.join(repeated)} from an earlier step.")
         clean.append(list(step))
     if clean[0] == ["SharedUserIdentifierExecutor"] and len(clean) == 1:
         raise ValidationError("The Shared User Identifier needs a second step that checks credentials.")

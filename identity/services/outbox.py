@@ -6,7 +6,10 @@
 - ``outbox_deliver`` claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never
   send the same row at once), renders it with django-templated-email, sends it with the row's
   stable ``Message-ID`` and marks it sent in the same transaction. A failure schedules a retry
-  with exponential backoff; after ``MAX_ATTEMPTS`` the row is marked failed.
+  with exponential backoff; after ``MAX_ATTEMPTS`` the row is marked failed. Delivery is
+  at-least-once: if the process dies after SMTP accepted a message but before the commit, it
+  is sent again with the same Message-ID, which lets the receiver recognise the repeat.
+  A sent row keeps no copy of its context (an email code must not outlive its email).
 - ``outbox_requeue_due`` (celery beat) publishes rows whose next attempt is due, leasing them
   for a while so a row is not published again while it waits in the queue.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,8 +65,19 @@ def outbox_enqueue(
         next_attempt_at=timezone.now() + LEASE,
     )
     pk = str(message.pk)
-    transaction.on_commit(lambda: _publish([pk]))
+    transaction.on_commit(lambda: _publish_soon([pk]))
     return message
+
+
+def _publish_soon(message_ids: list[str]) -> None:
+    """Publish without making the request wait for the broker (a refused connection still
+    costs seconds); in the eager embedded mode the task runs right here."""
+    from config.celery import app
+
+    if app.conf.task_always_eager:
+        _publish(message_ids)
+    else:
+        threading.Thread(target=_publish, args=(message_ids,), name="outbox-publish", daemon=True).start()
 
 
 def _backoff(attempts: int) -> dt.timedelta:
@@ -100,7 +115,8 @@ def outbox_deliver(*, message_id_value: str) -> str:
         message.status = OutboxMessage.Status.SENT
         message.sent_at = timezone.now()
         message.last_error = ""
-        message.save(update_fields=["attempts", "last_error", "status", "sent_at"])
+        message.context = {}
+        message.save(update_fields=["attempts", "last_error", "status", "sent_at", "context"])
         return "sent"
 
 

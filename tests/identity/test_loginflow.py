@@ -14,6 +14,15 @@ from identity.services.outbox import outbox_deliver
 from tests.conftest import PASSWORD, World, console_url
 
 
+def _code_in(mail: Any) -> str:
+    """The six-digit code in the plain-text part (never in the subject line)."""
+    assert not re.search(r"\d{6}", mail["Subject"])
+    plain = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+    match = re.search(r"\b(\d{6})\b", plain.get_payload(decode=True).decode())
+    assert match is not None
+    return match.group(1)
+
+
 def _login_url(world: World, org: Any, **params: str) -> str:
     base = "/t/acme/login/" if org.pk == world.root.pk else f"/t/acme/o/{org.pk}/login/"
     query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -100,7 +109,7 @@ def test_stricter_flow_asks_only_for_the_missing_step(client: Client, world: Wor
     outbox = OutboxMessage.objects.get(to_email="admin@example.test", kind="email-otp")
     assert outbox_deliver(message_id_value=str(outbox.pk)) == "sent"
     mail = smtp_sink.wait_for(1)[0]
-    code = re.search(r"\b(\d{6})\b", mail["Subject"]).group(1)  # type: ignore[union-attr]
+    code = _code_in(mail)
     wrong = client.post(url, {"authenticator": "email-otp", "code": "000000", "client_id": app.client_id})
     assert wrong.status_code == 400 and b"That code is not right" in wrong.content
     ok = client.post(url, {"authenticator": "email-otp", "code": code, "client_id": app.client_id})
@@ -192,8 +201,78 @@ def test_email_code_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sin
     client.post("/t/acme/login/", {"authenticator": "email-otp", "action": "send"})
     mail = smtp_sink.wait_for(1, timeout=20)[0]
     assert mail["To"] == "admin@example.test"
-    code = re.search(r"\b(\d{6})\b", mail["Subject"]).group(1)  # type: ignore[union-attr]
+    code = _code_in(mail)
     response = client.post("/t/acme/login/", {"authenticator": "email-otp", "code": code})
     assert response.status_code == 302 and response["Location"] == "/t/acme/console/"
     assert SSOSession.objects.get(user=admin).amr == ["BasicAuthenticator", "email-otp"]
     assert OutboxMessage.objects.get().status == "sent"
+
+
+def test_editing_a_flow_restarts_sign_ins_in_progress(client: Client, world: World) -> None:
+    """A half-done [identifier] → [password] sign-in must not complete when the flow shrinks."""
+    console = world.system.console
+    login_flow_set(
+        actor=None,
+        application=console,
+        org=world.eu,
+        steps=[["SharedUserIdentifierExecutor"], ["BasicAuthenticator"]],
+    )
+    url = _login_url(world, world.eu)
+    client.post(url, {"username": "eu-admin"})
+    from identity.services.applications import login_flow_reset
+
+    login_flow_reset(actor=None, application=console, org=world.eu)  # now just [password]
+    response = client.get(url)
+    assert response.status_code == 200 and b'name="password"' in response.content
+    assert not SSOSession.objects.exists()
+
+
+def test_a_saved_flow_dies_with_its_sso_session(client: Client, world: World) -> None:
+    from identity.services.sessions import sso_session_end
+
+    app, _ = application_create(
+        actor=None,
+        org=world.root,
+        name="Payroll",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://payroll.example/cb"],
+    )
+    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    client.post(_login_url(world, world.root), {"username": "admin", "password": PASSWORD})
+    url = _login_url(world, world.root, client_id=app.client_id)
+    assert b"Step 2 of 2" in client.get(url).content
+    session = SSOSession.objects.get(user=world.admin)
+    sso_session_end(actor=None, session=session, reason="terminated")
+    page = client.get(url)
+    assert b"Step 1 of 2" in page.content and b"Signing in as" not in page.content
+
+
+def test_email_codes_are_budgeted(client: Client, world: World, settings: Any) -> None:
+    settings.ACTAS_EMAIL_OTP_MAX_SENDS = 2
+    settings.ACTAS_LOGIN_MAX_FAILURES_PER_USER = 3
+    app, _ = application_create(
+        actor=None,
+        org=world.root,
+        name="Payroll",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://payroll.example/cb"],
+    )
+    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    url = _login_url(world, world.root, client_id=app.client_id)
+    client.post(url, {"username": "target", "password": PASSWORD, "client_id": app.client_id})
+    for _ in range(2):
+        client.post(url, {"authenticator": "email-otp", "action": "send", "client_id": app.client_id})
+    third = client.post(url, {"authenticator": "email-otp", "action": "send", "client_id": app.client_id})
+    assert b"Too many codes were requested" in third.content
+    assert OutboxMessage.objects.filter(to_email="target@example.test").count() == 2
+    # The newer code replaced the older one.
+    assert EmailOTPChallenge.objects.filter(user=world.target, used_at__isnull=True).count() == 1
+    for _ in range(3):
+        client.post(url, {"authenticator": "email-otp", "code": "000000", "client_id": app.client_id})
+    guess = client.post(url, {"authenticator": "email-otp", "code": "000000", "client_id": app.client_id})
+    assert b"Too many failed sign-in attempts" in guess.content
+
+
+def test_nul_in_client_id_is_not_an_error(client: Client, world: World) -> None:
+    assert client.get("/t/acme/login/?client_id=a%00b").status_code == 200
+    assert client.post("/t/acme/login/", {"client_id": "a\x00b"}).status_code == 400

@@ -302,6 +302,7 @@ def test_authorize_api_rejects_foreign_scope(world: World) -> None:
         [["BasicAuthenticator"], ["SharedUserIdentifierExecutor"]],
         [["SharedUserIdentifierExecutor"]],
         [["email-otp"], ["BasicAuthenticator"]],
+        [["BasicAuthenticator"], ["BasicAuthenticator"]],
         "BasicAuthenticator",
     ],
 )

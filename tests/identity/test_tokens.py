@@ -213,3 +213,14 @@ def test_jwks_endpoint(db: None, client: Client) -> None:
     assert [k["kid"] for k in response.json()["keys"]] == [tokens.current_keyset().active.kid]
     assert client.get("/t/nope/oauth2/jwks").status_code == 404
     assert client.post("/t/acme/oauth2/jwks").status_code == 405
+
+
+def test_a_retired_key_stops_working_when_its_time_is_up() -> None:
+    old_token = tokens.mint(claims(), typ="at+jwt")
+    tokens.rotate_signing_key(publish_old_for=dt.timedelta(seconds=5))
+    assert tokens.verify(old_token, typ="at+jwt", issuer=ISS, audience="pickup")
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=6)):
+        # No reload of the key set happens in between: the check is made at use.
+        assert len(tokens.jwks()["keys"]) == 1
+        with pytest.raises(tokens.TokenError):
+            tokens.verify(old_token, typ="at+jwt", issuer=ISS, audience="pickup", required=("iss",))

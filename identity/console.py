@@ -21,7 +21,7 @@ from identity.forms import (
     UserCreateForm,
     apply_service_errors,
 )
-from identity.models import Role, Scope, User
+from identity.models import Application, Role, Scope, User
 from identity.selectors import (
     application_authorized_scopes,
     applications_available_in,
@@ -31,6 +31,7 @@ from identity.selectors import (
     org_members,
     role_assignments_in_org,
     roles_in_org,
+    tenant_system_application,
     tenant_system_role,
     user_memberships,
     user_roles_in_org,
@@ -299,6 +300,12 @@ def role_unassign_view(request: HttpRequest, console: Console, role_id: str) -> 
 # --- Console Settings ---------------------------------------------------------------------
 
 
+def _console_application(console: Console) -> Application:
+    app = tenant_system_application(tenant=console.tenant, key=Application.SystemKey.CONSOLE)
+    assert app is not None  # every tenant has one (tenant bootstrap)
+    return app
+
+
 def _settings_page(
     request: HttpRequest,
     console: Console,
@@ -308,8 +315,7 @@ def _settings_page(
     flow_form: LoginFlowForm | None = None,
 ) -> HttpResponse:
     administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
-    console_app = administrator.audience_application
-    assert console_app is not None
+    console_app = _console_application(console)
     steps = login_flow_steps(application=console_app, org=console.org)
     own_flow = login_flow_is_own(application=console_app, org=console.org)
     return render(
@@ -368,9 +374,7 @@ def console_admin_remove(request: HttpRequest, console: Console) -> HttpResponse
 @console_page(scope="internal_application_mgt_update")
 @require_POST
 def console_login_flow(request: HttpRequest, console: Console) -> HttpResponse:
-    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
-    console_app = administrator.audience_application
-    assert console_app is not None
+    console_app = _console_application(console)
     if request.POST.get("reset"):
         try:
             login_flow_reset(actor=console.user, application=console_app, org=console.org)

@@ -23,6 +23,19 @@ def _code_in(mail: Any) -> str:
     return match.group(1)
 
 
+def _password_then_code_app(world: World) -> Application:
+    """A business application whose flow is [password] then [a code by email]."""
+    app, _ = application_create(
+        actor=None,
+        org=world.root,
+        name="Payroll",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://payroll.example/cb"],
+    )
+    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    return app
+
+
 def _login_url(world: World, org: Any, **params: str) -> str:
     base = "/t/acme/login/" if org.pk == world.root.pk else f"/t/acme/o/{org.pk}/login/"
     query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -92,14 +105,7 @@ def test_sso_is_reused_when_the_flow_is_satisfied(client: Client, world: World) 
 
 
 def test_stricter_flow_asks_only_for_the_missing_step(client: Client, world: World, smtp_sink: Any) -> None:
-    app, _ = application_create(
-        actor=None,
-        org=world.root,
-        name="Payroll",
-        grant_types=["authorization_code"],
-        redirect_uris=["https://payroll.example/cb"],
-    )
-    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    app = _password_then_code_app(world)
     client.post(_login_url(world, world.root), {"username": "admin", "password": PASSWORD})
     url = _login_url(world, world.root, client_id=app.client_id)
     page = client.get(url)
@@ -122,14 +128,7 @@ def test_stricter_flow_asks_only_for_the_missing_step(client: Client, world: Wor
 
 
 def test_email_code_is_single_use_and_attempt_limited(client: Client, world: World) -> None:
-    app, _ = application_create(
-        actor=None,
-        org=world.root,
-        name="Payroll",
-        grant_types=["authorization_code"],
-        redirect_uris=["https://payroll.example/cb"],
-    )
-    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    app = _password_then_code_app(world)
     url = _login_url(world, world.root, client_id=app.client_id)
     client.post(url, {"username": "target", "password": PASSWORD, "client_id": app.client_id})
     client.post(url, {"authenticator": "email-otp", "action": "send", "client_id": app.client_id})
@@ -230,14 +229,7 @@ def test_editing_a_flow_restarts_sign_ins_in_progress(client: Client, world: Wor
 def test_a_saved_flow_dies_with_its_sso_session(client: Client, world: World) -> None:
     from identity.services.sessions import sso_session_end
 
-    app, _ = application_create(
-        actor=None,
-        org=world.root,
-        name="Payroll",
-        grant_types=["authorization_code"],
-        redirect_uris=["https://payroll.example/cb"],
-    )
-    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    app = _password_then_code_app(world)
     client.post(_login_url(world, world.root), {"username": "admin", "password": PASSWORD})
     url = _login_url(world, world.root, client_id=app.client_id)
     assert b"Step 2 of 2" in client.get(url).content
@@ -250,14 +242,7 @@ def test_a_saved_flow_dies_with_its_sso_session(client: Client, world: World) ->
 def test_email_codes_are_budgeted(client: Client, world: World, settings: Any) -> None:
     settings.ACTAS_EMAIL_OTP_MAX_SENDS = 2
     settings.ACTAS_LOGIN_MAX_FAILURES_PER_USER = 3
-    app, _ = application_create(
-        actor=None,
-        org=world.root,
-        name="Payroll",
-        grant_types=["authorization_code"],
-        redirect_uris=["https://payroll.example/cb"],
-    )
-    login_flow_set(actor=None, application=app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]])
+    app = _password_then_code_app(world)
     url = _login_url(world, world.root, client_id=app.client_id)
     client.post(url, {"username": "target", "password": PASSWORD, "client_id": app.client_id})
     for _ in range(2):

@@ -214,12 +214,32 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "actas <no-reply@actas
 
 # --- OAuth 2.0 / OIDC (django-oauth-toolkit) ----------------------------------------------
 OAUTH2_PROVIDER_APPLICATION_MODEL = "identity.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 (a model name)
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER = {
     # Client secrets are generated high-entropy values; a keyed fast hash is enough and keeps
     # the token endpoint free of a password KDF (PBKDF2 costs ~0.7 s per request here).
     "CLIENT_SECRET_HASHER": "client_secret_hmac",
-    "PKCE_REQUIRED": False,
+    # actas's server (only the grants it supports, JWT access tokens) and validator
+    # (tenant-scoped clients, several grants per app, per-app lifetimes, our key set).
+    "OAUTH2_SERVER_CLASS": "identity.oauth.server.ActasServer",
+    "OAUTH2_VALIDATOR_CLASS": "identity.oauth.validator.ActasOAuth2Validator",
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    # Refresh tokens rotate; presenting a used one revokes its whole family.
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    # Tokens are stored by checksum only (RFC 9700 §4.14), never in clear.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "REQUEST_APPROVAL_PROMPT": "force",
 }
+# Extension grants and response types plugged into the OAuth server by other apps
+# (name -> dotted path of a factory taking the request validator).
+ACTAS_OAUTH_GRANT_TYPES: dict[str, str] = {}
+ACTAS_OAUTH_RESPONSE_TYPES: dict[str, str] = {}
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from identity import views as identity_views
+from identity.oauth import views as oauth_views
 
 
 @login_not_required
@@ -24,6 +25,28 @@ urlpatterns = [
     path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
     path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
     path("t/<slug:tenant>/oauth2/jwks", identity_views.jwks_view, name="jwks"),
+    path("t/<slug:tenant>/oauth2/authorize", oauth_views.authorize, name="oauth2-authorize"),
+    path("t/<slug:tenant>/oauth2/authorize/consent", oauth_views.authorize_consent, name="oauth2-consent"),
+    path("t/<slug:tenant>/oauth2/token", oauth_views.token, name="oauth2-token"),
+    path("t/<slug:tenant>/oauth2/revoke", oauth_views.revoke, name="oauth2-revoke"),
+    path("t/<slug:tenant>/oauth2/introspect", oauth_views.introspect, name="oauth2-introspect"),
+    path("t/<slug:tenant>/oauth2/userinfo", oauth_views.userinfo, name="oauth2-userinfo"),
+    path(
+        "t/<slug:tenant>/oauth2/token/.well-known/openid-configuration",
+        oauth_views.discovery,
+        name="oidc-discovery",
+    ),
+    path(
+        "t/<slug:tenant>/.well-known/openid-configuration", oauth_views.discovery, name="oidc-discovery-root"
+    ),
+    path("t/<slug:tenant>/oidc/logout", oauth_views.logout, name="oidc-logout"),
+    path("t/<slug:tenant>/o/<uuid:org>/oauth2/authorize", oauth_views.authorize, name="org-oauth2-authorize"),
+    path(
+        "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize/consent",
+        oauth_views.authorize_consent,
+        name="org-oauth2-consent",
+    ),
+    path("t/<slug:tenant>/o/<uuid:org>/oauth2/token", oauth_views.token, name="org-oauth2-token"),
     path("t/<slug:tenant>/console/", include(console, namespace="console")),
     path("t/<slug:tenant>/o/<uuid:org>/console/", include(org_console, namespace="org-console")),
 ]

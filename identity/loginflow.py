@@ -22,7 +22,12 @@ from identity.authenticators import AUTHENTICATORS, FlowProgress, StepResult
 from identity.middleware import SSO_SESSION_KEY
 from identity.models import Application, SSOSession, User
 from identity.selectors import user_is_member
-from identity.services.sessions import sso_session_add_methods, sso_session_end, sso_session_start
+from identity.services.sessions import (
+    sso_session_add_methods,
+    sso_session_end,
+    sso_session_reauthenticate,
+    sso_session_start,
+)
 from organizations.models import Organization
 
 SESSION_PREFIX = "actas.login"
@@ -39,6 +44,9 @@ class Flow:
     # either changes (a flow edited or reset, a session ended) the flow starts over.
     steps: list[list[str]] = field(default_factory=list)
     seeded_from: str = ""
+    # A re-authentication (OIDC prompt=login, max_age): every step is asked again, whatever
+    # the live session has passed, and completing it renews the session's auth_time.
+    fresh: bool = False
 
     @property
     def key(self) -> str:
@@ -68,6 +76,7 @@ def flow_load(
     steps: list[list[str]],
     next_url: str,
     restart: bool = False,
+    fresh: bool = False,
 ) -> Flow:
     """The sign-in in progress for (org, app), or a new one seeded from the live SSO session.
 
@@ -88,8 +97,8 @@ def flow_load(
         ):
             flow.next_url = next_url or flow.next_url
             return flow
-    flow = Flow(org_id=str(org.pk), client_id=app.client_id, next_url=next_url, steps=steps)
-    if live is not None:
+    flow = Flow(org_id=str(org.pk), client_id=app.client_id, next_url=next_url, steps=steps, fresh=fresh)
+    if live is not None and not fresh:
         flow.progress.user_id = str(live.user_id)
         flow.progress.identifier = live.user.username
         flow.progress.amr = list(live.amr)
@@ -113,6 +122,17 @@ def _satisfied(step: list[str], progress: FlowProgress) -> bool:
         return True
     # An identifier step is satisfied once the user is known (from the live session).
     return step == ["SharedUserIdentifierExecutor"] and progress.user_id is not None and bool(progress.amr)
+
+
+def flow_satisfied_by_session(session: SSOSession, steps: list[list[str]]) -> bool:
+    """Does a live SSO session already satisfy every step of a flow (so an application
+    with this flow signs in without asking anything)?"""
+    progress = FlowProgress(
+        user_id=str(session.user_id), identifier=session.user.username, amr=list(session.amr)
+    )
+    return session.user.can_sign_in and all(_satisfied(step, progress) for step in steps) and bool(
+        CREDENTIALS & set(session.amr)
+    )
 
 
 def flow_advance(flow: Flow, steps: list[list[str]]) -> None:
@@ -155,6 +175,9 @@ def flow_finish(request: HttpRequest, flow: Flow, *, org: Organization) -> User 
         return None
     live = _live_session(request, org)
     if live is not None and live.user_id == user.pk:
+        if flow.fresh:
+            sso_session_reauthenticate(session=live, methods=flow.progress.amr)
+            return user
         new = [m for m in flow.progress.amr if m not in live.amr]
         if new:
             sso_session_add_methods(session=live, methods=new)

@@ -491,3 +491,34 @@ class EmailOTPChallenge(models.Model):
 
     def __str__(self) -> str:
         return f"email OTP for {self.user_id}"
+
+
+class OAuthAuthorization(models.Model):
+    """One sign-in's authorization of an application in an organization.
+
+    Every authorization code, access token and refresh token derived from it is minted with
+    its context: the organization (``org_id``), the SSO session (``sid``), the user. A code is
+    stored by checksum only, marked used on its single exchange, so a replay is recognised and
+    revokes what the code produced (RFC 6749 §4.1.2). Refresh tokens of the authorization share
+    one DOT token family.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    sso_session = models.ForeignKey(
+        SSOSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    scope = models.TextField(blank=True)
+    code_checksum = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    code_used_at = models.DateTimeField(null=True, blank=True)
+    refresh_family = models.UUIDField(unique=True, null=True, blank=True)
+    first_access_token = models.ForeignKey(
+        "oauth2_provider.AccessToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"authorization {self.pk} of {self.application_id}"

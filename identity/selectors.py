@@ -16,6 +16,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from identity.models import (
     IMPERSONATION_SCOPES,
+    APIResource,
     Application,
     ApplicationAPIAuthorization,
     ApplicationShare,
@@ -348,3 +349,63 @@ def user_ancestor_member_orgs(*, user: User, org: Organization) -> list[uuid.UUI
         )
     )
     return [i for i in ids if i in member]
+
+
+# --- OAuth scopes ---------------------------------------------------------------------------
+
+# Scopes anyone who may use an application gets when they ask (DESIGN §3); the rest only
+# through roles. Mirrors identity.oauth.claims.OPEN_SCOPES (selectors import no OAuth code).
+_OPEN_SCOPES = frozenset({"openid", "profile", "email", "internal_login"})
+
+
+def oauth_user_scopes(
+    *, user: User, application: Application, org: Organization, requested: Iterable[str]
+) -> list[str]:
+    """What a user's authorization of ``application`` in ``org`` carries: the requested OIDC
+    scopes and ``internal_login``, plus requested ∩ held for the application in ``org`` (which
+    is already ∩ what the application is authorized for). Unknown or unheld scopes drop out."""
+    wanted = set(requested)
+    granted = wanted & _OPEN_SCOPES
+    others = wanted - _OPEN_SCOPES
+    if others:
+        granted |= others & user_scopes_for_application(user=user, application=application, org=org)
+    return sorted(granted)
+
+
+def oauth_client_scopes(*, application: Application, requested: Iterable[str]) -> frozenset[str] | None:
+    """Client credentials: the requested scopes if the application is authorized for every one
+    of them (impersonation never), else None."""
+    wanted = set(requested)
+    if wanted & IMPERSONATION_SCOPES:
+        return None
+    allowed = set(application_authorized_scopes(application).values_list("name", flat=True))
+    return frozenset(wanted) if wanted <= allowed else None
+
+
+# --- Console: applications and API resources ----------------------------------------------
+
+
+def application_api_authorizations(application: Application) -> list[ApplicationAPIAuthorization]:
+    """The application's API authorizations with their resources and scopes. Two queries."""
+    return list(
+        ApplicationAPIAuthorization.objects.filter(application=application)
+        .select_related("resource")
+        .prefetch_related("scopes")
+        .order_by("resource__name")
+    )
+
+
+def application_roles_in_org(*, application: Application, org: Organization) -> list[Role]:
+    """Roles whose audience is ``application`` that ``org`` sees: the owner's (shared roles,
+    where the application is shared) and ``org``'s own."""
+    qs = Role.objects.filter(audience=Role.Audience.APPLICATION, audience_application=application).filter(
+        Q(organization=org) | Q(organization_id=application.organization_id)
+    )
+    return list(qs.select_related("organization").prefetch_related("permissions").order_by("name"))
+
+
+def tenant_api_resources(tenant: Organization) -> list[APIResource]:
+    """Every API resource of the tenant (system first, then by name) with its scopes."""
+    return list(
+        APIResource.objects.filter(tenant=tenant).prefetch_related("scopes").order_by("-is_system", "name")
+    )

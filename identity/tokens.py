@@ -311,11 +311,13 @@ def verify(
     audience: str | object,
     required: tuple[str, ...] = ("exp", "iat", "iss", "sub"),
     max_age: int | None = None,
+    verify_exp: bool = True,
 ) -> dict[str, Any]:
     """Verify signature, ``typ``, ``iss``, ``exp``/``nbf``/``iat`` and ``aud``; return the claims.
 
     ``audience`` is the expected audience, or ``ANY_AUDIENCE`` when the caller checks it.
     ``max_age`` additionally bounds how long ago the token was issued (``iat``).
+    ``verify_exp=False`` accepts an expired token (only a logout hint may be one).
     """
     if not isinstance(token, str) or not token or len(token) > 16_384:
         raise TokenError("malformed token")
@@ -343,7 +345,7 @@ def verify(
             issuer=issuer,
             audience=expected_aud,
             leeway=LEEWAY_SECONDS,
-            options={"require": list(required), "verify_aud": check_aud},
+            options={"require": list(required), "verify_aud": check_aud, "verify_exp": verify_exp},
         )
     except jwt.PyJWTError as exc:
         raise TokenError(f"rejected: {exc.__class__.__name__}: {exc}") from exc

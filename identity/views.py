@@ -84,8 +84,15 @@ def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) 
     assert app is not None
 
     steps = login_flow_steps(application=app, org=current)
+    reauth = request.GET.get("reauth") == "1"
     flow = flow_load(
-        request, org=current, app=app, steps=steps, next_url=next_url, restart="restart" in request.GET
+        request,
+        org=current,
+        app=app,
+        steps=steps,
+        next_url=next_url,
+        restart="restart" in request.GET or (reauth and request.method == "GET"),
+        fresh=reauth,
     )
     flow_advance(flow, steps)
     status = 200

@@ -118,3 +118,24 @@ def sso_session_add_methods(*, session: SSOSession, methods: list[str]) -> SSOSe
         data={"added": methods},
     )
     return locked
+
+
+@transaction.atomic
+def sso_session_reauthenticate(*, session: SSOSession, methods: list[str]) -> SSOSession:
+    """The live session's user signed in again (OIDC ``prompt=login`` or ``max_age``): its
+    ``auth_time`` is now and the methods passed join its ``amr``."""
+    locked = SSOSession.objects.select_for_update().get(pk=session.pk)
+    locked.auth_time = timezone.now()
+    locked.amr = [*locked.amr, *[m for m in methods if m not in locked.amr]]
+    locked.save(update_fields=["auth_time", "amr"])
+    session.auth_time, session.amr = locked.auth_time, locked.amr
+    audit_record(
+        org=locked.organization,
+        action="login-reauthenticate",
+        actor=locked.user,
+        subject=locked.user,
+        target_type="sso_session",
+        target_id=locked.pk,
+        data={"methods": methods},
+    )
+    return locked

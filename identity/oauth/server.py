@@ -1,0 +1,138 @@
+"""The oauthlib server actas runs (named by DOT's ``OAUTH2_SERVER_CLASS``).
+
+It registers only what actas supports: the authorization code grant (OIDC-aware, PKCE with
+S256 only), refresh tokens (rotating, with ID tokens), client credentials, and the extension
+grants and response types other apps plug in through settings (``ACTAS_OAUTH_GRANT_TYPES``,
+``ACTAS_OAUTH_RESPONSE_TYPES``: name -> dotted path of a factory taking the validator), so
+``identity`` never imports ``impersonation``. Access tokens are JWTs (``typ: at+jwt``) minted
+here with the claims of DESIGN §4; refresh tokens are opaque random strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.endpoints import (
+    AuthorizationEndpoint,
+    ResourceEndpoint,
+    RevocationEndpoint,
+    TokenEndpoint,
+)
+from oauthlib.oauth2.rfc6749.grant_types import (
+    AuthorizationCodeGrant as OAuth2AuthorizationCodeGrant,
+)
+from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
+from oauthlib.oauth2.rfc6749.tokens import BearerToken, random_token_generator
+from oauthlib.openid.connect.core.grant_types import AuthorizationCodeGrant, RefreshTokenGrant
+from oauthlib.openid.connect.core.grant_types.dispatchers import (
+    AuthorizationCodeGrantDispatcher,
+    AuthorizationTokenGrantDispatcher,
+)
+
+from identity import tokens
+from identity.models import Application, User
+from identity.oauth import claims as oauth_claims
+from identity.oauth.validator import endpoint_context
+
+S256_ONLY = {"S256": code_challenge_method_s256}
+
+
+def access_token_expires_in(request: Request) -> int:
+    """The client's access-token lifetime, never past a cap an extension grant set (an
+    impersonation session's end)."""
+    client = request.client
+    lifetime = client.access_token_lifetime if isinstance(client, Application) else 3600
+    cap = getattr(request, "actas_expires_cap", None)
+    if isinstance(cap, int):
+        lifetime = min(lifetime, max(cap, 0))
+    return int(lifetime)
+
+
+def access_token_generator(request: Request) -> str:
+    """Mint the access token JWT for the request's client, user, organization and scopes."""
+    context = endpoint_context(request)
+    org = getattr(request, "actas_org", None)
+    if context is None:
+        raise errors.InvalidRequestError(request=request)
+    user = request.user if isinstance(request.user, User) else None
+    if org is None and user is None:
+        org = context[1]  # client credentials: the organization of the endpoint
+    if org is None:
+        raise errors.InvalidGrantError(request=request)
+    expires_in = getattr(request, "expires_in", None) or access_token_expires_in(request)
+    claims = oauth_claims.access_token_claims(
+        tenant=context[0],
+        org=org,
+        client=request.client,
+        user=user,
+        scopes=request.scopes or [],
+        issued_at=int(timezone.now().timestamp()),
+        expires_in=int(expires_in),
+        extra=getattr(request, "actas_extra_claims", None),
+    )
+    return tokens.mint(claims, typ=oauth_claims.ACCESS_TOKEN_TYP)
+
+
+def _factories(setting: str) -> dict[str, Any]:
+    return {name: import_string(path) for name, path in getattr(settings, setting, {}).items()}
+
+
+class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, RevocationEndpoint):
+    def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
+        self.bearer = BearerToken(
+            request_validator,
+            token_generator=access_token_generator,
+            expires_in=access_token_expires_in,
+            refresh_token_generator=random_token_generator,
+        )
+        auth_grant = OAuth2AuthorizationCodeGrant(request_validator)
+        auth_grant._code_challenge_methods = S256_ONLY
+        oidc_grant = AuthorizationCodeGrant(request_validator)
+        oidc_grant.proxy_target._code_challenge_methods = S256_ONLY
+        self.refresh_grant = RefreshTokenGrant(request_validator)
+        self.credentials_grant = ClientCredentialsGrant(request_validator)
+
+        response_types: dict[str, Any] = {
+            "code": AuthorizationCodeGrantDispatcher(default_grant=auth_grant, oidc_grant=oidc_grant)
+        }
+        for name, factory in _factories("ACTAS_OAUTH_RESPONSE_TYPES").items():
+            response_types[name] = factory(request_validator)
+        AuthorizationEndpoint.__init__(
+            self, default_response_type="code", response_types=response_types, default_token_type=self.bearer
+        )
+
+        grant_types: dict[str, Any] = {
+            Application.GRANT_AUTHORIZATION_CODE_TYPE: AuthorizationTokenGrantDispatcher(
+                request_validator, default_grant=auth_grant, oidc_grant=oidc_grant
+            ),
+            Application.GRANT_REFRESH_TOKEN_TYPE: self.refresh_grant,
+            Application.GRANT_CLIENT_CREDENTIALS_TYPE: self.credentials_grant,
+        }
+        for name, factory in _factories("ACTAS_OAUTH_GRANT_TYPES").items():
+            grant_types[name] = factory(request_validator)
+        TokenEndpoint.__init__(
+            self,
+            default_grant_type=Application.GRANT_AUTHORIZATION_CODE_TYPE,
+            grant_types=grant_types,
+            default_token_type=self.bearer,
+        )
+        ResourceEndpoint.__init__(
+            self,
+            default_token="Bearer",  # noqa: S106 (a token type)
+            token_types={"Bearer": self.bearer},
+        )
+        RevocationEndpoint.__init__(self, request_validator)
+
+    @property
+    def supported_response_types(self) -> list[str]:
+        return sorted(self.response_types)
+
+    @property
+    def supported_grant_types(self) -> list[str]:
+        return sorted(self.grant_types)

@@ -1,0 +1,377 @@
+"""django-oauth-toolkit's request validator, extended for actas.
+
+What changes from DOT (see ../shared/reference/dot-notes.md):
+
+* Every endpoint belongs to a tenant (and maybe a child organization) named in its URL: a
+  client is found only within that tenant, and only where it is available.
+* An application allows several grant types; an unknown grant or one the client is not
+  allowed gives ``unauthorized_client``, never an assertion.
+* Each sign-in's context (organization, SSO session) lives in an ``OAuthAuthorization`` that
+  codes and refresh-token families point to; a replayed code revokes what it produced.
+* ID tokens are signed by ``identity.tokens`` with the tenant's key set (never DOT's
+  jwcrypto key); per-application lifetimes; PKCE S256, mandatory where the app says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.urls import Resolver404, resolve
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, IDToken, RefreshToken
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import errors
+
+from identity import tokens
+from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.oauth import claims as oauth_claims
+from identity.selectors import application_available_in, oauth_client_scopes, oauth_user_scopes
+from identity.services.audit import audit_refusal
+from identity.services.oauth import oauth_authorization_revoke
+from organizations.models import Organization
+from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
+
+log = logging.getLogger("actas.oauth")
+
+
+def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
+    """(tenant, organization) of the endpoint the request was sent to, from its URL."""
+    cached = getattr(request, "actas_endpoint", None)
+    if cached is not None:
+        return cached or None
+    found: tuple[Organization, Organization] | tuple[()] = ()
+    try:
+        match = resolve(urlsplit(request.uri).path)
+    except Resolver404:
+        match = None
+    handle = match.kwargs.get("tenant") if match else None
+    tenant = tenant_get(handle=handle) if isinstance(handle, str) else None
+    if tenant is not None and org_is_usable(tenant):
+        org_id = match.kwargs.get("org") if match else None
+        org = tenant if org_id is None else org_get_in_tenant(tenant=tenant, org_id=org_id)
+        if org is not None:
+            found = (tenant, org)
+    request.actas_endpoint = found
+    return found or None
+
+
+def authorization_of(request: Request) -> OAuthAuthorization | None:
+    return getattr(request, "actas_authorization", None)
+
+
+class ActasOAuth2Validator(OAuth2Validator):
+    # --- clients ----------------------------------------------------------------------------
+
+    def _load_application(self, client_id: str, request: Request) -> Application | None:
+        client = getattr(request, "client", None)
+        if isinstance(client, Application) and client.client_id == client_id:
+            return client
+        request.client = None
+        context = endpoint_context(request)
+        if context is None or not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+            return None
+        tenant, org = context
+        app = (
+            Application.objects.select_related("organization")
+            .filter(client_id=client_id[:255], organization__tenant_id=tenant.pk)
+            .first()
+        )
+        if app is None or not org_is_usable(app.organization):
+            return None
+        if not application_available_in(application=app, org=org):
+            return None
+        request.client = app
+        return app
+
+    def validate_grant_type(
+        self,
+        client_id: str,
+        grant_type: str,
+        client: Application,
+        request: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        return isinstance(client, Application) and client.allows_grant_type(grant_type)
+
+    def validate_response_type(
+        self,
+        client_id: str,
+        response_type: str,
+        client: Application,
+        request: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        if response_type == "code":
+            return client.allows_grant_type(Application.GRANT_AUTHORIZATION_CODE_TYPE)
+        return False
+
+    def is_pkce_required(self, client_id: str, request: Request) -> bool:
+        client = getattr(request, "client", None)
+        if not isinstance(client, Application):
+            return True
+        return bool(client.pkce_required or client.client_type == Application.CLIENT_PUBLIC)
+
+    # --- scopes -----------------------------------------------------------------------------
+
+    def validate_scopes(
+        self,
+        client_id: str,
+        scopes: list[str],
+        client: Application,
+        request: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        if any(not s or len(s) > 150 for s in scopes):
+            return False
+        if request.grant_type == Application.GRANT_CLIENT_CREDENTIALS_TYPE:
+            granted = oauth_client_scopes(application=client, requested=scopes)
+            return granted is not None
+        # At /authorize the scopes are narrowed to what the user may have once they are
+        # known (identity.oauth.views); nothing is refused for asking.
+        return True
+
+    def get_default_scopes(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> list[str]:
+        return []
+
+    def get_original_scopes(
+        self, refresh_token: str, request: Request, *args: Any, **kwargs: Any
+    ) -> list[str]:
+        """A refresh never carries more than the user holds *now*: a role taken away since the
+        first sign-in is gone from the next token."""
+        original = super().get_original_scopes(refresh_token, request, *args, **kwargs)
+        original = original.split() if isinstance(original, str) else list(original)
+        authorization = authorization_of(request)
+        user = request.user
+        if authorization is None or not isinstance(user, User):
+            return []
+        return oauth_user_scopes(
+            user=user,
+            application=authorization.application,
+            org=authorization.organization,
+            requested=original,
+        )
+
+    # --- authorization codes ----------------------------------------------------------------
+
+    def save_authorization_code(
+        self, client_id: str, code: dict[str, str], request: Request, *args: Any, **kwargs: Any
+    ) -> None:
+        org = getattr(request, "actas_org", None)
+        if not isinstance(org, Organization):
+            raise errors.ServerError(description="authorization context missing", request=request)
+        session = getattr(request, "actas_sso_session", None)
+        with transaction.atomic():
+            super().save_authorization_code(client_id, code, request, *args, **kwargs)
+            OAuthAuthorization.objects.create(
+                application=request.client,
+                user=request.user,
+                organization=org,
+                sso_session=session if isinstance(session, SSOSession) else None,
+                scope=" ".join(request.scopes),
+                code_checksum=oauth_claims.token_checksum(code["code"]),
+            )
+
+    def validate_code(
+        self, client_id: str, code: str, client: Application, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        if not isinstance(code, str) or not code or len(code) > 255:
+            return False
+        authorization = (
+            OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
+            .filter(code_checksum=oauth_claims.token_checksum(code), application=client)
+            .first()
+        )
+        if authorization is not None and authorization.code_used_at is not None:
+            self._code_replayed(authorization, request)
+            return False
+        if authorization is None or not super().validate_code(
+            client_id, code, client, request, *args, **kwargs
+        ):
+            return False
+        context = endpoint_context(request)
+        # The code is redeemed at its organization's token endpoint or the tenant's.
+        if context is None or context[1].pk not in (authorization.organization_id, context[0].pk):
+            return False
+        user = request.user
+        if not isinstance(user, User) or not user.can_sign_in:
+            return False
+        request.actas_authorization = authorization
+        request.actas_org = authorization.organization
+        return True
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Request, *args: Any, **kwargs: Any
+    ) -> None:
+        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        used = OAuthAuthorization.objects.filter(
+            code_checksum=oauth_claims.token_checksum(code), code_used_at__isnull=True
+        ).update(code_used_at=timezone.now())
+        if not used:  # a concurrent exchange of the same code won
+            raise errors.InvalidGrantError(request=request)
+
+    def _code_replayed(self, authorization: OAuthAuthorization, request: Request) -> None:
+        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
+        oauth_authorization_revoke(actor=None, authorization=authorization, reason="code-replayed")
+        audit_refusal(
+            org=authorization.organization,
+            action="oauth-code-replay",
+            actor=None,
+            subject=authorization.user,
+            target_type="application",
+            target_id=authorization.application.client_id,
+            data={"authorization": authorization.pk},
+        )
+
+    # --- refresh tokens ---------------------------------------------------------------------
+
+    def validate_refresh_token(
+        self, refresh_token: str, client: Application, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 255:
+            return False
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            self._audit_refresh_refused(refresh_token, request)
+            return False
+        rt: RefreshToken = request.refresh_token_instance
+        if rt.created + dt.timedelta(seconds=client.refresh_token_lifetime) <= timezone.now():
+            return False
+        authorization = (
+            OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
+            .filter(refresh_family=rt.token_family, revoked_at__isnull=True)
+            .first()
+        )
+        user = request.user
+        if authorization is None or not isinstance(user, User) or not user.can_sign_in:
+            return False
+        context = endpoint_context(request)
+        if context is None or context[1].pk not in (authorization.organization_id, context[0].pk):
+            return False
+        if not org_is_usable(authorization.organization):
+            return False
+        request.actas_authorization = authorization
+        request.actas_org = authorization.organization
+        return True
+
+    def _audit_refresh_refused(self, refresh_token: str, request: Request) -> None:
+        """A revoked refresh token presented again is a reuse: DOT has revoked its family."""
+        rt = (
+            RefreshToken.objects.filter(
+                token_checksum=oauth_claims.token_checksum(refresh_token), revoked__isnull=False
+            )
+            .select_related("user", "application__organization")
+            .first()
+        )
+        if rt is None or rt.application is None:
+            return
+        audit_refusal(
+            org=rt.application.organization,
+            action="oauth-refresh-token-reuse",
+            actor=None,
+            subject=rt.user,
+            target_type="application",
+            target_id=rt.application.client_id,
+            data={"family": str(rt.token_family) if rt.token_family else ""},
+        )
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def _create_access_token(
+        self, expires: dt.datetime, request: Request, token: dict[str, Any], source_refresh_token: Any = None
+    ) -> AccessToken:
+        id_token = getattr(request, "id_token", None)
+        access_token = AccessToken(
+            user=request.user if isinstance(request.user, User) else None,
+            scope=token["scope"],
+            expires=expires,
+            id_token=id_token if isinstance(id_token, IDToken) else None,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        authorization = authorization_of(request)
+        if authorization is not None and authorization.first_access_token_id is None:
+            OAuthAuthorization.objects.filter(pk=authorization.pk, first_access_token__isnull=True).update(
+                first_access_token=access_token
+            )
+        return access_token
+
+    def _create_refresh_token(
+        self,
+        request: Request,
+        refresh_token_code: str,
+        access_token: AccessToken,
+        previous_refresh_token: Any,
+    ) -> RefreshToken:
+        refresh_token = super()._create_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        authorization = authorization_of(request)
+        if authorization is not None and authorization.refresh_family is None:
+            OAuthAuthorization.objects.filter(pk=authorization.pk).update(
+                refresh_family=refresh_token.token_family
+            )
+            authorization.refresh_family = refresh_token.token_family
+        return refresh_token
+
+    def get_oidc_issuer_endpoint(self, request: Request) -> str:
+        context = endpoint_context(request)
+        if context is None:
+            raise errors.InvalidRequestError(request=request)
+        return oauth_claims.issuer_for(context[0])
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Request
+    ) -> str:
+        context = endpoint_context(request)
+        authorization = authorization_of(request)
+        org = getattr(request, "actas_org", None)
+        user = request.user
+        if context is None or not isinstance(org, Organization) or not isinstance(user, User):
+            raise errors.ServerError(description="token context missing", request=request)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce
+        session = getattr(request, "actas_sso_session", None)
+        if session is None and authorization is not None:
+            session = authorization.sso_session
+        now = int(timezone.now().timestamp())
+        claims = oauth_claims.id_token_claims(
+            tenant=context[0],
+            org=org,
+            client=request.client,
+            user=user,
+            scopes=request.scopes,
+            session=session if isinstance(session, SSOSession) else None,
+            issued_at=now,
+            base=id_token,
+            extra=getattr(request, "actas_extra_claims", None),
+        )
+        signed = tokens.mint(claims, typ=oauth_claims.ID_TOKEN_TYP)
+        with transaction.atomic():
+            stored = self._save_id_token(
+                claims["jti"], request, dt.datetime.fromtimestamp(claims["exp"], tz=dt.UTC)
+            )
+        request.id_token = stored
+        request.access_token = stored
+        return signed
+
+    def _load_id_token(self, token: str) -> IDToken | None:
+        # DOT's version reads the token with the client's jwcrypto key; actas never accepts
+        # an ID token as a bearer credential (its server registers no JWT token type).
+        return None
+
+    # oauthlib asks these for prompt=none; the authorize view decides before it gets here.
+    def validate_silent_login(self, request: Request) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request: Request) -> bool:
+        return True

@@ -1,0 +1,683 @@
+"""The OAuth 2.0 / OpenID Connect endpoints of a tenant (DESIGN §2).
+
+Thin views over django-oauth-toolkit's oauthlib glue (``OAuthLibMixin``) with actas's
+server and validator. The authorize endpoint runs the application's login flow through the
+sign-in page, narrows the scopes to what the user holds, asks for consent unless the
+application skips it, and never redirects to an unregistered URI.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import auth
+from django.contrib.auth.decorators import login_not_required
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import Request as OAuthlibRequest
+
+from identity import tokens
+from identity.access import access_org_in_tenant, access_tenant
+from identity.loginflow import flow_satisfied_by_session
+from identity.models import Application, SSOSession, User
+from identity.oauth import claims as oauth_claims
+from identity.selectors import login_flow_steps, oauth_user_scopes
+from identity.services.oauth import oauth_session_revoke
+from identity.services.sessions import sso_session_end, sso_session_is_fresh
+from organizations.models import Organization
+from organizations.selectors import org_is_usable
+
+PENDING_PREFIX = "actas.oauth.pending:"
+MAX_PENDING = 5
+OIDC_PARAMS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "claims",
+)
+
+
+class _OAuth(OAuthLibMixin):
+    """DOT's bridge from Django requests to the oauthlib server named in settings."""
+
+
+oauth = _OAuth()
+
+
+class SeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def _oauth_response(body: str, status: int, headers: dict[str, str]) -> HttpResponse:
+    response = HttpResponse(content=body or "", status=status, content_type="application/json")
+    for key, value in headers.items():
+        response[key] = value
+    return _no_store(response)
+
+
+def _json_error(error: str, status: int, description: str = "", **headers: str) -> JsonResponse:
+    payload = {"error": error}
+    if description:
+        payload["error_description"] = description
+    response = JsonResponse(payload, status=status)
+    for key, value in headers.items():
+        response[key] = value
+    _no_store(response)
+    return response
+
+
+def _error_page(request: HttpRequest, *, title: str, message: str, status: int = 400) -> HttpResponse:
+    return render(request, "identity/oauth/error.html", {"title": title, "message": message}, status=status)
+
+
+def _redirect(application: Application | None, url: str) -> HttpResponse:
+    schemes = application.get_allowed_schemes() if application else ["https", "http"]
+    return OAuth2ResponseRedirect(url, schemes)
+
+
+def _error_redirect(redirect_uri: str, *, error: str, state: str | None, fragment: bool = False) -> str:
+    params = {"error": error}
+    if state:
+        params["state"] = state
+    separator = "#" if fragment else ("&" if "?" in redirect_uri else "?")
+    return f"{redirect_uri}{separator}{urlencode(params)}"
+
+
+def _toolkit_error(
+    request: HttpRequest, error: OAuthToolkitError, application: Application | None
+) -> HttpResponse:
+    redirect, response = oauth.error_response(error)
+    oauthlib_error = error.oauthlib_error
+    if redirect and oauthlib_error is not None and oauthlib_error.redirect_uri:
+        return _redirect(application, response["url"])
+    description = getattr(oauthlib_error, "description", "") or "The request was not valid."
+    return _error_page(
+        request,
+        title="This sign-in request cannot be completed",
+        message=f"{description} Return to the application and try again.",
+        status=getattr(oauthlib_error, "status_code", 400),
+    )
+
+
+def _login_url(
+    tenant: Organization, org: Organization, *, client_id: str, next_url: str, reauth: bool
+) -> str:
+    if org.pk == tenant.pk:
+        base = reverse("login", kwargs={"tenant": tenant.handle})
+    else:
+        base = reverse("org-login", kwargs={"tenant": tenant.handle, "org": org.pk})
+    params = {"client_id": client_id, "next": next_url}
+    if reauth:
+        params["reauth"] = "1"
+    return f"{base}?{urlencode(params)}"
+
+
+def _without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    encoded = query.urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
+
+
+def _parse_max_age(raw: str | None) -> int | None | bool:
+    """None when absent, False when malformed."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 10:
+        return False
+    return int(raw)
+
+
+def _issue(
+    request: HttpRequest,
+    *,
+    application: Application,
+    scopes: list[str],
+    credentials: dict[str, Any],
+    allow: bool,
+) -> HttpResponse:
+    try:
+        uri, _headers, _body, _status = oauth.create_authorization_response(
+            request=request, scopes=" ".join(scopes), credentials=credentials, allow=allow
+        )
+    except OAuthToolkitError as error:
+        return _toolkit_error(request, error, application)
+    return _redirect(application, uri)
+
+
+@login_not_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
+    if request.method == "POST":
+        # A cross-site POST carries no SameSite=Lax cookie, so the signed-in browser would look
+        # signed out: answer with the equivalent GET, which carries it.
+        params = [(k, v) for k, values in request.POST.lists() for v in values if k != "csrfmiddlewaretoken"]
+        return SeeOther(f"{request.path}?{urlencode(params)}")
+    tenant_org = access_tenant(handle=tenant)
+    current = access_org_in_tenant(tenant=tenant_org, org_id=org)
+    org_param = request.GET.get("orgId")
+    if org is None and org_param:
+        try:
+            child = access_org_in_tenant(tenant=tenant_org, org_id=org_param)
+        except Http404:
+            return _error_page(request, title="Unknown organization", message="No such organization.")
+        target = reverse("org-oauth2-authorize", kwargs={"tenant": tenant_org.handle, "org": child.pk})
+        query = request.GET.copy()
+        query.pop("orgId")
+        return HttpResponseRedirect(f"{target}?{query.urlencode()}")
+
+    try:
+        scopes, credentials = oauth.validate_authorization_request(request)
+    except FatalClientError as error:
+        return _toolkit_error(request, error, None)
+    except OAuthToolkitError as error:
+        return _toolkit_error(request, error, None)
+    application: Application = Application.objects.select_related("organization").get(
+        client_id=credentials["client_id"]
+    )
+    redirect_uri = credentials["redirect_uri"]
+    state = credentials.get("state")
+    if not org_is_usable(current):
+        return _redirect(application, _error_redirect(redirect_uri, error="access_denied", state=state))
+
+    prompt = set(request.GET.get("prompt", "").split())
+    max_age = _parse_max_age(request.GET.get("max_age"))
+    if max_age is False:
+        return _redirect(application, _error_redirect(redirect_uri, error="invalid_request", state=state))
+
+    session: SSOSession | None = getattr(request, "sso_session", None) or None
+    steps = login_flow_steps(application=application, org=current)
+    signed_in = (
+        session is not None
+        and session.organization_id == current.pk
+        and flow_satisfied_by_session(session, steps)
+    )
+    stale = (
+        signed_in
+        and session is not None
+        and not sso_session_is_fresh(session, max_age=max_age if isinstance(max_age, int) else None)
+    )
+    if not signed_in or "login" in prompt or stale:
+        if "none" in prompt:
+            return _redirect(application, _error_redirect(redirect_uri, error="login_required", state=state))
+        # Come back without the demand that sent us to sign in, or it would never be met.
+        drop = ["prompt"] if "login" in prompt else []
+        if max_age == 0:
+            drop.append("max_age")
+        return HttpResponseRedirect(
+            _login_url(
+                tenant_org,
+                current,
+                client_id=application.client_id,
+                next_url=_without(request, *drop),
+                reauth=signed_in and ("login" in prompt or bool(stale)),
+            )
+        )
+    assert session is not None
+    user = session.user
+    granted = oauth_user_scopes(user=user, application=application, org=current, requested=scopes)
+    clean = {k: v for k, v in credentials.items() if k in OIDC_PARAMS and v not in (None, "")}
+    if application.skip_login_consent or application.is_system:
+        return _issue(
+            request,
+            application=application,
+            scopes=granted,
+            credentials={**clean, "actas_org": current, "actas_sso_session": session},
+            allow=True,
+        )
+    if "none" in prompt:
+        return _redirect(application, _error_redirect(redirect_uri, error="consent_required", state=state))
+
+    pending_id = secrets.token_urlsafe(16)
+    stale_keys = sorted(k for k in request.session.keys() if k.startswith(PENDING_PREFIX))
+    for key in stale_keys[: max(0, len(stale_keys) - MAX_PENDING + 1)]:
+        request.session.pop(key, None)
+    request.session[PENDING_PREFIX + pending_id] = {
+        "credentials": json.loads(json.dumps(clean, default=str)),
+        "scopes": granted,
+        "org": str(current.pk),
+        "sid": session.sid,
+        "created": timezone.now().timestamp(),
+    }
+    consent_url = (
+        reverse("oauth2-consent", kwargs={"tenant": tenant_org.handle})
+        if current.pk == tenant_org.pk
+        else reverse("org-oauth2-consent", kwargs={"tenant": tenant_org.handle, "org": current.pk})
+    )
+    return render(
+        request,
+        "identity/oauth/consent.html",
+        {
+            "application": application,
+            "org": current,
+            "tenant": tenant_org,
+            "user": user,
+            "scopes": granted,
+            "pending": pending_id,
+            "action": consent_url,
+        },
+    )
+
+
+CONSENT_MAX_AGE = 600
+
+
+@never_cache
+@require_POST
+def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
+    """The answer to the consent screen (a CSRF-protected POST by the signed-in user)."""
+    tenant_org = access_tenant(handle=tenant)
+    current = access_org_in_tenant(tenant=tenant_org, org_id=org)
+    pending_id = (request.POST.get("pending") or "")[:64]
+    pending = request.session.pop(PENDING_PREFIX + pending_id, None) if pending_id else None
+    session: SSOSession | None = getattr(request, "sso_session", None) or None
+    if (
+        not isinstance(pending, dict)
+        or session is None
+        or pending.get("sid") != session.sid
+        or pending.get("org") != str(current.pk)
+        or timezone.now().timestamp() - float(pending.get("created", 0)) > CONSENT_MAX_AGE
+    ):
+        return _error_page(
+            request,
+            title="This request has expired",
+            message="Return to the application and sign in again.",
+        )
+    credentials = dict(pending["credentials"])
+    application = (
+        Application.objects.select_related("organization")
+        .filter(client_id=credentials.get("client_id", ""))
+        .first()
+    )
+    if application is None:
+        return _error_page(request, title="Unknown application", message="No such application.")
+    allow = request.POST.get("decision") == "allow"
+    credentials.update({"actas_org": current, "actas_sso_session": session})
+    return _issue(
+        request, application=application, scopes=pending["scopes"], credentials=credentials, allow=allow
+    )
+
+
+# --- token, revocation, introspection ------------------------------------------------------------
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
+    access_tenant(handle=tenant)
+    _url, headers, body, status = oauth.create_token_response(request)
+    return _oauth_response(body, status, headers)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def revoke(request: HttpRequest, tenant: str) -> HttpResponse:
+    """RFC 7009: a client revokes its own token; unknown tokens answer 200 all the same."""
+    access_tenant(handle=tenant)
+    _url, headers, body, status = oauth.create_revocation_response(request)
+    return _oauth_response(body, status, headers)
+
+
+def _introspection_client(request: HttpRequest) -> Application | None:
+    """The confidential client of this tenant that authenticates the introspection call."""
+    core = oauth.get_oauthlib_core()
+    uri, http_method, body, headers = core._extract_params(request)
+    oauthlib_request = OAuthlibRequest(uri, http_method, body, headers)
+    if not core.server.request_validator.authenticate_client(oauthlib_request):
+        return None
+    client = oauthlib_request.client
+    if not isinstance(client, Application) or client.client_type != Application.CLIENT_CONFIDENTIAL:
+        return None
+    return client
+
+
+def _verified_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], AccessToken] | None:
+    """The claims and stored row of a live access token of this tenant, else None."""
+    try:
+        claims = tokens.verify(
+            raw,
+            typ=oauth_claims.ACCESS_TOKEN_TYP,
+            issuer=oauth_claims.issuer_for(tenant),
+            audience=tokens.ANY_AUDIENCE,
+            required=("exp", "iat", "iss", "sub", "client_id", "jti"),
+        )
+    except tokens.TokenError:
+        return None
+    stored = (
+        AccessToken.objects.select_related("application", "user")
+        .filter(token_checksum=oauth_claims.token_checksum(raw))
+        .first()
+    )
+    if stored is None or stored.is_expired() or stored.application is None:
+        return None
+    if stored.application.client_id != claims.get("client_id"):
+        return None
+    return claims, stored
+
+
+INACTIVE = {"active": False}
+
+
+@csrf_exempt
+@login_not_required
+@never_cache
+@require_POST
+def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
+    """RFC 7662, for the tenant's confidential clients (resource servers)."""
+    tenant_org = access_tenant(handle=tenant)
+    client = _introspection_client(request)
+    if client is None:
+        return _json_error(
+            "invalid_client", 401, "Client authentication failed.", **{"WWW-Authenticate": "Basic"}
+        )
+    raw = request.POST.get("token", "")
+    if not raw or len(raw) > 16_384:
+        return _no_store(JsonResponse(INACTIVE))
+    # token_type_hint is only a hint (RFC 7662 §2.1): both kinds are looked up.
+    found = _verified_access_token(tenant_org, raw)
+    if found is not None:
+        claims, _stored = found
+        answer: dict[str, Any] = {
+            "active": True,
+            "token_type": "Bearer",
+            **{
+                k: claims[k]
+                for k in (
+                    "sub",
+                    "client_id",
+                    "scope",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "iss",
+                    "aud",
+                    "jti",
+                    "aut",
+                    "org_id",
+                    "org_name",
+                    "user_org",
+                    "act",
+                    "impersonation_id",
+                )
+                if k in claims
+            },
+        }
+        return _no_store(JsonResponse(answer))
+    refresh = (
+        RefreshToken.objects.select_related("application__organization", "user")
+        .filter(token_checksum=oauth_claims.token_checksum(raw), revoked__isnull=True)
+        .first()
+    )
+    if (
+        refresh is not None
+        and refresh.application is not None
+        and refresh.application.organization.tenant_id == tenant_org.pk
+        and refresh.access_token_id is not None
+    ):
+        expires = refresh.created.timestamp() + refresh.application.refresh_token_lifetime
+        if expires > timezone.now().timestamp():
+            return _no_store(
+                JsonResponse(
+                    {
+                        "active": True,
+                        "token_type": "refresh_token",
+                        "client_id": refresh.application.client_id,
+                        "sub": str(refresh.user_id) if refresh.user_id else refresh.application.client_id,
+                        "scope": refresh.access_token.scope if refresh.access_token else "",
+                        "exp": int(expires),
+                        "iss": oauth_claims.issuer_for(tenant_org),
+                    }
+                )
+            )
+    return _no_store(JsonResponse(INACTIVE))
+
+
+# --- userinfo ------------------------------------------------------------------------------------
+
+
+def _bearer(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        return request.POST.get("access_token", "")
+    return ""
+
+
+@csrf_exempt
+@login_not_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def userinfo(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_org = access_tenant(handle=tenant)
+    raw = _bearer(request)
+    if not raw:
+        return _json_error(
+            "invalid_token", 401, "An access token is required.", **{"WWW-Authenticate": "Bearer"}
+        )
+    found = _verified_access_token(tenant_org, raw)
+    if found is None:
+        return _json_error(
+            "invalid_token",
+            401,
+            "The access token is invalid or expired.",
+            **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    claims, stored = found
+    scopes = set(str(claims.get("scope", "")).split())
+    user = stored.user
+    if "openid" not in scopes or not isinstance(user, User):
+        return _json_error(
+            "insufficient_scope",
+            403,
+            "The access token does not carry the openid scope.",
+            **{"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
+        )
+    answer: dict[str, Any] = {"sub": str(user.pk)}
+    answer.update(oauth_claims.user_claims(user=user, scopes=scopes))
+    answer.update({k: claims[k] for k in ("org_id", "org_name", "user_org") if k in claims})
+    return _no_store(JsonResponse(answer))
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+
+@login_not_required
+@require_http_methods(["GET"])
+def discovery(request: HttpRequest, tenant: str) -> JsonResponse:
+    tenant_org = access_tenant(handle=tenant)
+    server = oauth.get_oauthlib_core().server
+    issuer = oauth_claims.issuer_for(tenant_org)
+    base = issuer.rsplit("/oauth2/token", 1)[0]
+    algorithms = sorted({key.alg for key in tokens.current_keyset().keys.values()})
+    document = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": issuer,
+        "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "jwks_uri": f"{base}/oauth2/jwks",
+        "revocation_endpoint": f"{base}/oauth2/revoke",
+        "introspection_endpoint": f"{base}/oauth2/introspect",
+        "end_session_endpoint": f"{base}/oidc/logout",
+        "response_types_supported": server.supported_response_types,
+        "response_modes_supported": ["query", "fragment"],
+        "grant_types_supported": server.supported_grant_types,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algorithms,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": sorted(oauth_claims.OPEN_SCOPES),
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "sid",
+            "isk",
+            "azp",
+            "org_id",
+            "org_name",
+            "user_org",
+            "act",
+            *oauth_claims.PROFILE_CLAIMS,
+            *oauth_claims.EMAIL_CLAIMS,
+        ],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_parameter_supported": False,
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+    }
+    response = JsonResponse(document)
+    response["Cache-Control"] = "public, max-age=300"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+# --- RP-initiated logout -------------------------------------------------------------------------
+
+
+def _logout_hint(tenant: Organization, raw: str) -> dict[str, Any] | None:
+    """The claims of an ID token of this tenant, expired or not (a logout hint)."""
+    if not raw:
+        return None
+    try:
+        return tokens.verify(
+            raw,
+            typ=oauth_claims.ID_TOKEN_TYP,
+            issuer=oauth_claims.issuer_for(tenant),
+            audience=tokens.ANY_AUDIENCE,
+            verify_exp=False,
+        )
+    except tokens.TokenError:
+        return None
+
+
+def _logout_client(tenant: Organization, client_id: str, hint: dict[str, Any] | None) -> Application | None:
+    audiences = hint.get("aud") if hint else None
+    if isinstance(audiences, str):
+        audiences = [audiences]
+    if client_id and audiences and client_id not in audiences:
+        return None
+    wanted = client_id or (audiences[0] if audiences else "")
+    if not wanted or "\x00" in wanted:
+        return None
+    return (
+        Application.objects.select_related("organization")
+        .filter(client_id=wanted[:255], organization__tenant_id=tenant.pk)
+        .first()
+    )
+
+
+def _post_logout_target(application: Application | None, uri: str, state: str) -> str | None:
+    if application is None or not uri:
+        return None
+    if uri not in (application.post_logout_redirect_uris or "").split():
+        return None
+    if state:
+        uri = f"{uri}{'&' if '?' in uri else '?'}{urlencode({'state': state})}"
+    return uri
+
+
+@login_not_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def logout(request: HttpRequest, tenant: str) -> HttpResponse:
+    """OIDC RP-initiated logout: end the SSO session (and revoke the tokens minted in it),
+    then go back to a registered post-logout redirect URI. Asks first unless the application
+    skips logout consent and names the current session in a valid ``id_token_hint``."""
+    tenant_org = access_tenant(handle=tenant)
+    params = request.POST if request.method == "POST" else request.GET
+    hint = _logout_hint(tenant_org, params.get("id_token_hint", "")[:16_384])
+    if params.get("id_token_hint") and hint is None:
+        return _error_page(
+            request, title="Sign-out request not valid", message="The ID token hint is not valid."
+        )
+    client_id = params.get("client_id", "")[:255]
+    application = _logout_client(tenant_org, client_id, hint) if (client_id or hint) else None
+    if (client_id or hint) and application is None:
+        return _error_page(request, title="Sign-out request not valid", message="Unknown application.")
+    uri = params.get("post_logout_redirect_uri", "")[:2048]
+    target = _post_logout_target(application, uri, params.get("state", "")[:512])
+    if uri and target is None:
+        return _error_page(
+            request,
+            title="Sign-out request not valid",
+            message="The address to return to is not registered for this application.",
+        )
+    session: SSOSession | None = getattr(request, "sso_session", None) or None
+    if session is not None and session.tenant_id != tenant_org.pk:
+        session = None
+    confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+    silent = (
+        application is not None
+        and application.skip_logout_consent
+        and hint is not None
+        and session is not None
+        and hint.get("sid") == session.sid
+    )
+    if session is not None and not (confirmed or silent):
+        return render(
+            request,
+            "identity/oauth/logout_confirm.html",
+            {
+                "tenant": tenant_org,
+                "application": application,
+                "user": session.user,
+                "fields": {
+                    k: v
+                    for k, v in params.items()
+                    if k in {"id_token_hint", "client_id", "post_logout_redirect_uri", "state"}
+                },
+            },
+        )
+    if session is not None:
+        oauth_session_revoke(actor=session.user, session=session, reason="signed-out")
+        sso_session_end(actor=session.user, session=session, reason="rp-logout")
+        auth.logout(request)
+    if target:
+        return _redirect(application, target)
+    return render(
+        request, "identity/oauth/logged_out.html", {"tenant": tenant_org, "application": application}
+    )

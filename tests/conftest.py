@@ -10,8 +10,10 @@ Every persona signs in with ``PASSWORD``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -39,6 +41,21 @@ def _fast_hashers_and_clean_cache(settings: pytest.FixtureRequest) -> None:
         "identity.hashers.ClientSecretHasher",
     ]
     cache.clear()
+
+
+@pytest.fixture(scope="session")
+def _signing_keys(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One signing key set for the whole run (outside the embedded default none is generated)."""
+    from identity import tokens
+
+    directory = tmp_path_factory.mktemp("signing-keys")
+    tokens.rotate_signing_key(directory=directory, publish_old_for=dt.timedelta(hours=1))
+    return str(directory)
+
+
+@pytest.fixture(autouse=True)
+def _signing_key_set(settings: Any, _signing_keys: str) -> None:
+    settings.ACTAS_SIGNING_KEYS_DIR = _signing_keys
 
 
 @pytest.fixture(autouse=True)

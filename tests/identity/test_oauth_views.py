@@ -450,7 +450,7 @@ def test_token_endpoint_refuses_get_and_garbage(client: Client, world: World, pi
         {"grant_type": "authorization_code", "code": "x" * 5000, "redirect_uri": REDIRECT},
         HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
     )
-    assert huge.status_code == 400 and huge.json()["error"] == "invalid_grant"
+    assert huge.status_code == 400 and huge.json()["error"] == "invalid_request"
 
 
 # --- revoke, introspect, userinfo -------------------------------------------------------------------

@@ -6,6 +6,7 @@ Each domain app owns its pages; this list only gathers them.
 from django.urls import path
 
 from identity import console as identity_console
+from identity import console_applications as apps_console
 from organizations import console as organizations_console
 
 urlpatterns = [
@@ -37,4 +38,50 @@ urlpatterns = [
     path("roles/<uuid:role_id>/permissions/", identity_console.role_permissions, name="role-permissions"),
     path("roles/<uuid:role_id>/assign/", identity_console.role_assign_view, name="role-assign"),
     path("roles/<uuid:role_id>/unassign/", identity_console.role_unassign_view, name="role-unassign"),
+    path("applications/", apps_console.application_list, name="applications"),
+    path("applications/create/", apps_console.application_create_view, name="application-create"),
+    path("applications/<int:app_id>/", apps_console.application_detail, name="application-detail"),
+    path(
+        "applications/<int:app_id>/protocol/", apps_console.application_protocol, name="application-protocol"
+    ),
+    path(
+        "applications/<int:app_id>/protocol/secret/",
+        apps_console.application_secret,
+        name="application-secret",
+    ),
+    path(
+        "applications/<int:app_id>/api-authorization/",
+        apps_console.application_api_authorization,
+        name="application-api-authorization",
+    ),
+    path(
+        "applications/<int:app_id>/api-authorization/remove/",
+        apps_console.application_api_authorization_remove,
+        name="application-api-authorization-remove",
+    ),
+    path("applications/<int:app_id>/roles/", apps_console.application_roles, name="application-roles"),
+    path(
+        "applications/<int:app_id>/login-flow/",
+        apps_console.application_login_flow,
+        name="application-login-flow",
+    ),
+    path(
+        "applications/<int:app_id>/advanced/", apps_console.application_advanced, name="application-advanced"
+    ),
+    path(
+        "applications/<int:app_id>/shared-access/",
+        apps_console.application_shared_access,
+        name="application-shared-access",
+    ),
+    path(
+        "applications/<int:app_id>/delete/", apps_console.application_delete_view, name="application-delete"
+    ),
+    path("api-resources/", apps_console.api_resource_list, name="api-resources"),
+    path("api-resources/create/", apps_console.api_resource_create_view, name="api-resource-create"),
+    path("api-resources/<uuid:resource_id>/", apps_console.api_resource_detail, name="api-resource-detail"),
+    path(
+        "api-resources/<uuid:resource_id>/scopes/add/",
+        apps_console.api_resource_scope_add,
+        name="api-resource-scope-add",
+    ),
 ]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from identity.models import Application, Role, User
+from identity.models import APIResource, Application, Role, User
 from identity.selectors import (
     application_available_in,
     org_members,
@@ -129,3 +129,48 @@ def access_console_application(*, org: Organization, application_id: int | str) 
     if app is None or not application_available_in(application=app, org=org):
         raise Http404("No such application.")
     return app
+
+
+def access_application_owned(*, org: Organization, application: Application) -> Application:
+    """``application`` when ``org`` owns it: only the owner edits an application's settings,
+    API authorizations, roles and sharing (an organization it is shared with sees them)."""
+    if application.organization_id != org.pk:
+        raise PermissionDenied(
+            f"Only {application.organization.name}, which owns this application, can change this."
+        )
+    return application
+
+
+def access_application_business(*, org: Organization, application: Application) -> Application:
+    """An application owned by ``org`` that is not a system one (Console, My Account)."""
+    access_application_owned(org=org, application=application)
+    if application.system_key:
+        raise PermissionDenied("System applications cannot be changed this way.")
+    return application
+
+
+def access_application_sharing(*, org: Organization, application: Application) -> Application:
+    """The owner may change how an application is shared, except the Console's, which serves
+    every organization of its tenant whatever its sharing says."""
+    access_application_owned(org=org, application=application)
+    if application.system_key == Application.SystemKey.CONSOLE:
+        raise PermissionDenied("The Console is always available in every organization of the tenant.")
+    return application
+
+
+def access_console_api_resource(*, tenant: Organization, resource_id: uuid.UUID | str) -> APIResource:
+    """An API resource of ``tenant``."""
+    pk = _uuid_or_404(resource_id, "API resource")
+    resource = APIResource.objects.filter(pk=pk, tenant=tenant).first()
+    if resource is None:
+        raise Http404("No such API resource.")
+    return resource
+
+
+def access_api_resource_editable(*, org: Organization, resource: APIResource | None = None) -> None:
+    """API resources belong to the tenant: only its root organization's Console creates or
+    changes them, and never a system one."""
+    if org.parent_id is not None:
+        raise PermissionDenied("API resources are managed in the Console of the tenant's root organization.")
+    if resource is not None and resource.is_system:
+        raise PermissionDenied("System API resources cannot be changed.")

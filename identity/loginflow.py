@@ -130,8 +130,10 @@ def flow_satisfied_by_session(session: SSOSession, steps: list[list[str]]) -> bo
     progress = FlowProgress(
         user_id=str(session.user_id), identifier=session.user.username, amr=list(session.amr)
     )
-    return session.user.can_sign_in and all(_satisfied(step, progress) for step in steps) and bool(
-        CREDENTIALS & set(session.amr)
+    return (
+        session.user.can_sign_in
+        and all(_satisfied(step, progress) for step in steps)
+        and bool(CREDENTIALS & set(session.amr))
     )
 
 

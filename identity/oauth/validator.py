@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.urls import Resolver404, resolve
 from django.utils import timezone
-from oauth2_provider.models import AccessToken, IDToken, RefreshToken
+from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
@@ -111,6 +111,27 @@ class ActasOAuth2Validator(OAuth2Validator):
         if response_type == "code":
             return client.allows_grant_type(Application.GRANT_AUTHORIZATION_CODE_TYPE)
         return False
+
+    def validate_redirect_uri(
+        self, client_id: str, redirect_uri: str, request: Request, *args: Any, **kwargs: Any
+    ) -> bool:
+        """Exact string match with a registered URI (RFC 9700 §4.1.1): no added query, no
+        prefix, no loopback port games."""
+        client = request.client
+        return isinstance(client, Application) and redirect_uri in client.redirect_uris.split()
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Application,
+        request: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        grant = Grant.objects.filter(code=code, application=client).only("redirect_uri").first()
+        return grant is not None and grant.redirect_uri == redirect_uri
 
     def is_pkce_required(self, client_id: str, request: Request) -> bool:
         client = getattr(request, "client", None)

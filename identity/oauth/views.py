@@ -202,7 +202,9 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     tenant_org = access_tenant(handle=tenant)
     current = access_org_in_tenant(tenant=tenant_org, org_id=org)
     if _malformed(request.GET):
-        return _error_page(request, title="This sign-in request cannot be completed", message="The request is malformed.")
+        return _error_page(
+            request, title="This sign-in request cannot be completed", message="The request is malformed."
+        )
     org_param = request.GET.get("orgId")
     if org is None and org_param:
         try:

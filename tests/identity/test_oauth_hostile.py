@@ -29,8 +29,15 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _forged_tokens() -> list[str]:
     now = 1_900_000_000
-    claims = {"iss": "http://127.0.0.1:8000/t/acme/oauth2/token", "sub": "x", "exp": now, "iat": now - 10,
-              "client_id": "pickup", "jti": "j", "scope": "openid"}
+    claims = {
+        "iss": "http://127.0.0.1:8000/t/acme/oauth2/token",
+        "sub": "x",
+        "exp": now,
+        "iat": now - 10,
+        "client_id": "pickup",
+        "jti": "j",
+        "scope": "openid",
+    }
     kid = tokens.current_keyset().active.kid
     return [
         _b64({"alg": "none", "typ": "at+jwt", "kid": kid}) + "." + _b64(claims) + ".",
@@ -43,13 +50,33 @@ def _forged_tokens() -> list[str]:
 
 
 @pytest.mark.parametrize("value", ODD)
-def test_authorize_survives_odd_values_in_every_parameter(client: Client, world: World, pickup: App, value: str) -> None:
+def test_authorize_survives_odd_values_in_every_parameter(
+    client: Client, world: World, pickup: App, value: str
+) -> None:
     sign_in(client, world.target)
     _v, challenge = pkce_pair()
-    for name in ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
-                 "code_challenge_method", "prompt", "max_age", "orgId"):
-        params = {"client_id": "pickup", "response_type": "code", "redirect_uri": REDIRECT, "scope": "openid",
-                  "code_challenge": challenge, "code_challenge_method": "S256", name: value}
+    for name in (
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "max_age",
+        "orgId",
+    ):
+        params = {
+            "client_id": "pickup",
+            "response_type": "code",
+            "redirect_uri": REDIRECT,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            name: value,
+        }
         response = client.get("/t/acme/oauth2/authorize", params)
         assert response.status_code < 500, (name, value, response.status_code)
         if response.status_code == 302 and name in ("client_id", "redirect_uri"):
@@ -58,28 +85,50 @@ def test_authorize_survives_odd_values_in_every_parameter(client: Client, world:
 
 def test_authorize_with_duplicated_parameters_and_bad_utf8(client: Client, world: World, pickup: App) -> None:
     sign_in(client, world.target)
-    dup = client.get("/t/acme/oauth2/authorize?client_id=pickup&client_id=other&response_type=code&redirect_uri="
-                     + REDIRECT + "&redirect_uri=https://evil.example/")
+    dup = client.get(
+        "/t/acme/oauth2/authorize?client_id=pickup&client_id=other&response_type=code&redirect_uri="
+        + REDIRECT
+        + "&redirect_uri=https://evil.example/"
+    )
     assert dup.status_code == 400 and "Location" not in dup
     raw = client.get("/t/acme/oauth2/authorize?client_id=%ff%fe&redirect_uri=%c3%28")
     assert raw.status_code == 400
 
 
-@pytest.mark.parametrize("grant", ["authorization_code", "refresh_token", "client_credentials", "password", "", "x" * 300])
+@pytest.mark.parametrize(
+    "grant", ["authorization_code", "refresh_token", "client_credentials", "password", "", "x" * 300]
+)
 @pytest.mark.parametrize("value", ODD)
-def test_token_endpoint_survives_odd_values(client: Client, world: World, pickup: App, grant: str, value: str) -> None:
+def test_token_endpoint_survives_odd_values(
+    client: Client, world: World, pickup: App, grant: str, value: str
+) -> None:
     auth = basic("pickup", pickup.secret)
-    data = {"grant_type": grant, "code": value, "refresh_token": value, "redirect_uri": value,
-            "code_verifier": value, "scope": value, "client_id": value}
+    data = {
+        "grant_type": grant,
+        "code": value,
+        "refresh_token": value,
+        "redirect_uri": value,
+        "code_verifier": value,
+        "scope": value,
+        "client_id": value,
+    }
     response = client.post("/t/acme/oauth2/token", data, HTTP_AUTHORIZATION=auth)
     assert 400 <= response.status_code < 500, (grant, value, response.status_code)
     assert "error" in response.json()
 
 
 def test_token_endpoint_survives_odd_client_authentication(client: Client, world: World, pickup: App) -> None:
-    for header in ("Basic", "Basic !!!", "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode(),
-                   "Basic " + base64.b64encode(b"nocolon").decode(), "Bearer x", "Basic " + "A" * 10000):
-        response = client.post("/t/acme/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=header)
+    for header in (
+        "Basic",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode(),
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Bearer x",
+        "Basic " + "A" * 10000,
+    ):
+        response = client.post(
+            "/t/acme/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=header
+        )
         assert response.status_code in (400, 401), (header[:30], response.status_code)
 
 
@@ -88,20 +137,40 @@ def test_forged_tokens_are_refused_everywhere(client: Client, world: World, pick
     token = _forged_tokens()[forged]
     info = client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION="Bearer " + token)
     assert info.status_code == 401
-    intro = client.post("/t/acme/oauth2/introspect", {"token": token}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret))
+    intro = client.post(
+        "/t/acme/oauth2/introspect", {"token": token}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret)
+    )
     assert intro.json() == {"active": False}
-    revoke = client.post("/t/acme/oauth2/revoke", {"token": token}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret))
+    revoke = client.post(
+        "/t/acme/oauth2/revoke", {"token": token}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret)
+    )
     assert revoke.status_code == 200
     logout = client.get("/t/acme/oidc/logout", {"id_token_hint": token})
     assert logout.status_code == 400
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(params=st.dictionaries(st.sampled_from(["token", "token_type_hint", "client_id", "client_secret", "id_token_hint",
-                                               "post_logout_redirect_uri", "state", "access_token"]),
-                              st.text(max_size=300), max_size=6))
-def test_generated_input_at_introspect_userinfo_revoke_logout(client: Client, world: World, pickup: App,
-                                                              params: dict[str, str]) -> None:
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "token",
+                "token_type_hint",
+                "client_id",
+                "client_secret",
+                "id_token_hint",
+                "post_logout_redirect_uri",
+                "state",
+                "access_token",
+            ]
+        ),
+        st.text(max_size=300),
+        max_size=6,
+    )
+)
+def test_generated_input_at_introspect_userinfo_revoke_logout(
+    client: Client, world: World, pickup: App, params: dict[str, str]
+) -> None:
     auth = basic("pickup", pickup.secret)
     for response in (
         client.post("/t/acme/oauth2/introspect", params, HTTP_AUTHORIZATION=auth),

@@ -66,13 +66,17 @@ def test_authlib_completes_discovery_code_pkce_userinfo_refresh_revoke_introspec
     callback = _browser_sign_in_and_authorize(base, uri)
     assert callback.startswith(REDIRECT) and f"state={state}" in callback
 
-    token = client.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    token = client.fetch_token(
+        meta["token_endpoint"], authorization_response=callback, code_verifier=verifier
+    )
     assert token["token_type"].lower() == "bearer"
     assert "internal_user_mgt_view" in token["scope"].split()
 
     # Verified against the published JWKS by an independent JOSE library.
     keys = KeySet.import_key_set(requests.get(meta["jwks_uri"], timeout=10).json())
-    id_token = jose_jwt.decode(token["id_token"], keys, algorithms=meta["id_token_signing_alg_values_supported"])
+    id_token = jose_jwt.decode(
+        token["id_token"], keys, algorithms=meta["id_token_signing_alg_values_supported"]
+    )
     jose_jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": meta["issuer"]},
         aud={"essential": True, "value": "pickup"},

@@ -123,6 +123,23 @@ def test_pkce_is_mandatory_and_must_match(client: Client, world: World, pickup: 
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
 
 
+def test_token_request_redirect_uri_must_equal_the_authorize_one(
+    client: Client, world: World, pickup: App
+) -> None:
+    code, verifier = get_code(client, world, pickup)
+    response = client.post(
+        "/t/acme/oauth2/token",
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT + "?x=1",
+            "code_verifier": verifier,
+        },
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert response.status_code == 400 and response.json()["error"] in {"invalid_grant", "invalid_request"}
+
+
 def test_bad_redirect_uri_gets_an_error_page_never_a_redirect(
     client: Client, world: World, pickup: App
 ) -> None:
@@ -133,8 +150,9 @@ def test_bad_redirect_uri_gets_an_error_page_never_a_redirect(
     )
     assert response.status_code == 400 and "Location" not in response
     assert b"cannot be completed" in response.content
-    prefix = client.get(authorize_url("pickup", challenge=challenge, redirect_uri=REDIRECT + "/../x"))
-    assert prefix.status_code == 400 and "Location" not in prefix
+    for near in (REDIRECT + "/../x", REDIRECT + "?extra=1", REDIRECT + "/", REDIRECT.replace("8765", "8766")):
+        response = client.get(authorize_url("pickup", challenge=challenge, redirect_uri=near))
+        assert response.status_code == 400 and "Location" not in response, near
 
 
 def test_unknown_client_gets_an_error_page(client: Client, world: World, pickup: App) -> None:

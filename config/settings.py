@@ -238,8 +238,15 @@ OAUTH2_PROVIDER = {
 }
 # Extension grants and response types plugged into the OAuth server by other apps
 # (name -> dotted path of a factory taking the request validator).
-ACTAS_OAUTH_GRANT_TYPES: dict[str, str] = {}
-ACTAS_OAUTH_RESPONSE_TYPES: dict[str, str] = {}
+ACTAS_OAUTH_GRANT_TYPES: dict[str, str] = {
+    "urn:ietf:params:oauth:grant-type:token-exchange": "impersonation.grants.token_exchange_grant",
+}
+# Response types answered by an extension's view in front of /authorize (listed in discovery).
+ACTAS_OAUTH_EXTRA_RESPONSE_TYPES = ["subject_token", "id_token subject_token"]
+# Who a sign-in is for (a bound impersonation), and the re-checks before minting under one.
+ACTAS_OAUTH_PRINCIPAL_RESOLVER = "impersonation.hooks.resolve_principal"
+ACTAS_OAUTH_MINT_GUARD = "impersonation.hooks.mint_guard"
+ACTAS_SSO_SESSION_END_HOOKS = ["impersonation.hooks.on_sso_session_end"]
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from identity import views as identity_views
 from identity.oauth import views as oauth_views
+from impersonation import views as impersonation_views
 
 
 @login_not_required
@@ -25,7 +26,13 @@ urlpatterns = [
     path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
     path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
     path("t/<slug:tenant>/oauth2/jwks", identity_views.jwks_view, name="jwks"),
-    path("t/<slug:tenant>/oauth2/authorize", oauth_views.authorize, name="oauth2-authorize"),
+    # /authorize goes through impersonation first (subject tokens), then identity.
+    path("t/<slug:tenant>/oauth2/authorize", impersonation_views.authorize, name="oauth2-authorize"),
+    path(
+        "t/<slug:tenant>/oauth2/authorize/impersonate", impersonation_views.confirm, name="impersonation-confirm"
+    ),
+    path("t/<slug:tenant>/impersonation/end", impersonation_views.end, name="impersonation-end"),
+    path("t/<slug:tenant>/api/impersonation/v1/end", impersonation_views.end_api, name="impersonation-end-api"),
     path("t/<slug:tenant>/oauth2/authorize/consent", oauth_views.authorize_consent, name="oauth2-consent"),
     path("t/<slug:tenant>/oauth2/token", oauth_views.token, name="oauth2-token"),
     path("t/<slug:tenant>/oauth2/revoke", oauth_views.revoke, name="oauth2-revoke"),
@@ -40,7 +47,14 @@ urlpatterns = [
         "t/<slug:tenant>/.well-known/openid-configuration", oauth_views.discovery, name="oidc-discovery-root"
     ),
     path("t/<slug:tenant>/oidc/logout", oauth_views.logout, name="oidc-logout"),
-    path("t/<slug:tenant>/o/<uuid:org>/oauth2/authorize", oauth_views.authorize, name="org-oauth2-authorize"),
+    path(
+        "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize", impersonation_views.authorize, name="org-oauth2-authorize"
+    ),
+    path(
+        "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize/impersonate",
+        impersonation_views.confirm,
+        name="org-impersonation-confirm",
+    ),
     path(
         "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize/consent",
         oauth_views.authorize_consent,

@@ -517,8 +517,20 @@ class OAuthAuthorization(models.Model):
     first_access_token = models.ForeignKey(
         "oauth2_provider.AccessToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Under impersonation: who acts (the ``act.sub`` of every token) and the impersonation
+    # session (``impersonation_id``); the impersonation app owns the sessions themselves.
+    impersonator = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    impersonation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    read_only = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"authorization {self.pk} of {self.application_id}"
+
+    @property
+    def act_claims(self) -> dict[str, object]:
+        """The claims every token of an impersonated authorization carries."""
+        if self.impersonator_id is None or self.impersonation_id is None:
+            return {}
+        return {"act": {"sub": str(self.impersonator_id)}, "impersonation_id": str(self.impersonation_id)}

@@ -28,7 +28,13 @@ from identity.models import (
     UserAssociation,
 )
 from organizations.models import Organization
-from organizations.selectors import org_ancestor_ids, org_ancestors, org_descendant_filter, org_is_descendant
+from organizations.selectors import (
+    org_ancestor_ids,
+    org_ancestor_sets,
+    org_ancestors,
+    org_descendant_filter,
+    org_is_descendant,
+)
 
 # --- memberships --------------------------------------------------------------------------
 
@@ -409,3 +415,63 @@ def tenant_api_resources(tenant: Organization) -> list[APIResource]:
     return list(
         APIResource.objects.filter(tenant=tenant).prefetch_related("scopes").order_by("-is_system", "name")
     )
+
+
+# --- impersonation: who holds what, where -----------------------------------------------------
+
+
+def user_permission_map(user: User) -> dict[uuid.UUID, frozenset[str]]:
+    """Every permission ``user`` holds, by the organization where it counts: roles assigned to
+    the resident user count in the resident organization, roles assigned to a shared profile
+    count in that organization; a role counts where it is owned, or anywhere its application
+    is shared when it is the application owner's role. One query."""
+    counted = RoleAssignment.objects.filter(Q(user=user) | Q(association__user=user)).filter(
+        _role_owned_where_assigned_q()
+        | Q(
+            role__audience=Role.Audience.APPLICATION,
+            role__organization=F("role__audience_application__organization"),
+        )
+    )
+    found: dict[uuid.UUID, set[str]] = {}
+    rows = counted.filter(role__permissions__isnull=False).values_list(
+        "user__organization_id", "association__organization_id", "role__permissions__name"
+    )
+    for resident_org, shared_org, scope in rows:
+        found.setdefault(resident_org or shared_org, set()).add(scope)
+    return {org_id: frozenset(scopes) for org_id, scopes in found.items()}
+
+
+def dominance_gaps(*, impersonator: User, subject: User) -> dict[uuid.UUID, frozenset[str]]:
+    """Privilege dominance (DESIGN §7): for every organization where ``subject`` holds a
+    permission, ``impersonator`` must hold it there or in an ancestor. Returns what is
+    missing, by organization (empty when the impersonator dominates). Four queries."""
+    if not impersonator.can_sign_in:
+        return {org_id: scopes for org_id, scopes in user_permission_map(subject).items()}
+    theirs = user_permission_map(subject)
+    if not theirs:
+        return {}
+    mine = user_permission_map(impersonator)
+    paths = org_ancestor_sets(theirs.keys())
+    gaps: dict[uuid.UUID, frozenset[str]] = {}
+    for org_id, scopes in theirs.items():
+        held: set[str] = set()
+        for ancestor in paths.get(org_id, frozenset({org_id})):
+            held |= mine.get(ancestor, frozenset())
+        missing = scopes - held
+        if missing:
+            gaps[org_id] = frozenset(missing)
+    return gaps
+
+
+def impersonated_scopes(scopes: Iterable[str], *, tenant_id: uuid.UUID, read_only: bool) -> list[str]:
+    """What an impersonated token may carry of ``scopes``: never the impersonate scopes; in a
+    read-only impersonation only the OIDC scopes and scopes flagged read-only."""
+    kept = [s for s in scopes if s not in IMPERSONATION_SCOPES]
+    if read_only:
+        writable = set(
+            Scope.objects.filter(tenant_id=tenant_id, name__in=kept, read_only=False).values_list(
+                "name", flat=True
+            )
+        )
+        kept = [s for s in kept if s not in writable]
+    return sorted(kept)

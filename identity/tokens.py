@@ -53,9 +53,11 @@ class TokenError(Exception):
     """A token that must not be accepted. ``reason`` is for logs and the audit trail, never
     for the client (which gets a generic OAuth error)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, kind: str = "invalid") -> None:
         super().__init__(reason)
         self.reason = reason
+        # "issuer" or "audience" when only those were wrong (RFC 8693 answers invalid_target).
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,10 @@ def verify(
             leeway=LEEWAY_SECONDS,
             options={"require": list(required), "verify_aud": check_aud, "verify_exp": verify_exp},
         )
+    except jwt.InvalidIssuerError as exc:
+        raise TokenError(f"rejected: wrong issuer: {exc}", kind="issuer") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TokenError(f"rejected: wrong audience: {exc}", kind="audience") from exc
     except jwt.PyJWTError as exc:
         raise TokenError(f"rejected: {exc.__class__.__name__}: {exc}") from exc
     if max_age is not None:

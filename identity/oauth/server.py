@@ -2,8 +2,9 @@
 
 It registers only what actas supports: the authorization code grant (OIDC-aware, PKCE with
 S256 only), refresh tokens (rotating, with ID tokens), client credentials, and the extension
-grants and response types other apps plug in through settings (``ACTAS_OAUTH_GRANT_TYPES``,
-``ACTAS_OAUTH_RESPONSE_TYPES``: name -> dotted path of a factory taking the validator), so
+grants other apps plug in through settings (``ACTAS_OAUTH_GRANT_TYPES``: name -> dotted path
+of a factory taking the validator; response types answered by an extension's own view in front
+of /authorize are listed in ``ACTAS_OAUTH_EXTRA_RESPONSE_TYPES``), so
 ``identity`` never imports ``impersonation``. Access tokens are JWTs (``typ: at+jwt``) minted
 here with the claims of DESIGN §4; refresh tokens are opaque random strings.
 """
@@ -62,7 +63,7 @@ def access_token_generator(request: Request) -> str:
         raise errors.InvalidRequestError(request=request)
     user = request.user if isinstance(request.user, User) else None
     if org is None and user is None:
-        org = context[1]  # client credentials: the organization of the endpoint
+        org = request.client.organization  # client credentials: the application's own
     if org is None:
         raise errors.InvalidGrantError(request=request)
     expires_in = getattr(request, "expires_in", None) or access_token_expires_in(request)
@@ -79,13 +80,25 @@ def access_token_generator(request: Request) -> str:
     return tokens.mint(claims, typ=oauth_claims.ACCESS_TOKEN_TYP)
 
 
+class ActasBearerToken(BearerToken):
+    """A refresh token only for clients allowed the refresh_token grant (oauthlib's grants
+    would hand one to everyone)."""
+
+    def create_token(self, request: Request, refresh_token: bool = False, **kwargs: Any) -> Any:
+        client = request.client
+        allowed = isinstance(client, Application) and client.allows_grant_type(
+            Application.GRANT_REFRESH_TOKEN_TYPE
+        )
+        return super().create_token(request, refresh_token=refresh_token and allowed, **kwargs)
+
+
 def _factories(setting: str) -> dict[str, Any]:
     return {name: import_string(path) for name, path in getattr(settings, setting, {}).items()}
 
 
 class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, RevocationEndpoint):
     def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
-        self.bearer = BearerToken(
+        self.bearer = ActasBearerToken(
             request_validator,
             token_generator=access_token_generator,
             expires_in=access_token_expires_in,
@@ -101,8 +114,6 @@ class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, Revoca
         response_types: dict[str, Any] = {
             "code": AuthorizationCodeGrantDispatcher(default_grant=auth_grant, oidc_grant=oidc_grant)
         }
-        for name, factory in _factories("ACTAS_OAUTH_RESPONSE_TYPES").items():
-            response_types[name] = factory(request_validator)
         AuthorizationEndpoint.__init__(
             self, default_response_type="code", response_types=response_types, default_token_type=self.bearer
         )
@@ -131,7 +142,7 @@ class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, Revoca
 
     @property
     def supported_response_types(self) -> list[str]:
-        return sorted(self.response_types)
+        return sorted({*self.response_types, *getattr(settings, "ACTAS_OAUTH_EXTRA_RESPONSE_TYPES", [])})
 
     @property
     def supported_grant_types(self) -> list[str]:

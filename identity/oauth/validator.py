@@ -15,6 +15,7 @@ What changes from DOT (see ../shared/reference/dot-notes.md):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,12 +28,18 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 
-from identity import tokens
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
-from identity.selectors import application_available_in, oauth_client_scopes, oauth_user_scopes
+from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused, mint_guard
+from identity.selectors import (
+    application_available_in,
+    impersonated_scopes,
+    oauth_client_scopes,
+    oauth_user_scopes,
+    user_is_member,
+)
 from identity.services.audit import audit_refusal
-from identity.services.oauth import oauth_authorization_revoke
+from identity.services.oauth import oauth_authorization_revoke, oauth_id_token_issue
 from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
 
@@ -54,7 +61,7 @@ def endpoint_context(request: Request) -> tuple[Organization, Organization] | No
     if tenant is not None and org_is_usable(tenant):
         org_id = match.kwargs.get("org") if match else None
         org = tenant if org_id is None else org_get_in_tenant(tenant=tenant, org_id=org_id)
-        if org is not None:
+        if org is not None and (org is tenant or org_is_usable(org)):
             found = (tenant, org)
     request.actas_endpoint = found
     return found or None
@@ -97,7 +104,14 @@ class ActasOAuth2Validator(OAuth2Validator):
         *args: Any,
         **kwargs: Any,
     ) -> bool:
-        return isinstance(client, Application) and client.allows_grant_type(grant_type)
+        if not isinstance(client, Application) or not client.allows_grant_type(grant_type):
+            return False
+        if grant_type == Application.GRANT_CLIENT_CREDENTIALS_TYPE:
+            # An application's own token is for its own organization: asked for at the
+            # endpoint of that organization or of the tenant, never of another one.
+            context = endpoint_context(request)
+            return context is not None and context[1].pk in (client.organization_id, context[0].pk)
+        return True
 
     def validate_response_type(
         self,
@@ -130,7 +144,7 @@ class ActasOAuth2Validator(OAuth2Validator):
         *args: Any,
         **kwargs: Any,
     ) -> bool:
-        grant = Grant.objects.filter(code=code, application=client).only("redirect_uri").first()
+        grant = self._grant(code, client, request)
         return grant is not None and grant.redirect_uri == redirect_uri
 
     def is_pkce_required(self, client_id: str, request: Request) -> bool:
@@ -150,13 +164,20 @@ class ActasOAuth2Validator(OAuth2Validator):
         *args: Any,
         **kwargs: Any,
     ) -> bool:
-        if any(not s or len(s) > 150 for s in scopes):
+        # oauthlib turns an empty scope string into [""].
+        scopes = [s for s in scopes if s]
+        if any(len(s) > 150 for s in scopes):
             return False
         if request.grant_type == Application.GRANT_CLIENT_CREDENTIALS_TYPE:
             granted = oauth_client_scopes(application=client, requested=scopes)
             return granted is not None
-        # At /authorize the scopes are narrowed to what the user may have once they are
-        # known (identity.oauth.views); nothing is refused for asking.
+        decided = getattr(request, "actas_granted", None)
+        if decided is not None:
+            # Issuing a code: exactly the scopes the authorize view decided, nothing oauthlib
+            # may have read back from the request's own parameters.
+            return sorted(set(scopes)) == sorted(set(decided))
+        # Validating an authorization request: the scopes are narrowed to what the user may
+        # have once they are known (identity.oauth.views); nothing is refused for asking.
         return True
 
     def get_default_scopes(self, client_id: str, request: Request, *args: Any, **kwargs: Any) -> list[str]:
@@ -173,12 +194,17 @@ class ActasOAuth2Validator(OAuth2Validator):
         user = request.user
         if authorization is None or not isinstance(user, User):
             return []
-        return oauth_user_scopes(
+        scopes = oauth_user_scopes(
             user=user,
             application=authorization.application,
             org=authorization.organization,
             requested=original,
         )
+        if authorization.impersonator_id is not None:
+            scopes = impersonated_scopes(
+                scopes, tenant_id=authorization.organization.tenant_id, read_only=authorization.read_only
+            )
+        return scopes
 
     # --- authorization codes ----------------------------------------------------------------
 
@@ -189,6 +215,10 @@ class ActasOAuth2Validator(OAuth2Validator):
         if not isinstance(org, Organization):
             raise errors.ServerError(description="authorization context missing", request=request)
         session = getattr(request, "actas_sso_session", None)
+        principal = getattr(request, "actas_principal", None)
+        if isinstance(principal, Principal):
+            # DOT put the browser's user here; under impersonation the code is the target's.
+            request.user = principal.user
         with transaction.atomic():
             super().save_authorization_code(client_id, code, request, *args, **kwargs)
             OAuthAuthorization.objects.create(
@@ -198,25 +228,45 @@ class ActasOAuth2Validator(OAuth2Validator):
                 sso_session=session if isinstance(session, SSOSession) else None,
                 scope=" ".join(request.scopes),
                 code_checksum=oauth_claims.token_checksum(code["code"]),
+                impersonator=principal.impersonator if isinstance(principal, Principal) else None,
+                impersonation_id=principal.impersonation_id if isinstance(principal, Principal) else None,
+                read_only=principal.read_only if isinstance(principal, Principal) else False,
             )
 
     def validate_code(
         self, client_id: str, code: str, client: Application, request: Request, *args: Any, **kwargs: Any
     ) -> bool:
+        """A code is claimed here, at its first presentation, with one conditional UPDATE: of
+        two concurrent exchanges exactly one gets it, and any later one is a replay that
+        revokes what the code produced (RFC 6749 §4.1.2)."""
         if not isinstance(code, str) or not code or len(code) > 255:
             return False
+        checksum = oauth_claims.token_checksum(code)
+        claimed = OAuthAuthorization.objects.filter(
+            code_checksum=checksum, application=client, code_used_at__isnull=True
+        ).update(code_used_at=timezone.now())
         authorization = (
             OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
-            .filter(code_checksum=oauth_claims.token_checksum(code), application=client)
+            .filter(code_checksum=checksum, application=client)
             .first()
         )
-        if authorization is not None and authorization.code_used_at is not None:
+        if authorization is None:
+            return False
+        if not claimed:
             self._code_replayed(authorization, request)
             return False
-        if authorization is None or not super().validate_code(
-            client_id, code, client, request, *args, **kwargs
-        ):
+        grant = self._grant(code, client, request)
+        if grant is None or grant.is_expired():
             return False
+        # PKCE downgrade (RFC 9700 §4.8.2): a verifier for a code issued without a challenge.
+        if getattr(request, "code_verifier", None) and not grant.code_challenge:
+            return False
+        request.scopes = grant.scope.split(" ") if grant.scope else []
+        request.user = grant.user
+        if grant.nonce:
+            request.nonce = grant.nonce
+        if grant.claims:
+            request.claims = json.loads(grant.claims)
         context = endpoint_context(request)
         # The code is redeemed at its organization's token endpoint or the tenant's.
         if context is None or context[1].pk not in (authorization.organization_id, context[0].pk):
@@ -224,19 +274,52 @@ class ActasOAuth2Validator(OAuth2Validator):
         user = request.user
         if not isinstance(user, User) or not user.can_sign_in:
             return False
+        return self._use_authorization(authorization, client, request)
+
+    def _grant(self, code: str, client: Application, request: Request) -> Grant | None:
+        """DOT's Grant row for ``code``, read once per token request (DOT reads it five times)."""
+        cached = getattr(request, "actas_grant", None)
+        if isinstance(cached, Grant) and cached.code == code:
+            return cached
+        grant = Grant.objects.select_related("user").filter(code=code, application=client).first()
+        request.actas_grant = grant
+        return grant
+
+    def get_code_challenge(self, code: str, request: Request) -> str | None:
+        grant = self._grant(code, request.client, request)
+        return (grant.code_challenge or None) if grant else None
+
+    def get_code_challenge_method(self, code: str, request: Request) -> str | None:
+        grant = self._grant(code, request.client, request)
+        return (grant.code_challenge_method or None) if grant else None
+
+    def get_authorization_code_nonce(
+        self, client_id: str, code: str, redirect_uri: str, request: Request
+    ) -> str | None:
+        grant = self._grant(code, request.client, request)
+        return (grant.nonce or None) if grant else None
+
+    def _use_authorization(
+        self, authorization: OAuthAuthorization, client: Application, request: Request
+    ) -> bool:
+        """Mint from ``authorization``: its organization, and under impersonation ``act``, the
+        session's time limit and the re-checks of the impersonation policy."""
+        try:
+            cap = mint_guard(authorization=authorization, application=client)
+        except (MintRefused, PrincipalRefused):
+            return False
         request.actas_authorization = authorization
         request.actas_org = authorization.organization
+        request.actas_extra_claims = authorization.act_claims
+        if cap is not None:
+            request.actas_expires_cap = cap
         return True
 
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: Request, *args: Any, **kwargs: Any
     ) -> None:
-        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
-        used = OAuthAuthorization.objects.filter(
-            code_checksum=oauth_claims.token_checksum(code), code_used_at__isnull=True
-        ).update(code_used_at=timezone.now())
-        if not used:  # a concurrent exchange of the same code won
-            raise errors.InvalidGrantError(request=request)
+        # The code was claimed in validate_code; the Grant row goes.
+        Grant.objects.filter(code=code, application=request.client).delete()
 
     def _code_replayed(self, authorization: OAuthAuthorization, request: Request) -> None:
         """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
@@ -272,14 +355,14 @@ class ActasOAuth2Validator(OAuth2Validator):
         user = request.user
         if authorization is None or not isinstance(user, User) or not user.can_sign_in:
             return False
+        if not user_is_member(user=user, org=authorization.organization):
+            return False
         context = endpoint_context(request)
         if context is None or context[1].pk not in (authorization.organization_id, context[0].pk):
             return False
         if not org_is_usable(authorization.organization):
             return False
-        request.actas_authorization = authorization
-        request.actas_org = authorization.organization
-        return True
+        return self._use_authorization(authorization, client, request)
 
     def _audit_refresh_refused(self, refresh_token: str, request: Request) -> None:
         """A revoked refresh token presented again is a reuse: DOT has revoked its family."""
@@ -338,7 +421,7 @@ class ActasOAuth2Validator(OAuth2Validator):
         )
         authorization = authorization_of(request)
         if authorization is not None and authorization.refresh_family is None:
-            OAuthAuthorization.objects.filter(pk=authorization.pk).update(
+            OAuthAuthorization.objects.filter(pk=authorization.pk, refresh_family__isnull=True).update(
                 refresh_family=refresh_token.token_family
             )
             authorization.refresh_family = refresh_token.token_family
@@ -364,23 +447,16 @@ class ActasOAuth2Validator(OAuth2Validator):
         session = getattr(request, "actas_sso_session", None)
         if session is None and authorization is not None:
             session = authorization.sso_session
-        now = int(timezone.now().timestamp())
-        claims = oauth_claims.id_token_claims(
+        signed, stored = oauth_id_token_issue(
             tenant=context[0],
             org=org,
             client=request.client,
             user=user,
             scopes=request.scopes,
             session=session if isinstance(session, SSOSession) else None,
-            issued_at=now,
             base=id_token,
             extra=getattr(request, "actas_extra_claims", None),
         )
-        signed = tokens.mint(claims, typ=oauth_claims.ID_TOKEN_TYP)
-        with transaction.atomic():
-            stored = self._save_id_token(
-                claims["jti"], request, dt.datetime.fromtimestamp(claims["exp"], tz=dt.UTC)
-            )
         request.id_token = stored
         request.access_token = stored
         return signed

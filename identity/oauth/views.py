@@ -9,6 +9,7 @@ application skips it, and never redirects to an unregistered URI.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 
 from django.contrib import auth
 from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -27,11 +29,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, IDToken, RefreshToken
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthlibRequest
 
@@ -40,13 +42,15 @@ from identity.access import access_org_in_tenant, access_tenant
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession, User
 from identity.oauth import claims as oauth_claims
-from identity.selectors import login_flow_steps, oauth_user_scopes
+from identity.oauth.hooks import PrincipalRefused, resolve_principal
+from identity.selectors import impersonated_scopes, login_flow_steps, oauth_user_scopes
 from identity.services.oauth import oauth_session_revoke
 from identity.services.sessions import sso_session_end, sso_session_is_fresh
 from organizations.models import Organization
 from organizations.selectors import org_is_usable
 
 PENDING_PREFIX = "actas.oauth.pending:"
+MAX_AGE_RE = re.compile(r"[0-9]{1,10}")
 MAX_PENDING = 5
 OIDC_PARAMS = (
     "client_id",
@@ -95,16 +99,16 @@ def _json_error(error: str, status: int, description: str = "", **headers: str) 
     return response
 
 
-def _error_page(request: HttpRequest, *, title: str, message: str, status: int = 400) -> HttpResponse:
+def error_page(request: HttpRequest, *, title: str, message: str, status: int = 400) -> HttpResponse:
     return render(request, "identity/oauth/error.html", {"title": title, "message": message}, status=status)
 
 
-def _redirect(application: Application | None, url: str) -> HttpResponse:
+def client_redirect(application: Application | None, url: str) -> HttpResponse:
     schemes = application.get_allowed_schemes() if application else ["https", "http"]
     return OAuth2ResponseRedirect(url, schemes)
 
 
-def _error_redirect(redirect_uri: str, *, error: str, state: str | None, fragment: bool = False) -> str:
+def error_redirect_url(redirect_uri: str, *, error: str, state: str | None, fragment: bool = False) -> str:
     params = {"error": error}
     if state:
         params["state"] = state
@@ -118,9 +122,9 @@ def _toolkit_error(
     redirect, response = oauth.error_response(error)
     oauthlib_error = error.oauthlib_error
     if redirect and oauthlib_error is not None and oauthlib_error.redirect_uri:
-        return _redirect(application, response["url"])
+        return client_redirect(application, response["url"])
     description = getattr(oauthlib_error, "description", "") or "The request was not valid."
-    return _error_page(
+    return error_page(
         request,
         title="This sign-in request cannot be completed",
         message=f"{description} Return to the application and try again.",
@@ -128,9 +132,7 @@ def _toolkit_error(
     )
 
 
-def _login_url(
-    tenant: Organization, org: Organization, *, client_id: str, next_url: str, reauth: bool
-) -> str:
+def login_url(tenant: Organization, org: Organization, *, client_id: str, next_url: str, reauth: bool) -> str:
     if org.pk == tenant.pk:
         base = reverse("login", kwargs={"tenant": tenant.handle})
     else:
@@ -141,7 +143,7 @@ def _login_url(
     return f"{base}?{urlencode(params)}"
 
 
-def _without(request: HttpRequest, *names: str) -> str:
+def url_without(request: HttpRequest, *names: str) -> str:
     query = request.GET.copy()
     for name in names:
         query.pop(name, None)
@@ -154,7 +156,7 @@ MAX_PARAM = 2048
 MAX_STORED = {"nonce": 255, "code_challenge": 128, "code_challenge_method": 16, "client_id": 255}
 
 
-def _malformed(params: Any) -> bool:
+def params_malformed(params: Any) -> bool:
     """A NUL byte, or a value too long to be real (or to store): refused before oauthlib, so
     the database never sees it."""
     for key, values in params.lists():
@@ -168,7 +170,7 @@ def _parse_max_age(raw: str | None) -> int | None | bool:
     """None when absent, False when malformed."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 10:
+    if not MAX_AGE_RE.fullmatch(raw):
         return False
     return int(raw)
 
@@ -181,15 +183,19 @@ def _issue(
     credentials: dict[str, Any],
     allow: bool,
 ) -> HttpResponse:
+    # The decided scopes travel in the credentials too: oauthlib falls back to the request's
+    # own ``scope`` parameter when the list is empty, and the validator refuses any other set.
+    credentials = {**credentials, "scope": " ".join(scopes), "actas_granted": list(scopes)}
     try:
         uri, _headers, _body, _status = oauth.create_authorization_response(
             request=request, scopes=" ".join(scopes), credentials=credentials, allow=allow
         )
     except OAuthToolkitError as error:
         return _toolkit_error(request, error, application)
-    return _redirect(application, uri)
+    return client_redirect(application, uri)
 
 
+@csrf_exempt  # a POST only ever gets a redirect to the same GET
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -201,8 +207,8 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         return SeeOther(f"{request.path}?{urlencode(params)}")
     tenant_org = access_tenant(handle=tenant)
     current = access_org_in_tenant(tenant=tenant_org, org_id=org)
-    if _malformed(request.GET):
-        return _error_page(
+    if params_malformed(request.GET):
+        return error_page(
             request, title="This sign-in request cannot be completed", message="The request is malformed."
         )
     org_param = request.GET.get("orgId")
@@ -210,7 +216,7 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         try:
             child = access_org_in_tenant(tenant=tenant_org, org_id=org_param)
         except Http404:
-            return _error_page(request, title="Unknown organization", message="No such organization.")
+            return error_page(request, title="Unknown organization", message="No such organization.")
         target = reverse("org-oauth2-authorize", kwargs={"tenant": tenant_org.handle, "org": child.pk})
         query = request.GET.copy()
         query.pop("orgId")
@@ -228,12 +234,16 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     redirect_uri = credentials["redirect_uri"]
     state = credentials.get("state")
     if not org_is_usable(current):
-        return _redirect(application, _error_redirect(redirect_uri, error="access_denied", state=state))
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="access_denied", state=state)
+        )
 
     prompt = set(request.GET.get("prompt", "").split())
     max_age = _parse_max_age(request.GET.get("max_age"))
     if max_age is False:
-        return _redirect(application, _error_redirect(redirect_uri, error="invalid_request", state=state))
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+        )
 
     session: SSOSession | None = getattr(request, "sso_session", None) or None
     steps = login_flow_steps(application=application, org=current)
@@ -242,6 +252,18 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         and session.organization_id == current.pk
         and flow_satisfied_by_session(session, steps)
     )
+    raw_hint = request.GET.get("id_token_hint", "")
+    if raw_hint:
+        hint = _logout_hint(tenant_org, raw_hint)
+        if hint is None:
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+            )
+        # OIDC Core §3.1.2.1: a silent request for someone other than who is signed in.
+        if "none" in prompt and (session is None or hint.get("sub") != str(session.user_id)):
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+            )
     stale = (
         signed_in
         and session is not None
@@ -249,38 +271,64 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     )
     if not signed_in or "login" in prompt or stale:
         if "none" in prompt:
-            return _redirect(application, _error_redirect(redirect_uri, error="login_required", state=state))
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+            )
         # Come back without the demand that sent us to sign in, or it would never be met.
         drop = ["prompt"] if "login" in prompt else []
         if max_age == 0:
             drop.append("max_age")
         return HttpResponseRedirect(
-            _login_url(
+            login_url(
                 tenant_org,
                 current,
                 client_id=application.client_id,
-                next_url=_without(request, *drop),
+                next_url=url_without(request, *drop),
                 reauth=signed_in and ("login" in prompt or bool(stale)),
             )
         )
     assert session is not None
-    user = session.user
+    try:
+        # Usually the signed-in user; under a bound impersonation, the impersonated user.
+        principal = resolve_principal(session=session, application=application, org=current)
+    except PrincipalRefused as refusal:
+        return error_page(
+            request, title="You cannot sign in to this application now", message=refusal.message, status=403
+        )
+    user = principal.user
     granted = oauth_user_scopes(user=user, application=application, org=current, requested=scopes)
+    if principal.impersonator is not None:
+        granted = impersonated_scopes(granted, tenant_id=current.tenant_id, read_only=principal.read_only)
     clean = {k: v for k, v in credentials.items() if k in OIDC_PARAMS and v not in (None, "")}
-    if application.skip_login_consent or application.is_system:
+    context = {"actas_org": current, "actas_sso_session": session, "actas_principal": principal}
+    if application.is_system or (application.skip_login_consent and "consent" not in prompt):
         return _issue(
+            request, application=application, scopes=granted, credentials={**clean, **context}, allow=True
+        )
+    if principal.impersonator is not None:
+        # Consent is the user's own decision: nobody gives it on their behalf.
+        return error_page(
             request,
-            application=application,
-            scopes=granted,
-            credentials={**clean, "actas_org": current, "actas_sso_session": session},
-            allow=True,
+            title="You cannot sign in to this application now",
+            message=(
+                f"{application.name} asks for the user's consent, which cannot be given while impersonating. "
+                "An administrator can turn on Skip login consent for it."
+            ),
+            status=403,
         )
     if "none" in prompt:
-        return _redirect(application, _error_redirect(redirect_uri, error="consent_required", state=state))
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="consent_required", state=state)
+        )
 
     pending_id = secrets.token_urlsafe(16)
-    stale_keys = sorted(k for k in request.session.keys() if k.startswith(PENDING_PREFIX))
-    for key in stale_keys[: max(0, len(stale_keys) - MAX_PENDING + 1)]:
+    waiting = sorted(
+        (k for k in request.session.keys() if k.startswith(PENDING_PREFIX)),
+        key=lambda k: (
+            float(request.session[k].get("created", 0)) if isinstance(request.session[k], dict) else 0
+        ),
+    )
+    for key in waiting[: max(0, len(waiting) - MAX_PENDING + 1)]:  # the oldest go
         request.session.pop(key, None)
     request.session[PENDING_PREFIX + pending_id] = {
         "credentials": json.loads(json.dumps(clean, default=str)),
@@ -318,6 +366,10 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
     """The answer to the consent screen (a CSRF-protected POST by the signed-in user)."""
     tenant_org = access_tenant(handle=tenant)
     current = access_org_in_tenant(tenant=tenant_org, org_id=org)
+    if request.GET:
+        # The answer carries nothing but the pending id: parameters oauthlib could read from
+        # this URL are not accepted.
+        return error_page(request, title="This request has expired", message="Return to the application.")
     pending_id = (request.POST.get("pending") or "")[:64]
     pending = request.session.pop(PENDING_PREFIX + pending_id, None) if pending_id else None
     session: SSOSession | None = getattr(request, "sso_session", None) or None
@@ -328,7 +380,7 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
         or pending.get("org") != str(current.pk)
         or timezone.now().timestamp() - float(pending.get("created", 0)) > CONSENT_MAX_AGE
     ):
-        return _error_page(
+        return error_page(
             request,
             title="This request has expired",
             message="Return to the application and sign in again.",
@@ -340,9 +392,18 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
         .first()
     )
     if application is None:
-        return _error_page(request, title="Unknown application", message="No such application.")
+        return error_page(request, title="Unknown application", message="No such application.")
     allow = request.POST.get("decision") == "allow"
-    credentials.update({"actas_org": current, "actas_sso_session": session})
+    try:
+        principal = resolve_principal(session=session, application=application, org=current)
+    except PrincipalRefused as refusal:
+        return error_page(
+            request, title="You cannot sign in to this application now", message=refusal.message, status=403
+        )
+    if principal.impersonator is not None or principal.user.pk != session.user_id:
+        # The session started impersonating meanwhile: an earlier consent screen is void.
+        return error_page(request, title="This request has expired", message="Return to the application.")
+    credentials.update({"actas_org": current, "actas_sso_session": session, "actas_principal": principal})
     return _issue(
         request, application=application, scopes=pending["scopes"], credentials=credentials, allow=allow
     )
@@ -356,9 +417,11 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
 @require_POST
 def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     access_tenant(handle=tenant)
-    if _malformed(request.POST):
+    if params_malformed(request.POST):
         return _json_error("invalid_request", 400, "The request is malformed.")
-    _url, headers, body, status = oauth.create_token_response(request)
+    # All or nothing: a request that fails half-way leaves no token behind.
+    with transaction.atomic():
+        _url, headers, body, status = oauth.create_token_response(request)
     return _oauth_response(body, status, headers)
 
 
@@ -368,7 +431,7 @@ def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> Ht
 def revoke(request: HttpRequest, tenant: str) -> HttpResponse:
     """RFC 7009: a client revokes its own token; unknown tokens answer 200 all the same."""
     access_tenant(handle=tenant)
-    if _malformed(request.POST):
+    if params_malformed(request.POST):
         return _json_error("invalid_request", 400, "The request is malformed.")
     _url, headers, body, status = oauth.create_revocation_response(request)
     return _oauth_response(body, status, headers)
@@ -406,6 +469,8 @@ def _verified_access_token(tenant: Organization, raw: str) -> tuple[dict[str, An
     )
     if stored is None or stored.is_expired() or stored.application is None:
         return None
+    if stored.user is not None and not stored.user.can_sign_in:
+        return None  # disabled or locked since
     if stored.application.client_id != claims.get("client_id"):
         return None
     return claims, stored
@@ -491,7 +556,7 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
 # --- userinfo ------------------------------------------------------------------------------------
 
 
-def _bearer(request: HttpRequest) -> str:
+def bearer_token(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -507,7 +572,7 @@ def _bearer(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 def userinfo(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_org = access_tenant(handle=tenant)
-    raw = _bearer(request)
+    raw = bearer_token(request)
     if not raw:
         return _json_error(
             "invalid_token", 401, "An access token is required.", **{"WWW-Authenticate": "Bearer"}
@@ -606,15 +671,21 @@ def _logout_hint(tenant: Organization, raw: str) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        return tokens.verify(
+        claims = tokens.verify(
             raw,
             typ=oauth_claims.ID_TOKEN_TYP,
             issuer=oauth_claims.issuer_for(tenant),
             audience=tokens.ANY_AUDIENCE,
+            required=("exp", "iat", "iss", "sub", "aud", "jti"),
             verify_exp=False,
         )
     except tokens.TokenError:
         return None
+    # An ID token, not another JWT of ours with the same ``typ`` (a subject token): it was
+    # recorded when issued.
+    if "may_act" in claims or not IDToken.objects.filter(jti=str(claims["jti"])).exists():
+        return None
+    return claims
 
 
 def _logout_client(tenant: Organization, client_id: str, hint: dict[str, Any] | None) -> Application | None:
@@ -643,6 +714,10 @@ def _post_logout_target(application: Application | None, uri: str, state: str) -
     return uri
 
 
+LOGOUT_PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
+
+
+@csrf_exempt  # a relying party's POST is answered with the same GET; the confirmation is checked
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -650,21 +725,36 @@ def logout(request: HttpRequest, tenant: str) -> HttpResponse:
     """OIDC RP-initiated logout: end the SSO session (and revoke the tokens minted in it),
     then go back to a registered post-logout redirect URI. Asks first unless the application
     skips logout consent and names the current session in a valid ``id_token_hint``."""
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        return _logout_confirmed(request, tenant)
+    if request.method == "POST":
+        # A cross-site POST carries no SameSite=Lax cookie: continue as the equivalent GET.
+        kept = [(k, request.POST[k]) for k in LOGOUT_PARAMS if request.POST.get(k)]
+        return SeeOther(f"{request.path}?{urlencode(kept)}")
+    return _logout(request, tenant, confirmed=False)
+
+
+@csrf_protect
+def _logout_confirmed(request: HttpRequest, tenant: str) -> HttpResponse:
+    return _logout(request, tenant, confirmed=True)
+
+
+def _logout(request: HttpRequest, tenant: str, *, confirmed: bool) -> HttpResponse:
     tenant_org = access_tenant(handle=tenant)
     params = request.POST if request.method == "POST" else request.GET
     hint = _logout_hint(tenant_org, params.get("id_token_hint", "")[:16_384])
     if params.get("id_token_hint") and hint is None:
-        return _error_page(
+        return error_page(
             request, title="Sign-out request not valid", message="The ID token hint is not valid."
         )
     client_id = params.get("client_id", "")[:255]
     application = _logout_client(tenant_org, client_id, hint) if (client_id or hint) else None
     if (client_id or hint) and application is None:
-        return _error_page(request, title="Sign-out request not valid", message="Unknown application.")
+        return error_page(request, title="Sign-out request not valid", message="Unknown application.")
     uri = params.get("post_logout_redirect_uri", "")[:2048]
     target = _post_logout_target(application, uri, params.get("state", "")[:512])
     if uri and target is None:
-        return _error_page(
+        return error_page(
             request,
             title="Sign-out request not valid",
             message="The address to return to is not registered for this application.",
@@ -672,7 +762,6 @@ def logout(request: HttpRequest, tenant: str) -> HttpResponse:
     session: SSOSession | None = getattr(request, "sso_session", None) or None
     if session is not None and session.tenant_id != tenant_org.pk:
         session = None
-    confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
     silent = (
         application is not None
         and application.skip_logout_consent
@@ -688,11 +777,7 @@ def logout(request: HttpRequest, tenant: str) -> HttpResponse:
                 "tenant": tenant_org,
                 "application": application,
                 "user": session.user,
-                "fields": {
-                    k: v
-                    for k, v in params.items()
-                    if k in {"id_token_hint", "client_id", "post_logout_redirect_uri", "state"}
-                },
+                "fields": {k: params[k] for k in LOGOUT_PARAMS if params.get(k)},
             },
         )
     if session is not None:
@@ -700,7 +785,7 @@ def logout(request: HttpRequest, tenant: str) -> HttpResponse:
         sso_session_end(actor=session.user, session=session, reason="rp-logout")
         auth.logout(request)
     if target:
-        return _redirect(application, target)
+        return client_redirect(application, target)
     return render(
         request, "identity/oauth/logged_out.html", {"tenant": tenant_org, "application": application}
     )

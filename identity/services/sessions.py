@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from identity.models import SSOSession, User
 from identity.services.audit import audit_record
 from organizations.models import Organization
 
 TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+@functools.cache
+def _end_hooks() -> tuple[Callable[..., None], ...]:
+    """What other apps do, in the same transaction, when an SSO session ends
+    (``ACTAS_SSO_SESSION_END_HOOKS``: an impersonation bound to it ends too)."""
+    return tuple(import_string(path) for path in getattr(settings, "ACTAS_SSO_SESSION_END_HOOKS", ()))
 
 
 @transaction.atomic
@@ -58,6 +67,8 @@ def sso_session_end(*, actor: User | None, session: SSOSession, reason: str) -> 
         locked.ended_at = timezone.now()
         locked.end_reason = reason[:64]
         locked.save(update_fields=["ended_at", "end_reason"])
+        for hook in _end_hooks():
+            hook(actor=actor, session=locked)
         audit_record(
             org=locked.organization,
             action="logout",

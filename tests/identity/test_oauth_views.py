@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -666,3 +667,155 @@ def test_logout_refuses_unregistered_redirect_and_bad_hint(client: Client, world
     bad = client.get("/t/acme/oidc/logout", {"id_token_hint": "garbage"})
     assert bad.status_code == 400
     assert SSOSession.objects.filter(user=world.target, ended_at__isnull=True).exists()
+
+
+# --- regressions from the security review ---------------------------------------------------------
+
+
+def test_unheld_scopes_never_come_back_when_nothing_survives_narrowing(
+    client: Client, world: World, pickup: App
+) -> None:
+    """oauthlib falls back to the request's own ``scope`` when the decided list is empty."""
+    code, verifier = get_code(
+        client,
+        world,
+        pickup,
+        user=world.impersonator,
+        scope="internal_user_mgt_view internal_user_impersonate",
+    )
+    body = exchange(client, pickup, code, verifier).json()
+    assert body["scope"] == ""
+    assert _verify_access(body["access_token"])["scope"] == ""
+
+
+def test_an_ordinary_user_gets_no_console_scopes_from_the_console_client(
+    client: Client, world: World
+) -> None:
+    console = world.system.console
+    sign_in(client, world.eu_user)
+    verifier, challenge = pkce_pair()
+    response = client.get(
+        f"/t/acme/o/{world.eu.pk}/oauth2/authorize?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": console.client_id,
+                "redirect_uri": console.redirect_uris.split()[0],
+                "scope": "internal_user_mgt_delete internal_config_mgt_update",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+    )
+    code = query_of(response["Location"])["code"]
+    token = client.post(
+        f"/t/acme/o/{world.eu.pk}/oauth2/token",
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": console.redirect_uris.split()[0],
+            "code_verifier": verifier,
+            "client_id": console.client_id,
+        },
+    )
+    assert token.status_code == 200 and token.json()["scope"] == ""
+
+
+def test_consent_answer_takes_no_parameters_from_its_url(client: Client, world: World) -> None:
+    make_app(world, client_id="askfirst", skip_login_consent=False)
+    sign_in(client, world.target)
+    _verifier, challenge = pkce_pair()
+    page = client.get(authorize_url("askfirst", challenge=challenge, scope="profile"))
+    response = client.post(
+        "/t/acme/oauth2/authorize/consent?scope=internal_user_mgt_list",
+        {"pending": page.context["pending"], "decision": "allow"},
+    )
+    assert response.status_code == 400 and "Location" not in response
+
+
+def test_relying_party_posts_to_authorize_and_logout_work_with_csrf_checks(
+    client: Client, world: World, pickup: App
+) -> None:
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/t/acme/oauth2/authorize", {"client_id": "pickup", "response_type": "code"})
+    assert response.status_code == 303
+    logout = strict.post("/t/acme/oidc/logout", {"client_id": "pickup", "state": "x"})
+    assert logout.status_code == 303 and logout["Location"].startswith("/t/acme/oidc/logout?")
+    # The confirmation itself stays CSRF-protected.
+    confirm = strict.post("/t/acme/oidc/logout", {"confirm": "yes"})
+    assert confirm.status_code == 403
+
+
+def test_client_credentials_only_at_the_apps_own_or_the_tenants_endpoint(
+    client: Client, world: World, pickup: App
+) -> None:
+    auth = basic("pickup", pickup.secret)
+    child = client.post(
+        f"/t/acme/o/{world.eu.pk}/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=auth
+    )
+    assert child.status_code == 400 and child.json()["error"] == "unauthorized_client"
+    from identity.services.organizations import organization_set_status
+
+    organization_set_status(actor=None, org=world.eu, status="disabled")
+    disabled = client.post(
+        f"/t/acme/o/{world.eu.pk}/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=auth
+    )
+    assert disabled.status_code == 401
+
+
+def test_pkce_downgrade_is_refused(client: Client, world: World) -> None:
+    app = make_app(world, client_id="nopkce", pkce_required=False)
+    sign_in(client, world.target)
+    response = client.get(authorize_url("nopkce", challenge=None))
+    code = query_of(response["Location"])["code"]
+    downgrade = exchange(client, app, code, "an-attackers-verifier-" + "x" * 30)
+    assert downgrade.status_code == 400 and downgrade.json()["error"] == "invalid_grant"
+
+
+def test_odd_max_age_is_invalid_request(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    for value in ("²", "-1", "1e3", "9" * 11):
+        response = client.get(authorize_url("pickup", challenge=challenge, max_age=value))
+        assert response.status_code == 302 and query_of(response["Location"])["error"] == "invalid_request"
+
+
+def test_a_disabled_users_tokens_stop_working(client: Client, world: World, pickup: App) -> None:
+    from identity.services.users import user_set_flags
+
+    issued = _tokens(client, world, pickup)
+    user_set_flags(actor=None, user=world.target, is_active=False)
+    assert (
+        client.get(
+            "/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION="Bearer " + issued["access_token"]
+        ).status_code
+        == 401
+    )
+    intro = client.post(
+        "/t/acme/oauth2/introspect",
+        {"token": issued["access_token"]},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert intro.json() == {"active": False}
+
+
+def test_prompt_consent_asks_even_when_the_app_skips_consent(
+    client: Client, world: World, pickup: App
+) -> None:
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    page = client.get(authorize_url("pickup", challenge=challenge, prompt="consent"))
+    assert page.status_code == 200 and b"Allow App pickup?" in page.content
+
+
+def test_no_refresh_token_for_an_app_without_the_grant(client: Client, world: World) -> None:
+    app = make_app(world, client_id="norefresh", grant_types=("authorization_code",))
+    code, verifier = get_code(client, world, app)
+    body = exchange(client, app, code, verifier).json()
+    assert "access_token" in body and "refresh_token" not in body
+
+
+def test_logout_hint_must_be_an_id_token(client: Client, world: World, pickup: App) -> None:
+    issued = _tokens(client, world, pickup)
+    access = client.get("/t/acme/oidc/logout", {"id_token_hint": issued["access_token"]})
+    assert access.status_code == 400

@@ -1,0 +1,82 @@
+"""Extension points of the OAuth server, filled through settings so ``identity`` never
+imports the apps that plug in (``impersonation``).
+
+* ``ACTAS_OAUTH_PRINCIPAL_RESOLVER``: who a sign-in at /authorize is for. By default the
+  SSO session's user; an impersonation bound to the session makes it the impersonated user,
+  with ``act``.
+* ``ACTAS_OAUTH_MINT_GUARD``: called before any token is minted from an impersonated
+  authorization (code exchange, refresh); returns the seconds the tokens may live or refuses.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from identity.models import Application, OAuthAuthorization, SSOSession, User
+from organizations.models import Organization
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who tokens are minted for, and who acts when that is someone else."""
+
+    user: User
+    impersonator: User | None = None
+    impersonation_id: uuid.UUID | None = None
+    read_only: bool = False
+    # Seconds the tokens may live at most (an impersonation's end).
+    expires_cap: int | None = None
+
+    @property
+    def act_claims(self) -> dict[str, Any]:
+        if self.impersonator is None or self.impersonation_id is None:
+            return {}
+        return {"act": {"sub": str(self.impersonator.pk)}, "impersonation_id": str(self.impersonation_id)}
+
+
+class PrincipalRefused(Exception):
+    """This sign-in may not go on; ``message`` is shown to the person signing in."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MintRefused(Exception):
+    """No token may be minted from this authorization any more."""
+
+
+def _default_resolver(*, session: SSOSession, application: Application, org: Organization) -> Principal:
+    return Principal(user=session.user)
+
+
+def _default_guard(*, authorization: OAuthAuthorization, application: Application) -> int | None:
+    raise MintRefused("impersonated authorizations need ACTAS_OAUTH_MINT_GUARD")
+
+
+@functools.cache
+def _hook(setting: str, default: Callable[..., Any]) -> Callable[..., Any]:
+    path = getattr(settings, setting, "")
+    return import_string(path) if path else default
+
+
+def resolve_principal(*, session: SSOSession, application: Application, org: Organization) -> Principal:
+    resolver = _hook("ACTAS_OAUTH_PRINCIPAL_RESOLVER", _default_resolver)
+    principal: Principal = resolver(session=session, application=application, org=org)
+    return principal
+
+
+def mint_guard(*, authorization: OAuthAuthorization, application: Application) -> int | None:
+    """None for an ordinary authorization; the seconds left for an impersonated one."""
+    if authorization.impersonation_id is None:
+        return None
+    guard = _hook("ACTAS_OAUTH_MINT_GUARD", _default_guard)
+    cap: int | None = guard(authorization=authorization, application=application)
+    return cap

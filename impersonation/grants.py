@@ -1,0 +1,253 @@
+"""RFC 8693 token exchange for impersonation, as an oauthlib grant (DESIGN §5.2).
+
+``subject_token`` (a single-use subject token with ``may_act``) + ``actor_token`` (an ID token
+the requesting client received for a live SSO session of the same impersonator) → an access
+token for the subject with ``act``, and a refresh token when the client may refresh.
+Registered through ``ACTAS_OAUTH_GRANT_TYPES``; errors per DESIGN's table.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from oauth2_provider.models import IDToken
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
+
+from identity import tokens
+from identity.models import Application, OAuthAuthorization, User
+from identity.oauth import claims as oauth_claims
+from identity.oauth.validator import endpoint_context
+from identity.services.sessions import sso_session_get_live
+from impersonation import policy
+from impersonation.models import ImpersonationSession, SubjectToken
+from impersonation.services import (
+    SUBJECT_TOKEN_TYP,
+    impersonation_refused,
+    impersonation_start,
+    subject_token_consume,
+)
+
+log = logging.getLogger("actas.impersonation")
+
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN)
+REFUSED = "The token exchange was refused."
+MAX_TOKEN = 16_384
+
+
+def _invalid_target(request: Request, description: str) -> errors.CustomOAuth2Error:
+    return errors.CustomOAuth2Error("invalid_target", description=description, request=request)
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class Exchange:
+    """What a validated exchange request resolved to."""
+
+    def __init__(self, *, row: SubjectToken, attempt: policy.Attempt, scopes: list[str]) -> None:
+        self.row = row
+        self.attempt = attempt
+        self.scopes = scopes
+
+
+class TokenExchangeGrant(GrantTypeBase):
+    def create_token_response(self, request: Request, token_handler: Any) -> tuple[dict[str, str], str, int]:
+        headers = self._get_default_headers()
+        try:
+            self._authenticate(request)
+            claims = self._check_tokens(request)
+        except errors.OAuth2Error as error:
+            headers.update(error.headers)
+            return headers, error.json, error.status_code
+        client: Application = request.client
+        refusal: policy.Refused | None = None
+        try:
+            # Used up first, in its own transaction: a refused exchange burns the token too.
+            row = subject_token_consume(jti=str(claims["subject"]["jti"]), application=client)
+            if row is None:
+                raise policy.Refused(
+                    "subject-token-unusable", "The subject token is unknown, expired or used."
+                )
+            with transaction.atomic():
+                token = self._issue(request, token_handler, claims, row)
+        except policy.Refused as caught:
+            refusal = caught
+        except errors.OAuth2Error as error:
+            headers.update(error.headers)
+            return headers, error.json, error.status_code
+        if refusal is not None:
+            context = endpoint_context(request)
+            impersonation_refused(
+                actor=User.objects.filter(pk=claims["actor"]["sub"]).first(),
+                org=context[1] if context else client.organization,
+                application=client,
+                refusal=refusal,
+                subject_id=str(claims["subject"].get("sub", "")),
+                stage="token-exchange",
+            )
+            error = errors.InvalidRequestError(description=REFUSED, request=request)
+            headers.update(error.headers)
+            return headers, error.json, error.status_code
+        return headers, json.dumps(token), 200
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> None:
+        for name in ("subject_token", "subject_token_type", "actor_token", "actor_token_type"):
+            if not getattr(request, name, None):
+                raise errors.InvalidRequestError(description=f"Missing {name}.", request=request)
+        if self.request_validator.client_authentication_required(request):
+            if not self.request_validator.authenticate_client(request):
+                raise errors.InvalidClientError(request=request)
+        elif not self.request_validator.authenticate_client_id(request.client_id, request):
+            raise errors.InvalidClientError(request=request)
+        request.client_id = request.client_id or request.client.client_id
+        self.validate_grant_type(request)
+        client = request.client
+        if not isinstance(client, Application) or not client.subject_token_enabled:
+            raise errors.UnauthorizedClientError(request=request)
+        if request.subject_token_type != JWT_TYPE or request.actor_token_type != ID_TOKEN_TYPE:
+            raise errors.InvalidRequestError(description="Unsupported token type.", request=request)
+        wanted = getattr(request, "requested_token_type", None)
+        if wanted and wanted != ACCESS_TOKEN_TYPE:
+            raise errors.InvalidRequestError(
+                description="Only access tokens can be requested.", request=request
+            )
+
+    def _verify(
+        self, request: Request, raw: str, *, typ: str, required: tuple[str, ...], max_age: int | None
+    ) -> dict[str, Any]:
+        context = endpoint_context(request)
+        if context is None or not isinstance(raw, str) or len(raw) > MAX_TOKEN:
+            raise errors.InvalidRequestError(description=REFUSED, request=request)
+        try:
+            return tokens.verify(
+                raw,
+                typ=typ,
+                issuer=oauth_claims.issuer_for(context[0]),
+                audience=request.client.client_id,
+                required=required,
+                max_age=max_age,
+            )
+        except tokens.TokenError as error:
+            log.info("token exchange: %s", error.reason)
+            if error.kind in ("issuer", "audience"):
+                raise _invalid_target(request, "The token was not issued for this client.") from error
+            raise errors.InvalidRequestError(description=REFUSED, request=request) from error
+
+    def _check_tokens(self, request: Request) -> dict[str, Any]:
+        client: Application = request.client
+        subject = self._verify(
+            request,
+            request.subject_token,
+            typ=SUBJECT_TOKEN_TYP,
+            required=("exp", "iat", "iss", "sub", "aud", "jti"),
+            max_age=client.subject_token_expiry,
+        )
+        may_act = subject.get("may_act")
+        if not isinstance(may_act, dict) or not isinstance(may_act.get("sub"), str) or not may_act["sub"]:
+            raise errors.InvalidRequestError(
+                description="The subject token allows no actor.", request=request
+            )
+        actor = self._verify(
+            request,
+            request.actor_token,
+            typ=oauth_claims.ID_TOKEN_TYP,
+            required=("exp", "iat", "iss", "sub", "aud", "jti", "sid"),
+            max_age=client.id_token_lifetime,
+        )
+        if "act" in actor or "may_act" in actor:
+            raise errors.InvalidRequestError(description=REFUSED, request=request)
+        if not constant_time_compare(str(actor["sub"]), may_act["sub"]):
+            raise errors.InvalidRequestError(
+                description="The actor is not the one the subject token allows.", request=request
+            )
+        if not IDToken.objects.filter(
+            jti=str(actor["jti"]), application=client, user_id=actor["sub"]
+        ).exists():
+            raise errors.InvalidRequestError(description=REFUSED, request=request)
+        return {"subject": subject, "actor": actor}
+
+    # --- issuing --------------------------------------------------------------------------------
+
+    def _issue(
+        self, request: Request, token_handler: Any, claims: dict[str, Any], row: SubjectToken
+    ) -> dict[str, Any]:
+        client: Application = request.client
+        subject_claims, actor_claims = claims["subject"], claims["actor"]
+        if str(row.impersonator_id) != actor_claims["sub"] or str(row.subject_id) != subject_claims["sub"]:
+            raise policy.Refused("subject-token-mismatch", "The tokens do not belong together.")
+        session = sso_session_get_live(sid=str(actor_claims["sid"]))
+        if session is None or session.pk != row.sso_session_id or session.user_id != row.impersonator_id:
+            raise policy.Refused("sso-session", "The impersonator's sign-in is not live.")
+        if client.client_type == Application.CLIENT_PUBLIC:
+            verifier = getattr(request, "code_verifier", None) or ""
+            if not row.code_challenge or not constant_time_compare(_s256(verifier), row.code_challenge):
+                raise policy.Refused("pkce", "The code verifier does not match the authorization request.")
+        context = endpoint_context(request)
+        if context is None or context[1].pk not in (row.organization_id, context[0].pk):
+            raise policy.Refused("endpoint-organization", "Exchanged at another organization's endpoint.")
+        attempt = policy.evaluate(
+            policy.Attempt(
+                impersonator=row.impersonator,
+                subject_id=str(row.subject_id),
+                org=row.organization,
+                application=client,
+                requested_scopes=row.scope.split(),
+                read_only=row.read_only,
+            )
+        )
+        scopes = attempt.approved_scopes
+        if request.scope:
+            asked = set(str(request.scope).replace(",", " ").split())
+            scopes = [s for s in scopes if s in asked]
+        assert attempt.subject is not None
+        impersonation = impersonation_start(
+            actor=row.impersonator,
+            subject=attempt.subject,
+            org=row.organization,
+            application=client,
+            sso_session=session,
+            reason=row.reason,
+            read_only=row.read_only,
+            channel=ImpersonationSession.Channel.TOKEN_EXCHANGE,
+        )
+        authorization = OAuthAuthorization.objects.create(
+            application=client,
+            user=attempt.subject,
+            organization=row.organization,
+            sso_session=session,
+            scope=" ".join(scopes),
+            impersonator=row.impersonator,
+            impersonation_id=impersonation.pk,
+            read_only=row.read_only,
+        )
+        request.user = attempt.subject
+        request.scopes = scopes
+        request.actas_org = row.organization
+        request.actas_authorization = authorization
+        request.actas_extra_claims = authorization.act_claims
+        request.actas_expires_cap = max(0, int((impersonation.expires_at - timezone.now()).total_seconds()))
+        token = token_handler.create_token(
+            request, refresh_token=client.allows_grant_type(Application.GRANT_REFRESH_TOKEN_TYPE)
+        )
+        token["issued_token_type"] = ACCESS_TOKEN_TYPE
+        self.request_validator.save_token(token, request)
+        return dict(token)
+
+
+def token_exchange_grant(request_validator: Any) -> TokenExchangeGrant:
+    return TokenExchangeGrant(request_validator)

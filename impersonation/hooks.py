@@ -1,0 +1,63 @@
+"""How impersonation plugs into identity's OAuth server (``identity.oauth.hooks``)."""
+
+from __future__ import annotations
+
+from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
+from impersonation import policy
+from impersonation.models import ImpersonationSession
+from impersonation.services import impersonation_end, impersonation_guard, live_session_for
+from organizations.models import Organization
+
+MESSAGES = {
+    "ended": "The impersonation has ended. Sign in again.",
+    "expired": "The impersonation has reached its time limit. Sign in again.",
+    "no-permission": "You may not impersonate users in this application.",
+    "other-organization": "This sign-in is impersonating a user of another organization.",
+}
+GENERIC = "The impersonation can no longer continue. Sign in again."
+
+
+def resolve_principal(*, session: SSOSession, application: Application, org: Organization) -> Principal:
+    """A browser whose SSO session is bound to a live impersonation signs in as the target,
+    as long as the impersonator passes the checks for this application; otherwise the sign-in
+    is refused (never silently as the impersonator)."""
+    current = live_session_for(session)
+    if current is None:
+        return Principal(user=session.user)
+    if org.pk != current.organization_id:
+        raise PrincipalRefused(MESSAGES["other-organization"])
+    try:
+        cap = impersonation_guard(session=current, application=application)
+    except policy.Refused as refusal:
+        raise PrincipalRefused(MESSAGES.get(refusal.code, GENERIC)) from refusal
+    return Principal(
+        user=current.subject,
+        impersonator=current.impersonator,
+        impersonation_id=current.pk,
+        read_only=current.read_only,
+        expires_cap=cap,
+    )
+
+
+def mint_guard(*, authorization: OAuthAuthorization, application: Application) -> int:
+    """Before a code exchange or refresh of an impersonated authorization: the session must
+    still be live and allowed; tokens live no longer than it."""
+    current = (
+        ImpersonationSession.objects.select_related("impersonator", "subject", "organization", "application")
+        .filter(pk=authorization.impersonation_id)
+        .first()
+    )
+    if current is None:
+        raise MintRefused("no such impersonation")
+    try:
+        return impersonation_guard(session=current, application=application)
+    except policy.Refused as refusal:
+        raise MintRefused(refusal.code) from refusal
+
+
+def on_sso_session_end(*, actor: User | None, session: SSOSession) -> None:
+    """Signing out (or any end of the bound SSO session) ends its impersonation."""
+    current = live_session_for(session)
+    if current is not None:
+        impersonation_end(actor=actor, session=current, reason=ImpersonationSession.EndReason.SIGNED_OUT)

@@ -1,0 +1,280 @@
+"""Impersonation writes: subject tokens, starting and ending sessions, refusals.
+
+Every service takes the acting user and writes its audit row in the same transaction as the
+change; refusals are audited in a transaction of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from identity import tokens
+from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.oauth import claims as oauth_claims
+from identity.services.audit import audit_record, audit_refusal
+from identity.services.oauth import oauth_authorization_revoke
+from identity.services.sessions import sso_session_end
+from impersonation import policy
+from impersonation.models import ImpersonationSession, SubjectToken
+from organizations.models import Organization
+from organizations.selectors import org_effective_settings, org_tenant
+
+SUBJECT_TOKEN_TYP = "jwt"  # noqa: S105 (a JOSE type)
+MAX_REASON = 500
+
+
+def impersonation_refused(
+    *,
+    actor: User | None,
+    org: Organization,
+    application: Application,
+    refusal: policy.Refused,
+    subject_id: str = "",
+    stage: str,
+) -> None:
+    """Audit a refused impersonation with its real reason (the client hears a generic one)."""
+    audit_refusal(
+        org=org,
+        action="impersonation-refused",
+        actor=actor,
+        target_type="user",
+        target_id=str(subject_id)[:64],
+        client_id=application.client_id,
+        data={"code": refusal.code, "detail": refusal.detail, "stage": stage},
+    )
+
+
+def _clean_reason(reason: str) -> str:
+    return " ".join((reason or "").replace("\x00", "").split())[:MAX_REASON]
+
+
+@transaction.atomic
+def subject_token_issue(
+    *,
+    actor: User,
+    attempt: policy.Attempt,
+    sso_session: SSOSession,
+    reason: str,
+    code_challenge: str = "",
+) -> str:
+    """Mint a single-use subject token for ``attempt`` (which has passed the policy chain):
+    ``sub`` = the target, ``may_act.sub`` = the impersonator, the target's approved scopes,
+    lifetime = the application's subject token expiry."""
+    subject = attempt.subject
+    assert subject is not None
+    app = attempt.application
+    now = timezone.now()
+    issued = int(now.timestamp())
+    jti = tokens.new_jti()
+    tenant = org_tenant(attempt.org)
+    claims = {
+        "iss": oauth_claims.issuer_for(tenant),
+        "sub": str(subject.pk),
+        "aud": app.client_id,
+        "azp": app.client_id,
+        "client_id": app.client_id,
+        "scope": " ".join(attempt.approved_scopes),
+        "may_act": {"sub": str(actor.pk)},
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + app.subject_token_expiry,
+        "jti": jti,
+        **oauth_claims.organization_claims(org=attempt.org, user=subject),
+    }
+    SubjectToken.objects.create(
+        jti=jti,
+        application=app,
+        organization=attempt.org,
+        impersonator=actor,
+        subject=subject,
+        sso_session=sso_session,
+        scope=claims["scope"],
+        reason=_clean_reason(reason),
+        read_only=attempt.read_only,
+        code_challenge=code_challenge[:128],
+        expires_at=now + dt.timedelta(seconds=app.subject_token_expiry),
+    )
+    audit_record(
+        org=attempt.org,
+        action="impersonation-subject-token-issued",
+        actor=actor,
+        subject=subject,
+        target_type="user",
+        target_id=subject.pk,
+        client_id=app.client_id,
+        scopes=claims["scope"],
+        data={"reason": _clean_reason(reason), "read_only": attempt.read_only},
+    )
+    return tokens.mint(claims, typ=SUBJECT_TOKEN_TYP)
+
+
+def subject_token_consume(*, jti: str, application: Application) -> SubjectToken | None:
+    """Mark a subject token used (once): None if unknown, expired, for another client or
+    used already."""
+    now = timezone.now()
+    used = SubjectToken.objects.filter(
+        jti=jti,
+        application=application,
+        used_at__isnull=True,
+        expires_at__gt=now - dt.timedelta(seconds=tokens.LEEWAY_SECONDS),
+    ).update(used_at=now)
+    if not used:
+        return None
+    return SubjectToken.objects.select_related(
+        "impersonator", "subject", "organization", "sso_session", "application"
+    ).get(jti=jti)
+
+
+def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
+    return (
+        ImpersonationSession.objects.select_related("impersonator", "subject", "organization", "application")
+        .filter(sso_session=sso_session, ended_at__isnull=True)
+        .first()
+    )
+
+
+@transaction.atomic
+def impersonation_start(
+    *,
+    actor: User,
+    subject: User,
+    org: Organization,
+    application: Application,
+    sso_session: SSOSession,
+    reason: str,
+    read_only: bool,
+    channel: str,
+) -> ImpersonationSession:
+    """Start (or continue, for the same subject) the impersonation bound to ``sso_session``.
+
+    The end time is the start plus the organization's cap; the bound SSO session expires no
+    later, so the browser is signed out when the time is up. A second subject in the same SSO
+    session is refused."""
+    locked = SSOSession.objects.select_for_update().get(pk=sso_session.pk)
+    if locked.ended_at is not None or locked.user_id != actor.pk:
+        raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
+    current = live_session_for(locked)
+    now = timezone.now()
+    if current is not None:
+        if current.subject_id != subject.pk:
+            raise policy.Refused("second-subject", "This sign-in is already impersonating another user.")
+        if current.expires_at <= now:
+            raise policy.Refused("expired", "The impersonation has reached its time limit.")
+        return current
+    settings = org_effective_settings(org)
+    clean = _clean_reason(reason)
+    if settings.impersonation_reason_required and not clean:
+        raise policy.Refused("reason-required", "A reason is required in this organization.")
+    expires = now + dt.timedelta(minutes=settings.impersonation_max_minutes)
+    try:
+        with transaction.atomic():
+            session = ImpersonationSession.objects.create(
+                tenant_id=org.tenant_id,
+                organization=org,
+                impersonator=actor,
+                subject=subject,
+                application=application,
+                sso_session=locked,
+                channel=channel,
+                reason=clean,
+                read_only=read_only,
+                started_at=now,
+                expires_at=expires,
+            )
+    except IntegrityError:
+        raise policy.Refused("second-subject", "This sign-in is already impersonating.") from None
+    if locked.expires_at > expires:
+        locked.expires_at = expires
+        locked.save(update_fields=["expires_at"])
+    audit_record(
+        org=org,
+        action="impersonation-start",
+        actor=actor,
+        impersonator=actor,
+        subject=subject,
+        target_type="impersonation",
+        target_id=session.pk,
+        client_id=application.client_id,
+        data={
+            "reason": clean,
+            "read_only": read_only,
+            "channel": channel,
+            "expires_at": expires.isoformat(),
+        },
+    )
+    return session
+
+
+@transaction.atomic
+def impersonation_end(
+    *, actor: User | None, session: ImpersonationSession, reason: str
+) -> ImpersonationSession:
+    """End an impersonation: revoke every token minted under it and end the bound SSO
+    session (the impersonator signs in again). Idempotent."""
+    locked = ImpersonationSession.objects.select_for_update().get(pk=session.pk)
+    if locked.ended_at is not None:
+        return locked
+    locked.ended_at = timezone.now()
+    locked.end_reason = reason
+    locked.ended_by_id = actor.pk if actor is not None else None
+    locked.save(update_fields=["ended_at", "end_reason", "ended_by_id"])
+    revoked = 0
+    for authorization in OAuthAuthorization.objects.filter(
+        impersonation_id=locked.pk, revoked_at__isnull=True
+    ).select_related("organization", "application", "user"):
+        revoked += oauth_authorization_revoke(
+            actor=actor, authorization=authorization, reason="impersonation-ended"
+        )
+    sso_session_end(actor=actor, session=locked.sso_session, reason=f"impersonation-{reason}")
+    audit_record(
+        org=locked.organization,
+        action="impersonation-end",
+        actor=actor,
+        impersonator=locked.impersonator,
+        subject=locked.subject,
+        target_type="impersonation",
+        target_id=locked.pk,
+        client_id=locked.application.client_id,
+        data={"reason": reason, "authorizations_revoked": revoked},
+    )
+    return locked
+
+
+def impersonation_guard(*, session: ImpersonationSession, application: Application) -> int:
+    """Re-check a live impersonation before minting under it (a refresh, an SSO sign-in, an
+    organization switch). Returns the seconds left.
+
+    Time, both accounts' status and dominance can end the session (promoting the target,
+    demoting or disabling the impersonator ends it). The impersonator's permission for
+    ``application`` in the session's organization is checked too: for the application the
+    session started with, losing it ends the session; for another application it only refuses
+    that sign-in. Raises :class:`policy.Refused`."""
+    now = timezone.now()
+    if session.ended_at is not None:
+        raise policy.Refused("ended", "The impersonation has ended.")
+    if session.expires_at <= now:
+        impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.EXPIRED)
+        raise policy.Refused("expired", "The impersonation has reached its time limit.")
+    try:
+        policy.recheck(impersonator=session.impersonator, subject=session.subject, org=session.organization)
+    except policy.Refused:
+        impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY)
+        raise
+    try:
+        policy.check_impersonator_permission(
+            policy.Attempt(
+                impersonator=session.impersonator,
+                subject_id=str(session.subject_id),
+                org=session.organization,
+                application=application,
+                requested_scopes=(),
+            )
+        )
+    except policy.Refused:
+        if application.pk == session.application_id:
+            impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY)
+        raise
+    return int((session.expires_at - now).total_seconds())

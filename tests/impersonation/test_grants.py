@@ -1,0 +1,441 @@
+"""Subject tokens at /authorize and the RFC 8693 token exchange."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.test import Client
+from oauth2_provider.models import AccessToken
+
+from identity import tokens
+from identity.models import AuditEvent, SSOSession
+from impersonation.models import ImpersonationSession, SubjectToken
+from tests.conftest import World, sign_in
+from tests.identity.oauth_helpers import REDIRECT, App, basic
+from tests.impersonation.helpers import (
+    Artifacts,
+    exchange_tokens,
+    fragment,
+    get_subject_token,
+    impersonation_app,
+    query,
+    subject_authorize_url,
+)
+
+ISS = "http://127.0.0.1:8000/t/acme/oauth2/token"
+
+
+@pytest.fixture
+def pickup(world: World) -> App:
+    return impersonation_app(world)
+
+
+def _claims(raw: str, typ: str = "at+jwt") -> dict[str, Any]:
+    return tokens.verify(raw, typ=typ, issuer=ISS, audience="pickup")
+
+
+def test_subject_token_then_exchange_gives_a_token_for_the_target_with_act(
+    client: Client, world: World, pickup: App
+) -> None:
+    artifacts = get_subject_token(client, world, pickup)
+    subject = _claims(artifacts.subject_token, typ="jwt")
+    assert subject["sub"] == str(world.target.pk)
+    assert subject["may_act"] == {"sub": str(world.impersonator.pk)}
+    assert subject["exp"] - subject["iat"] == 180
+    assert "internal_user_impersonate" not in subject["scope"].split()
+    actor = _claims(artifacts.id_token, typ="JWT")
+    assert actor["sub"] == str(world.impersonator.pk) and actor["nonce"] == "n-1"
+
+    response = exchange_tokens(client, pickup, artifacts)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    assert body["token_type"] == "Bearer" and "refresh_token" in body
+    access = _claims(body["access_token"])
+    assert access["sub"] == str(world.target.pk)
+    assert access["act"] == {"sub": str(world.impersonator.pk)}
+    session = ImpersonationSession.objects.get()
+    assert access["impersonation_id"] == str(session.pk)
+    assert set(access["scope"].split()) == {"openid", "internal_user_mgt_view"}
+    assert access["exp"] <= int(session.expires_at.timestamp())
+    assert session.reason == "Ticket 42" and session.subject_id == world.target.pk
+    assert session.sso_session.user_id == world.impersonator.pk
+    start = AuditEvent.objects.get(action="impersonation-start")
+    assert start.impersonator_id == world.impersonator.pk and start.subject_id == world.target.pk
+
+
+def test_refresh_twice_keeps_act(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    for _ in range(2):
+        refreshed = client.post(
+            "/t/acme/oauth2/token",
+            {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+            HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+        )
+        assert refreshed.status_code == 200, refreshed.content
+        body = refreshed.json()
+        access = _claims(body["access_token"])
+        assert access["act"] == {"sub": str(world.impersonator.pk)} and access["sub"] == str(world.target.pk)
+        assert "internal_user_impersonate" not in body["scope"].split()
+
+
+def test_subject_token_is_single_use(client: Client, world: World, pickup: App) -> None:
+    artifacts = get_subject_token(client, world, pickup)
+    assert exchange_tokens(client, pickup, artifacts).status_code == 200
+    again = exchange_tokens(client, pickup, artifacts)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_request"
+
+
+def test_confirmation_page_is_never_skipped_and_cancel_denies(
+    client: Client, world: World, pickup: App
+) -> None:
+    sign_in(client, world.impersonator)
+    page = client.get(subject_authorize_url("pickup", world.target))
+    assert page.status_code == 200 and b"Impersonate Target?" in page.content
+    assert b'value="Ticket 42"' in page.content or b">Ticket 42<" in page.content
+    cancelled = client.post(
+        page.context["action"], {"pending": page.context["pending"], "decision": "cancel"}
+    )
+    assert fragment(cancelled["Location"])["error"] == "access_denied"
+    assert not SubjectToken.objects.exists()
+
+
+def test_confirmation_is_csrf_protected(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.impersonator)
+    page = client.get(subject_authorize_url("pickup", world.target))
+    forged = Client(enforce_csrf_checks=True)
+    forged.cookies = client.cookies
+    response = forged.post(
+        page.context["action"], {"pending": page.context["pending"], "decision": "impersonate", "reason": "x"}
+    )
+    assert response.status_code == 403 and not SubjectToken.objects.exists()
+
+
+def test_reason_is_required_by_default(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.impersonator)
+    page = client.get(subject_authorize_url("pickup", world.target))
+    response = client.post(
+        page.context["action"],
+        {"pending": page.context["pending"], "decision": "impersonate", "reason": "  "},
+    )
+    assert response.status_code == 400 and b"Give a reason" in response.content
+    assert not SubjectToken.objects.exists()
+
+
+def test_stale_sign_in_must_reauthenticate(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.impersonator)
+    session = SSOSession.objects.get(user=world.impersonator, ended_at__isnull=True)
+    SSOSession.objects.filter(pk=session.pk).update(auth_time=session.auth_time.replace(year=2020))
+    response = client.get(subject_authorize_url("pickup", world.target))
+    assert response.status_code == 302 and "reauth=1" in response["Location"]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"requested_subject": ""}, "invalid_request"),
+        ({"nonce": ""}, "invalid_request"),
+        ({"scope": "openid internal_user_mgt_view"}, "invalid_scope"),
+    ],
+)
+def test_authorize_parameter_errors(
+    client: Client, world: World, pickup: App, change: dict[str, str], error: str
+) -> None:
+    sign_in(client, world.impersonator)
+    response = client.get(subject_authorize_url("pickup", world.target, **change))
+    assert response.status_code == 302 and fragment(response["Location"])["error"] == error
+
+
+def test_plain_subject_token_answers_in_the_query(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.impersonator)
+    page = client.get(subject_authorize_url("pickup", world.target, response_type="subject_token"))
+    done = client.post(
+        page.context["action"], {"pending": page.context["pending"], "decision": "impersonate", "reason": "r"}
+    )
+    params = query(done["Location"])
+    assert "subject_token" in params and "id_token" not in params and params["state"] == "s-1"
+    # Either word order is the same response type.
+    other = client.get(subject_authorize_url("pickup", world.target, response_type="subject_token id_token"))
+    assert other.status_code == 200
+
+
+def test_app_without_subject_token_is_unauthorized_client(client: Client, world: World) -> None:
+    app = impersonation_app(world, client_id="nosubject")
+    app.app.subject_token_enabled = False
+    app.app.save()
+    sign_in(client, world.impersonator)
+    response = client.get(subject_authorize_url("nosubject", world.target))
+    assert fragment(response["Location"])["error"] == "unauthorized_client"
+
+
+def test_unregistered_redirect_gets_a_page_not_a_redirect(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.impersonator)
+    response = client.get(subject_authorize_url("pickup", world.target, redirect_uri="https://evil.example/"))
+    assert response.status_code == 400 and "Location" not in response
+
+
+# --- refusals: generic to the client, detailed in the audit trail ------------------------------------
+
+
+def _refused(client: Client, world: World, subject_id: str) -> tuple[Any, AuditEvent]:
+    from tests.impersonation.helpers import REDIRECT as _  # noqa: F401
+
+    response = client.get(subject_authorize_url("pickup", world.target, requested_subject=subject_id))
+    assert response.status_code == 302 and fragment(response["Location"])["error"] == "access_denied"
+    return response, AuditEvent.objects.filter(action="impersonation-refused").latest("seq")
+
+
+def test_each_refusal_looks_the_same_to_the_client(client: Client, world: World, pickup: App) -> None:
+    from identity.services.users import user_set_flags
+
+    sign_in(client, world.impersonator)
+    codes = {}
+    _, event = _refused(client, world, "00000000-0000-0000-0000-000000000000")
+    codes["unknown"] = event.data["code"]
+    _, event = _refused(client, world, str(world.impersonator.pk))
+    codes["self"] = event.data["code"]
+    _, event = _refused(client, world, str(world.eu_user.pk))
+    codes["elsewhere"] = event.data["code"]
+    assert codes == {"unknown": "unknown-subject", "self": "self", "elsewhere": "not-resident"}
+    for flag, code in (
+        ("is_locked", "subject-locked"),
+        ("is_protected", "subject-protected"),
+        ("is_active", "subject-disabled"),
+    ):
+        user_set_flags(
+            actor=None, user=world.target, **{flag: flag == "is_active" and False or flag != "is_active"}
+        )
+        _, event = _refused(client, world, str(world.target.pk))
+        assert event.data["code"] == code, flag
+        world.target.refresh_from_db()
+        user_set_flags(actor=None, user=world.target, is_active=True, is_locked=False, is_protected=False)
+
+
+def test_without_permission_is_refused(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.admin)  # admin holds no role on Pickup
+    response = client.get(subject_authorize_url("pickup", world.target))
+    assert fragment(response["Location"])["error"] == "access_denied"
+    assert AuditEvent.objects.get(action="impersonation-refused").data["code"] == "no-permission"
+
+
+def test_dominance_refuses_a_target_with_more_rights(client: Client, world: World, pickup: App) -> None:
+    from identity.services.roles import role_assign
+
+    role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.target)
+    sign_in(client, world.impersonator)
+    response = client.get(subject_authorize_url("pickup", world.target))
+    assert fragment(response["Location"])["error"] == "access_denied"
+    assert AuditEvent.objects.get(action="impersonation-refused").data["code"] == "dominance"
+
+
+# --- the exchange's own checks --------------------------------------------------------------------------
+
+
+def test_exchange_checks_tokens(client: Client, world: World, pickup: App) -> None:
+    artifacts = get_subject_token(client, world, pickup)
+    kid = tokens.current_keyset().active.kid
+    cases = {
+        "id token as subject": Artifacts(artifacts.id_token, artifacts.id_token),
+        "subject as actor": Artifacts(artifacts.subject_token, artifacts.subject_token),
+        "garbage": Artifacts("garbage", artifacts.id_token),
+        "alg none": Artifacts(
+            tokens.jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": kid, "typ": "jwt"}),
+            artifacts.id_token,
+        ),
+        "megabyte": Artifacts("a" * 1_000_000, artifacts.id_token),
+    }
+    for name, forged in cases.items():
+        response = exchange_tokens(client, pickup, forged)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request", name
+    # The genuine pair still works afterwards: nothing above consumed it.
+    assert exchange_tokens(client, pickup, artifacts).status_code == 200
+
+
+def test_exchange_by_another_client_is_invalid_target(client: Client, world: World, pickup: App) -> None:
+    other = impersonation_app(world, client_id="other")
+    artifacts = get_subject_token(client, world, pickup)
+    response = exchange_tokens(client, other, artifacts)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_target"
+
+
+def test_exchange_needs_both_tokens_and_the_grant(client: Client, world: World, pickup: App) -> None:
+    artifacts = get_subject_token(client, world, pickup)
+    missing = exchange_tokens(client, pickup, artifacts, actor_token="")
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    wrong_type = exchange_tokens(client, pickup, artifacts, subject_token_type="urn:x")
+    assert wrong_type.json()["error"] == "invalid_request"
+    bad_client = client.post(
+        "/t/acme/oauth2/token",
+        {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange"},
+        HTTP_AUTHORIZATION=basic("pickup", "wrong"),
+    )
+    assert bad_client.status_code == 400 or bad_client.status_code == 401
+
+
+def test_actor_of_another_session_is_refused(client: Client, world: World, pickup: App) -> None:
+    artifacts = get_subject_token(client, world, pickup)
+    other_browser = Client()
+    theirs = get_subject_token(other_browser, world, pickup)
+    mixed = Artifacts(artifacts.subject_token, theirs.id_token)
+    response = exchange_tokens(client, pickup, mixed)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_narrowing_scope(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup), scope="openid").json()
+    assert body["scope"] == "openid"
+
+
+def test_read_only_keeps_only_read_only_scopes(client: Client, world: World, pickup: App) -> None:
+    from identity.models import Scope
+
+    Scope.objects.filter(name="internal_user_mgt_view").update(read_only=False)
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup, read_only=True)).json()
+    assert body["scope"] == "openid"
+    assert ImpersonationSession.objects.get().read_only is True
+
+
+# --- the bound SSO session ---------------------------------------------------------------------------------
+
+
+def test_later_sign_ins_in_the_browser_are_for_the_target(client: Client, world: World, pickup: App) -> None:
+    from tests.identity.oauth_helpers import exchange, pkce_pair
+    from tests.identity.oauth_helpers import authorize_url
+
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    verifier, challenge = pkce_pair()
+    response = client.get(authorize_url("pickup", challenge=challenge, scope="openid internal_user_mgt_view"))
+    assert response.status_code == 302 and response["Location"].startswith(REDIRECT)
+    code = query(response["Location"])["code"]
+    body = exchange(client, pickup, code, verifier).json()
+    access = _claims(body["access_token"])
+    assert access["sub"] == str(world.target.pk) and access["act"] == {"sub": str(world.impersonator.pk)}
+    identity = _claims(body["id_token"], typ="JWT")
+    assert identity["sub"] == str(world.target.pk) and identity["act"] == {"sub": str(world.impersonator.pk)}
+
+
+def test_sign_in_to_an_app_the_impersonator_may_not_use_is_refused(
+    client: Client, world: World, pickup: App
+) -> None:
+    from tests.identity.oauth_helpers import authorize_url, make_app, pkce_pair
+
+    make_app(world, client_id="payroll")
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    _v, challenge = pkce_pair()
+    response = client.get(authorize_url("payroll", challenge=challenge))
+    assert response.status_code == 403 and b"may not impersonate" in response.content
+    assert ImpersonationSession.objects.get().ended_at is None  # refused, not ended
+
+
+def test_no_second_target_and_no_chaining(client: Client, world: World, pickup: App) -> None:
+    from tests.conftest import make_user
+
+    second = make_user(world.root, "second")
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    response = client.get(subject_authorize_url("pickup", second))
+    assert fragment(response["Location"])["error"] == "access_denied"
+    assert AuditEvent.objects.filter(action="impersonation-refused").latest("seq").data["code"] == "chained"
+
+
+# --- ending ---------------------------------------------------------------------------------------------
+
+
+def _live(client: Client, pickup: App, raw: str) -> bool:
+    return bool(
+        client.post(
+            "/t/acme/oauth2/introspect", {"token": raw}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret)
+        ).json()["active"]
+    )
+
+
+def test_end_revokes_everything_and_signs_the_browser_out(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    assert _live(client, pickup, body["access_token"])
+    response = client.post("/t/acme/impersonation/end")
+    assert response.status_code == 200 and b"Impersonation ended" in response.content
+    assert not _live(client, pickup, body["access_token"])
+    assert (
+        client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION="Bearer " + body["access_token"]).status_code
+        == 401
+    )
+    refresh = client.post(
+        "/t/acme/oauth2/token",
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+    session = ImpersonationSession.objects.get()
+    assert session.ended_at is not None and session.end_reason == "ended"
+    assert session.sso_session.ended_at is not None
+    assert not AccessToken.objects.filter(user=world.target).exists()
+    assert client.get("/t/acme/console/").status_code == 302  # signed out
+    assert AuditEvent.objects.filter(action="impersonation-end").exists()
+
+
+def test_end_from_the_application_with_its_token(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    response = Client().post(
+        "/t/acme/api/impersonation/v1/end", HTTP_AUTHORIZATION="Bearer " + body["access_token"]
+    )
+    assert response.status_code == 200 and response.json()["ended"] is True
+    assert not _live(client, pickup, body["access_token"])
+    assert (
+        Client().post("/t/acme/api/impersonation/v1/end", HTTP_AUTHORIZATION="Bearer garbage").status_code
+        == 401
+    )
+
+
+def test_the_cap_bounds_every_token_and_ends_it(client: Client, world: World, pickup: App) -> None:
+    import time_machine
+
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    session = ImpersonationSession.objects.get()
+    assert _claims(body["access_token"])["exp"] <= session.expires_at.timestamp()
+    with time_machine.travel(session.expires_at.timestamp() - 1, tick=False):
+        late = client.post(
+            "/t/acme/oauth2/token",
+            {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+            HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+        )
+        assert late.status_code == 200
+        last = late.json()
+        assert _claims(last["access_token"])["exp"] <= session.expires_at.timestamp()
+    with time_machine.travel(session.expires_at.timestamp() + 1, tick=False):
+        after = client.post(
+            "/t/acme/oauth2/token",
+            {"grant_type": "refresh_token", "refresh_token": last["refresh_token"]},
+            HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+        )
+        assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
+        session.refresh_from_db()
+        assert session.end_reason == "expired"
+        assert client.get("/t/acme/console/").status_code == 302  # the bound SSO session is over
+
+
+@pytest.mark.parametrize("change", ["promote-target", "demote-impersonator", "disable-impersonator"])
+def test_mid_session_changes_end_it_at_the_next_refresh(
+    client: Client, world: World, pickup: App, change: str
+) -> None:
+    from identity.services.roles import role_assign, role_unassign
+    from identity.services.users import user_set_flags
+    from tests.impersonation.helpers import impersonator_role
+
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    if change == "promote-target":
+        role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.target)
+    elif change == "demote-impersonator":
+        role_unassign(actor=None, role=impersonator_role(), org=world.root, user=world.impersonator)
+    else:
+        user_set_flags(actor=None, user=world.impersonator, is_active=False)
+    refresh = client.post(
+        "/t/acme/oauth2/token",
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+    session = ImpersonationSession.objects.get()
+    assert session.ended_at is not None and session.end_reason == "policy"
+    assert not _live(client, pickup, body["access_token"])
+    _ = time

@@ -240,6 +240,7 @@ OAUTH2_PROVIDER = {
 # (name -> dotted path of a factory taking the request validator).
 ACTAS_OAUTH_GRANT_TYPES: dict[str, str] = {
     "urn:ietf:params:oauth:grant-type:token-exchange": "impersonation.grants.token_exchange_grant",
+    "organization_switch": "impersonation.grants.organization_switch_grant",
 }
 # Response types answered by an extension's view in front of /authorize (listed in discovery).
 ACTAS_OAUTH_EXTRA_RESPONSE_TYPES = ["subject_token", "id_token subject_token"]

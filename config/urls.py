@@ -3,6 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from identity import api as identity_api
 from identity import views as identity_views
 from identity.oauth import views as oauth_views
 from impersonation import views as impersonation_views
@@ -29,10 +30,14 @@ urlpatterns = [
     # /authorize goes through impersonation first (subject tokens), then identity.
     path("t/<slug:tenant>/oauth2/authorize", impersonation_views.authorize, name="oauth2-authorize"),
     path(
-        "t/<slug:tenant>/oauth2/authorize/impersonate", impersonation_views.confirm, name="impersonation-confirm"
+        "t/<slug:tenant>/oauth2/authorize/impersonate",
+        impersonation_views.confirm,
+        name="impersonation-confirm",
     ),
     path("t/<slug:tenant>/impersonation/end", impersonation_views.end, name="impersonation-end"),
-    path("t/<slug:tenant>/api/impersonation/v1/end", impersonation_views.end_api, name="impersonation-end-api"),
+    path(
+        "t/<slug:tenant>/api/impersonation/v1/end", impersonation_views.end_api, name="impersonation-end-api"
+    ),
     path("t/<slug:tenant>/oauth2/authorize/consent", oauth_views.authorize_consent, name="oauth2-consent"),
     path("t/<slug:tenant>/oauth2/token", oauth_views.token, name="oauth2-token"),
     path("t/<slug:tenant>/oauth2/revoke", oauth_views.revoke, name="oauth2-revoke"),
@@ -48,7 +53,14 @@ urlpatterns = [
     ),
     path("t/<slug:tenant>/oidc/logout", oauth_views.logout, name="oidc-logout"),
     path(
-        "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize", impersonation_views.authorize, name="org-oauth2-authorize"
+        "t/<slug:tenant>/api/users/v1/me/organizations",
+        login_not_required(identity_api.MyOrganizations.as_view()),
+        name="api-me-organizations",
+    ),
+    path(
+        "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize",
+        impersonation_views.authorize,
+        name="org-oauth2-authorize",
     ),
     path(
         "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize/impersonate",

@@ -475,3 +475,19 @@ def impersonated_scopes(scopes: Iterable[str], *, tenant_id: uuid.UUID, read_onl
         )
         kept = [s for s in kept if s not in writable]
     return sorted(kept)
+
+
+def user_switchable_organizations(*, user: User, org: Organization, client_id: str) -> list[Organization]:
+    """Active descendants of ``org`` where ``user`` is a member (resident or shared) and the
+    client's application is available: the targets of an ``organization_switch``."""
+    application = Application.objects.filter(client_id=client_id).first()
+    if application is None:
+        return []
+    shared = UserAssociation.objects.filter(user=user, organization=OuterRef("pk"))
+    candidates = (
+        Organization.objects.filter(**org_descendant_filter(org, prefix="", include_self=False))
+        .filter(Q(pk=user.organization_id) | Q(Exists(shared)))
+        .filter(status=Organization.Status.ACTIVE)
+        .order_by("lft")
+    )
+    return [o for o in candidates if application_available_in(application=application, org=o)]

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -25,16 +26,25 @@ from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 from identity import tokens
 from identity.models import Application, OAuthAuthorization, User
 from identity.oauth import claims as oauth_claims
+from identity.oauth.bearer import live_access_token
 from identity.oauth.validator import endpoint_context
+from identity.selectors import (
+    application_available_in,
+    impersonated_scopes,
+    oauth_user_scopes,
+    user_is_member,
+)
 from identity.services.sessions import sso_session_get_live
 from impersonation import policy
 from impersonation.models import ImpersonationSession, SubjectToken
 from impersonation.services import (
     SUBJECT_TOKEN_TYP,
+    impersonation_guard,
     impersonation_refused,
     impersonation_start,
     subject_token_consume,
 )
+from organizations.selectors import org_get_in_tenant, org_is_descendant, org_is_usable
 
 log = logging.getLogger("actas.impersonation")
 
@@ -251,3 +261,113 @@ class TokenExchangeGrant(GrantTypeBase):
 
 def token_exchange_grant(request_validator: Any) -> TokenExchangeGrant:
     return TokenExchangeGrant(request_validator)
+
+
+ORG_SWITCH = "organization_switch"
+
+
+class OrganizationSwitchGrant(GrantTypeBase):
+    """``organization_switch`` (DESIGN §5.5): a token of the tenant's organization → a token for
+    one of its descendants, for the same user, with the scopes the user's roles give there
+    through the shared application. ``act`` and ``impersonation_id`` carry over; the
+    impersonator needs no membership in the target organization."""
+
+    def create_token_response(self, request: Request, token_handler: Any) -> tuple[dict[str, str], str, int]:
+        headers = self._get_default_headers()
+        try:
+            with transaction.atomic():
+                token = self._switch(request, token_handler)
+        except errors.OAuth2Error as error:
+            headers.update(error.headers)
+            return headers, error.json, error.status_code
+        return headers, json.dumps(token), 200
+
+    def _switch(self, request: Request, token_handler: Any) -> dict[str, Any]:
+        for name in ("token", "switching_organization"):
+            if not getattr(request, name, None):
+                raise errors.InvalidRequestError(description=f"Missing {name}.", request=request)
+        if self.request_validator.client_authentication_required(request):
+            if not self.request_validator.authenticate_client(request):
+                raise errors.InvalidClientError(request=request)
+        elif not self.request_validator.authenticate_client_id(request.client_id, request):
+            raise errors.InvalidClientError(request=request)
+        request.client_id = request.client_id or request.client.client_id
+        self.validate_grant_type(request)
+        client: Application = request.client
+        context = endpoint_context(request)
+        if context is None or context[1].pk != context[0].pk:
+            raise errors.InvalidRequestError(
+                description="Switch at the tenant's token endpoint.", request=request
+            )
+        tenant = context[0]
+        invalid = errors.InvalidGrantError(request=request)
+        raw = request.token if isinstance(request.token, str) and len(request.token) <= MAX_TOKEN else ""
+        found = live_access_token(tenant, raw)
+        if found is None:
+            raise invalid
+        claims, stored = found
+        # The presented token must be this client's own.
+        if stored.application_id != client.pk or not isinstance(stored.user, User):
+            raise invalid
+        user = stored.user
+        source = org_get_in_tenant(tenant=tenant, org_id=str(claims.get("org_id", "")))
+        target = org_get_in_tenant(tenant=tenant, org_id=str(request.switching_organization)[:64])
+        if source is None or target is None or not org_is_usable(target):
+            raise invalid
+        # Down the branch the application belongs to, into an organization it is shared with.
+        if not org_is_descendant(target, of=source) or not org_is_descendant(
+            target, of=client.organization, include_self=True
+        ):
+            raise invalid
+        if not application_available_in(application=client, org=target):
+            raise invalid
+        if not user_is_member(user=user, org=target):
+            raise invalid
+        asked = (
+            str(request.scope).replace(",", " ").split()
+            if request.scope
+            else str(claims.get("scope", "")).split()
+        )
+        scopes = oauth_user_scopes(user=user, application=client, org=target, requested=asked)
+        impersonation = None
+        if claims.get("impersonation_id"):
+            try:
+                impersonation_pk = uuid.UUID(str(claims["impersonation_id"]))
+            except ValueError:
+                raise invalid from None
+            impersonation = (
+                ImpersonationSession.objects.select_related(
+                    "impersonator", "subject", "organization", "application", "sso_session"
+                )
+                .filter(pk=impersonation_pk, subject=user)
+                .first()
+            )
+            if impersonation is None:
+                raise invalid
+            try:
+                request.actas_expires_cap = impersonation_guard(session=impersonation, application=client)
+            except policy.Refused as refusal:
+                raise invalid from refusal
+            scopes = impersonated_scopes(scopes, tenant_id=tenant.pk, read_only=impersonation.read_only)
+        authorization = OAuthAuthorization.objects.create(
+            application=client,
+            user=user,
+            organization=target,
+            sso_session=impersonation.sso_session if impersonation else None,
+            scope=" ".join(scopes),
+            impersonator=impersonation.impersonator if impersonation else None,
+            impersonation_id=impersonation.pk if impersonation else None,
+            read_only=impersonation.read_only if impersonation else False,
+        )
+        request.user = user
+        request.scopes = scopes
+        request.actas_org = target
+        request.actas_authorization = authorization
+        request.actas_extra_claims = authorization.act_claims
+        token = token_handler.create_token(request, refresh_token=True)
+        self.request_validator.save_token(token, request)
+        return dict(token)
+
+
+def organization_switch_grant(request_validator: Any) -> OrganizationSwitchGrant:
+    return OrganizationSwitchGrant(request_validator)

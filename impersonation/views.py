@@ -22,15 +22,13 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
-from oauth2_provider.models import AccessToken
 from oauthlib.common import Request as OAuthlibRequest
 
-from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession, User
 from identity.oauth import views as oauth_views
-from identity.oauth.claims import ACCESS_TOKEN_TYP, issuer_for, token_checksum
+from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.validator import ActasOAuth2Validator
 from identity.selectors import login_flow_steps
 from identity.services.oauth import oauth_id_token_issue
@@ -350,17 +348,10 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
 
 def _bearer_session(request: HttpRequest, tenant: Organization) -> ImpersonationSession | None:
     """The live impersonation an access token was minted under, if the token is valid."""
-    raw = oauth_views.bearer_token(request)
-    if not raw:
+    found = live_access_token(tenant, bearer_token(request))
+    if found is None:
         return None
-    try:
-        claims = tokens.verify(
-            raw, typ=ACCESS_TOKEN_TYP, issuer=issuer_for(tenant), audience=tokens.ANY_AUDIENCE
-        )
-    except tokens.TokenError:
-        return None
-    if not AccessToken.objects.filter(token_checksum=token_checksum(raw)).exists():
-        return None
+    claims, _stored = found
     try:
         pk = uuid.UUID(str(claims.get("impersonation_id", "")))
     except ValueError:

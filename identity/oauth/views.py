@@ -33,7 +33,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.models import AccessToken, IDToken, RefreshToken
+from oauth2_provider.models import IDToken, RefreshToken
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthlibRequest
 
@@ -42,6 +42,7 @@ from identity.access import access_org_in_tenant, access_tenant
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession, User
 from identity.oauth import claims as oauth_claims
+from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.hooks import PrincipalRefused, resolve_principal
 from identity.selectors import impersonated_scopes, login_flow_steps, oauth_user_scopes
 from identity.services.oauth import oauth_session_revoke
@@ -450,32 +451,6 @@ def _introspection_client(request: HttpRequest) -> Application | None:
     return client
 
 
-def _verified_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], AccessToken] | None:
-    """The claims and stored row of a live access token of this tenant, else None."""
-    try:
-        claims = tokens.verify(
-            raw,
-            typ=oauth_claims.ACCESS_TOKEN_TYP,
-            issuer=oauth_claims.issuer_for(tenant),
-            audience=tokens.ANY_AUDIENCE,
-            required=("exp", "iat", "iss", "sub", "client_id", "jti"),
-        )
-    except tokens.TokenError:
-        return None
-    stored = (
-        AccessToken.objects.select_related("application", "user")
-        .filter(token_checksum=oauth_claims.token_checksum(raw))
-        .first()
-    )
-    if stored is None or stored.is_expired() or stored.application is None:
-        return None
-    if stored.user is not None and not stored.user.can_sign_in:
-        return None  # disabled or locked since
-    if stored.application.client_id != claims.get("client_id"):
-        return None
-    return claims, stored
-
-
 INACTIVE = {"active": False}
 
 
@@ -495,7 +470,7 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
     if not raw or len(raw) > 16_384:
         return _no_store(JsonResponse(INACTIVE))
     # token_type_hint is only a hint (RFC 7662 §2.1): both kinds are looked up.
-    found = _verified_access_token(tenant_org, raw)
+    found = live_access_token(tenant_org, raw)
     if found is not None:
         claims, _stored = found
         answer: dict[str, Any] = {
@@ -556,16 +531,6 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
 # --- userinfo ------------------------------------------------------------------------------------
 
 
-def bearer_token(request: HttpRequest) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-        return request.POST.get("access_token", "")
-    return ""
-
-
 @csrf_exempt
 @login_not_required
 @never_cache
@@ -577,7 +542,7 @@ def userinfo(request: HttpRequest, tenant: str) -> HttpResponse:
         return _json_error(
             "invalid_token", 401, "An access token is required.", **{"WWW-Authenticate": "Bearer"}
         )
-    found = _verified_access_token(tenant_org, raw)
+    found = live_access_token(tenant_org, raw)
     if found is None:
         return _json_error(
             "invalid_token",

@@ -439,3 +439,81 @@ def test_mid_session_changes_end_it_at_the_next_refresh(
     assert session.ended_at is not None and session.end_reason == "policy"
     assert not _live(client, pickup, body["access_token"])
     _ = time
+
+
+# --- organization switch ----------------------------------------------------------------------------
+
+
+def _switch(client: Client, app: App, token: str, org: Any, **extra: str) -> Any:
+    data = {"grant_type": "organization_switch", "token": token, "switching_organization": str(org.pk)}
+    data.update(extra)
+    return client.post("/t/acme/oauth2/token", data, HTTP_AUTHORIZATION=basic(app.client_id, app.secret))
+
+
+def test_organization_switch_carries_act_into_a_child_org(client: Client, world: World, pickup: App) -> None:
+    from identity.models import Role
+    from identity.services.roles import role_assign
+
+    role_assign(actor=None, role=Role.objects.get(name="pickup viewer"), org=world.eu, user=world.target)
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    switched = _switch(client, pickup, body["access_token"], world.eu, scope="openid internal_user_mgt_view")
+    assert switched.status_code == 200, switched.content
+    access = _claims(switched.json()["access_token"])
+    assert access["org_id"] == str(world.eu.pk) and access["org_name"] == "Acme EU"
+    assert access["user_org"] == str(world.root.pk) and access["sub"] == str(world.target.pk)
+    assert access["act"] == {"sub": str(world.impersonator.pk)}
+    assert set(access["scope"].split()) == {"openid", "internal_user_mgt_view"}
+    session = ImpersonationSession.objects.get()
+    assert access["exp"] <= session.expires_at.timestamp()
+    # Ending the impersonation revokes the switched token too.
+    client.post("/t/acme/impersonation/end")
+    assert not _live(client, pickup, switched.json()["access_token"])
+
+
+def test_organization_switch_refusals(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    token = body["access_token"]
+    # Not a member of Acme US; Acme itself is not below the token's organization.
+    for org in (world.us, world.root):
+        response = _switch(client, pickup, token, org)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    for garbage in ("not-a-token", token[:-3] + "abc"):
+        response = _switch(client, pickup, garbage, world.eu)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    bad_org = client.post(
+        "/t/acme/oauth2/token",
+        {"grant_type": "organization_switch", "token": token, "switching_organization": "nope"},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert bad_org.status_code == 400 and bad_org.json()["error"] == "invalid_grant"
+    missing = client.post(
+        "/t/acme/oauth2/token",
+        {"grant_type": "organization_switch", "token": token},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert missing.json()["error"] == "invalid_request"
+    # Another client's token is not this client's to switch.
+    other = impersonation_app(world, client_id="other2")
+    stolen = _switch(client, other, token, world.eu)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+def test_organization_switch_needs_the_app_shared_there(client: Client, world: World) -> None:
+    app = impersonation_app(world, client_id="solo", share=False)
+    body = exchange_tokens(client, app, get_subject_token(client, world, app)).json()
+    response = _switch(client, app, body["access_token"], world.eu)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_me_organizations_lists_where_the_user_may_switch(client: Client, world: World, pickup: App) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    response = Client().get(
+        "/t/acme/api/users/v1/me/organizations", HTTP_AUTHORIZATION="Bearer " + body["access_token"]
+    )
+    assert response.status_code == 200
+    assert response.json()["organizations"] == [
+        {"id": str(world.eu.pk), "name": "Acme EU", "parentId": str(world.root.pk)}
+    ]
+    assert Client().get("/t/acme/api/users/v1/me/organizations").status_code == 401
+    bad = Client().get("/t/acme/api/users/v1/me/organizations", HTTP_AUTHORIZATION="Bearer nope")
+    assert bad.status_code == 401

@@ -1,0 +1,49 @@
+"""Bearer access tokens presented to actas's own endpoints and APIs (DESIGN §4): signature,
+``typ``, ``iss``, ``exp``, and the stored row (revocation), for a user who may still sign in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from oauth2_provider.models import AccessToken
+
+from identity import tokens
+from identity.oauth import claims as oauth_claims
+from organizations.models import Organization
+
+
+def bearer_token(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+        return request.POST.get("access_token", "")
+    return ""
+
+
+def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], AccessToken] | None:
+    """The claims and stored row of a live access token of this tenant, else None."""
+    try:
+        claims = tokens.verify(
+            raw,
+            typ=oauth_claims.ACCESS_TOKEN_TYP,
+            issuer=oauth_claims.issuer_for(tenant),
+            audience=tokens.ANY_AUDIENCE,
+            required=("exp", "iat", "iss", "sub", "client_id", "jti"),
+        )
+    except tokens.TokenError:
+        return None
+    stored = (
+        AccessToken.objects.select_related("application", "user")
+        .filter(token_checksum=oauth_claims.token_checksum(raw))
+        .first()
+    )
+    if stored is None or stored.is_expired() or stored.application is None:
+        return None
+    if stored.user is not None and not stored.user.can_sign_in:
+        return None  # disabled or locked since
+    if stored.application.client_id != claims.get("client_id"):
+        return None
+    return claims, stored

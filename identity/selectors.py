@@ -423,21 +423,42 @@ def tenant_api_resources(tenant: Organization) -> list[APIResource]:
 def user_permission_map(user: User) -> dict[uuid.UUID, frozenset[str]]:
     """Every permission ``user`` holds, by the organization where it counts: roles assigned to
     the resident user count in the resident organization, roles assigned to a shared profile
-    count in that organization; a role counts where it is owned, or anywhere its application
-    is shared when it is the application owner's role. One query."""
-    counted = RoleAssignment.objects.filter(Q(user=user) | Q(association__user=user)).filter(
-        _role_owned_where_assigned_q()
-        | Q(
-            role__audience=Role.Audience.APPLICATION,
-            role__organization=F("role__audience_application__organization"),
+    count in that organization; a role counts where it is owned, or — the application owner's
+    role — wherever its application is available. One query, plus one per distinct
+    (application, organization) of a shared role."""
+    mine = RoleAssignment.objects.filter(Q(user=user) | Q(association__user=user))
+    rows = (
+        mine.filter(role__permissions__isnull=False)
+        .annotate(owned=Q(_role_owned_where_assigned_q()))
+        .values_list(
+            "user__organization_id",
+            "association__organization_id",
+            "role__permissions__name",
+            "owned",
+            "role__audience_application_id",
+            "role__organization_id",
+            "role__audience_application__organization_id",
         )
     )
     found: dict[uuid.UUID, set[str]] = {}
-    rows = counted.filter(role__permissions__isnull=False).values_list(
-        "user__organization_id", "association__organization_id", "role__permissions__name"
-    )
-    for resident_org, shared_org, scope in rows:
-        found.setdefault(resident_org or shared_org, set()).add(scope)
+    available: dict[tuple[int, uuid.UUID], bool] = {}
+    apps: dict[int, Application] = {}
+    for resident_org, shared_org, scope, owned, app_id, role_org, app_owner in rows:
+        org_id = resident_org or shared_org
+        if not owned:
+            # Only the application owner's roles count elsewhere, and only where the
+            # application is available (shared roles).
+            if app_id is None or role_org != app_owner:
+                continue
+            key = (app_id, org_id)
+            if key not in available:
+                app = apps.get(app_id) or Application.objects.select_related("organization").get(pk=app_id)
+                apps[app_id] = app
+                org = Organization.objects.get(pk=org_id)
+                available[key] = application_available_in(application=app, org=org)
+            if not available[key]:
+                continue
+        found.setdefault(org_id, set()).add(scope)
     return {org_id: frozenset(scopes) for org_id, scopes in found.items()}
 
 

@@ -248,6 +248,7 @@ ACTAS_OAUTH_EXTRA_RESPONSE_TYPES = ["subject_token", "id_token subject_token"]
 ACTAS_OAUTH_PRINCIPAL_RESOLVER = "impersonation.hooks.resolve_principal"
 ACTAS_OAUTH_MINT_GUARD = "impersonation.hooks.mint_guard"
 ACTAS_SSO_SESSION_END_HOOKS = ["impersonation.hooks.on_sso_session_end"]
+ACTAS_SSO_IMPERSONATION = "impersonation.hooks.impersonation_of"
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {

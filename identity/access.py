@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
 from identity.models import APIResource, Application, Role, User
+from identity.oauth.hooks import session_impersonation
 from identity.selectors import (
     application_available_in,
     org_members,
@@ -174,3 +175,12 @@ def access_api_resource_editable(*, org: Organization, resource: APIResource | N
         raise PermissionDenied("API resources are managed in the Console of the tenant's root organization.")
     if resource is not None and resource.is_system:
         raise PermissionDenied("System API resources cannot be changed.")
+
+
+def access_not_impersonating(*, request: HttpRequest) -> None:
+    """Sensitive actions (creating applications or client secrets, consents, a user's
+    password, email or MFA) are refused while the browser is impersonating someone."""
+    if session_impersonation(session=getattr(request, "sso_session", None) or None) is not None:
+        raise PermissionDenied(
+            "This is not allowed while you are impersonating someone. End the impersonation first."
+        )

@@ -59,13 +59,15 @@ class MyOrganizations(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def get(self, request: Request, tenant: str) -> Response:
-        auth: AccessTokenAuth = request.auth
+        auth = request.auth
+        user = request.user
+        assert isinstance(auth, AccessTokenAuth) and isinstance(user, User)
         tenant_org = access_tenant(handle=tenant)
         org = org_get_in_tenant(tenant=tenant_org, org_id=auth.org_id)
         if org is None:
             raise exceptions.NotFound()
         client_id = str(auth.claims.get("client_id", ""))
-        rows = user_switchable_organizations(user=request.user, org=org, client_id=client_id)
+        rows = user_switchable_organizations(user=user, org=org, client_id=client_id)
         return Response(
             {
                 "organizations": [

@@ -27,6 +27,7 @@ from identity.access import (
     access_console_api_resource,
     access_console_application,
     access_grant,
+    access_not_impersonating,
 )
 from identity.authenticators import AUTHENTICATORS
 from identity.console_shell import Console, console_page
@@ -129,6 +130,7 @@ def application_create_view(request: HttpRequest, console: Console) -> HttpRespo
     form = ApplicationCreateForm(request.POST or None)
     if _is_post(request):
         _require(console, UPDATE)
+        access_not_impersonating(request=request)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -282,6 +284,7 @@ def application_protocol(request: HttpRequest, console: Console, app_id: str) ->
 def application_secret(request: HttpRequest, console: Console, app_id: str) -> HttpResponse:
     app = _app(console, app_id)
     access_application_business(org=console.org, application=app)
+    access_not_impersonating(request=request)
     try:
         secret = application_regenerate_secret(actor=console.user, application=app)
     except ValidationError as exc:

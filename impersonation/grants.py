@@ -108,9 +108,9 @@ class TokenExchangeGrant(GrantTypeBase):
                 subject_id=str(claims["subject"].get("sub", "")),
                 stage="token-exchange",
             )
-            error = errors.InvalidRequestError(description=REFUSED, request=request)
-            headers.update(error.headers)
-            return headers, error.json, error.status_code
+            refused = errors.InvalidRequestError(description=REFUSED, request=request)
+            headers.update(refused.headers)
+            return headers, refused.json, refused.status_code
         return headers, json.dumps(token), 200
 
     # --- validation ---------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def resolve_principal(*, session: SSOSession, application: Application, org: Org
 def mint_guard(*, authorization: OAuthAuthorization, application: Application) -> int:
     """Before a code exchange or refresh of an impersonated authorization: the session must
     still be live and allowed; tokens live no longer than it."""
+    if authorization.impersonation_id is None:
+        raise MintRefused("not an impersonated authorization")
     current = (
         ImpersonationSession.objects.select_related("impersonator", "subject", "organization", "application")
         .filter(pk=authorization.impersonation_id)
@@ -61,3 +63,15 @@ def on_sso_session_end(*, actor: User | None, session: SSOSession) -> None:
     current = live_session_for(session)
     if current is not None:
         impersonation_end(actor=actor, session=current, reason=ImpersonationSession.EndReason.SIGNED_OUT)
+
+
+def impersonation_of(*, session: SSOSession) -> Principal | None:
+    current = live_session_for(session)
+    if current is None:
+        return None
+    return Principal(
+        user=current.subject,
+        impersonator=current.impersonator,
+        impersonation_id=current.pk,
+        read_only=current.read_only,
+    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from organizations.models import Organization, OrganizationSettings
 
@@ -67,6 +68,28 @@ def org_descendant_filter(org: Organization, *, prefix: str, include_self: bool)
 def org_is_descendant(org: Organization, *, of: Organization, include_self: bool = False) -> bool:
     """True when ``org`` lies in the subtree of ``of`` (no query)."""
     return bool(org.is_descendant_of(of, include_self=include_self))
+
+
+def org_ancestor_sets(org_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, frozenset[uuid.UUID]]:
+    """For each organization id, the ids of it and its ancestors. Two queries at most."""
+    wanted = set(org_ids)
+    if not wanted:
+        return {}
+    nodes = list(Organization.objects.filter(pk__in=wanted).only("pk", "tree_id", "lft", "rght"))
+    if not nodes:
+        return {}
+    on_a_path = Q()
+    for n in nodes:
+        on_a_path |= Q(tree_id=n.tree_id, lft__lte=n.lft, rght__gte=n.rght)
+    candidates = list(Organization.objects.filter(on_a_path).only("pk", "tree_id", "lft", "rght"))
+    result: dict[uuid.UUID, frozenset[uuid.UUID]] = {}
+    for node in nodes:
+        result[node.pk] = frozenset(
+            c.pk
+            for c in candidates
+            if c.tree_id == node.tree_id and c.lft <= node.lft and c.rght >= node.rght
+        )
+    return result
 
 
 def org_children(org: Organization) -> QuerySet[Organization]:

@@ -80,3 +80,17 @@ def mint_guard(*, authorization: OAuthAuthorization, application: Application) -
     guard = _hook("ACTAS_OAUTH_MINT_GUARD", _default_guard)
     cap: int | None = guard(authorization=authorization, application=application)
     return cap
+
+
+def _no_impersonation(*, session: SSOSession) -> Principal | None:
+    return None
+
+
+def session_impersonation(*, session: SSOSession | None) -> Principal | None:
+    """The live impersonation bound to ``session`` (who acts as whom), without re-checking it;
+    None when the browser is not impersonating (``ACTAS_SSO_IMPERSONATION``)."""
+    if session is None:
+        return None
+    lookup = _hook("ACTAS_SSO_IMPERSONATION", _no_impersonation)
+    found: Principal | None = lookup(session=session)
+    return found

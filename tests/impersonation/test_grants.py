@@ -241,7 +241,7 @@ def test_exchange_checks_tokens(client: Client, world: World, pickup: App) -> No
         "subject as actor": Artifacts(artifacts.subject_token, artifacts.subject_token),
         "garbage": Artifacts("garbage", artifacts.id_token),
         "alg none": Artifacts(
-            tokens.jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": kid, "typ": "jwt"}),
+            tokens.jwt.encode({"sub": "x"}, "", algorithm="none", headers={"kid": kid, "typ": "jwt"}),
             artifacts.id_token,
         ),
         "megabyte": Artifacts("a" * 1_000_000, artifacts.id_token),
@@ -301,8 +301,7 @@ def test_read_only_keeps_only_read_only_scopes(client: Client, world: World, pic
 
 
 def test_later_sign_ins_in_the_browser_are_for_the_target(client: Client, world: World, pickup: App) -> None:
-    from tests.identity.oauth_helpers import exchange, pkce_pair
-    from tests.identity.oauth_helpers import authorize_url
+    from tests.identity.oauth_helpers import authorize_url, exchange, pkce_pair
 
     exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
     verifier, challenge = pkce_pair()
@@ -517,3 +516,113 @@ def test_me_organizations_lists_where_the_user_may_switch(client: Client, world:
     assert Client().get("/t/acme/api/users/v1/me/organizations").status_code == 401
     bad = Client().get("/t/acme/api/users/v1/me/organizations", HTTP_AUTHORIZATION="Bearer nope")
     assert bad.status_code == 401
+
+
+def test_no_applications_or_secrets_are_created_while_impersonating(
+    client: Client, world: World, pickup: App
+) -> None:
+    """impersonator is also a Console administrator here; the bound browser may not create an
+    application or a secret."""
+    from identity.models import Application
+    from identity.services.roles import role_assign
+
+    role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.impersonator)
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    response = client.post(
+        "/t/acme/console/applications/create/",
+        {"name": "Sneaky", "client_type": "confidential", "grant_types": ["client_credentials"]},
+    )
+    assert response.status_code == 403 and not Application.objects.filter(name="Sneaky").exists()
+    secret = client.post(f"/t/acme/console/applications/{pickup.app.pk}/protocol/secret/")
+    assert secret.status_code == 403
+
+
+def test_hostile_subject_and_actor_tokens(client: Client, world: World, pickup: App) -> None:
+    import datetime as dt
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+
+    artifacts = get_subject_token(client, world, pickup)
+    genuine = tokens.verify(artifacts.subject_token, typ="jwt", issuer=ISS, audience="pickup")
+    key = tokens.current_keyset().active
+    public_pem = key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def forge(
+        claims: dict[str, Any],
+        *,
+        headers: dict[str, Any] | None = None,
+        signer: Any = None,
+        alg: str = "RS256",
+    ) -> str:
+        return pyjwt.encode(
+            claims,
+            signer or key.private_key,
+            algorithm=alg,
+            headers=headers or {"kid": key.kid, "typ": "jwt"},
+        )
+
+    def hs256(claims: dict[str, Any], secret: bytes) -> str:
+        import base64
+        import hashlib
+        import hmac
+        import json
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        head = b64(json.dumps({"alg": "HS256", "kid": key.kid, "typ": "jwt"}).encode())
+        body = b64(json.dumps(claims).encode())
+        signature = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{b64(signature)}"
+
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    cases: dict[str, tuple[Artifacts, str]] = {
+        "HS256 with the public key": (
+            Artifacts(hs256(genuine, public_pem), artifacts.id_token),
+            "invalid_request",
+        ),
+        "wrong kid": (
+            Artifacts(forge(genuine, headers={"kid": "nope", "typ": "jwt"}), artifacts.id_token),
+            "invalid_request",
+        ),
+        "expired": (
+            Artifacts(forge({**genuine, "exp": now - 3600, "iat": now - 4000}), artifacts.id_token),
+            "invalid_request",
+        ),
+        "future nbf": (
+            Artifacts(forge({**genuine, "nbf": now + 3600}), artifacts.id_token),
+            "invalid_request",
+        ),
+        "wrong iss": (
+            Artifacts(forge({**genuine, "iss": "https://evil.example/"}), artifacts.id_token),
+            "invalid_target",
+        ),
+        "wrong aud": (
+            Artifacts(forge({**genuine, "aud": "someone-else"}), artifacts.id_token),
+            "invalid_target",
+        ),
+        "actor is not may_act": (
+            Artifacts(forge({**genuine, "may_act": {"sub": str(world.admin.pk)}}), artifacts.id_token),
+            "invalid_request",
+        ),
+        "no may_act": (
+            Artifacts(forge({k: v for k, v in genuine.items() if k != "may_act"}), artifacts.id_token),
+            "invalid_request",
+        ),
+        "an access token as subject": (
+            Artifacts(forge(genuine, headers={"kid": key.kid, "typ": "at+jwt"}), artifacts.id_token),
+            "invalid_request",
+        ),
+    }
+    for name, (forged, error) in cases.items():
+        response = exchange_tokens(client, pickup, forged)
+        assert response.status_code == 400 and response.json()["error"] == error, (name, response.content)
+    actor = tokens.verify(artifacts.id_token, typ="JWT", issuer=ISS, audience="pickup")
+    impersonated_actor = forge({**actor, "act": {"sub": "x"}}, headers={"kid": key.kid, "typ": "JWT"})
+    response = exchange_tokens(client, pickup, Artifacts(artifacts.subject_token, impersonated_actor))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    # None of it consumed the genuine pair.
+    assert exchange_tokens(client, pickup, artifacts).status_code == 200

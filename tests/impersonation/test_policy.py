@@ -4,6 +4,8 @@ trees, roles, sharing and assignments written straight into the tables."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
 import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +33,7 @@ def _oracle_pairs(user: User) -> set[tuple[uuid.UUID, str]]:
     """(organization, permission) pairs, straight from the definition over raw rows."""
     pairs: set[tuple[uuid.UUID, str]] = set()
     for a in RoleAssignment.objects.filter(user=user) | RoleAssignment.objects.filter(association__user=user):
-        org = a.user.organization if a.user_id else a.association.organization
+        org = a.user.organization if a.user is not None else a.association.organization  # type: ignore[union-attr]
         role = a.role
         app = role.audience_application
         counts = role.organization_id == org.pk
@@ -75,7 +77,7 @@ def _oracle_gaps(impersonator: User, subject: User) -> dict[uuid.UUID, frozenset
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> dict[str, object]:
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     n_orgs = draw(st.integers(min_value=1, max_value=6))
     parents = [
         draw(st.integers(min_value=0, max_value=i)) for i in range(n_orgs)
@@ -112,9 +114,9 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
-def _build(world: World, scenario: dict[str, object]) -> tuple[User, User]:
+def _build(world: World, scenario: dict[str, Any]) -> tuple[User, User]:
     orgs = [world.root]
-    for i, parent in enumerate(scenario["parents"]):  # type: ignore[arg-type]
+    for i, parent in enumerate(scenario["parents"]):
         orgs.append(
             organization_create(
                 actor=None, parent=orgs[parent], name=f"O{i}", handle=f"o{i}-{uuid.uuid4().hex[:6]}"
@@ -133,11 +135,11 @@ def _build(world: World, scenario: dict[str, object]) -> tuple[User, User]:
         shared_access=scenario["sharing"],
     )
     if scenario["sharing"] == "selected":
-        for index in set(scenario["selected"]):  # type: ignore[arg-type]
+        for index in set(scenario["selected"]):
             if index > 0:
                 ApplicationShare.objects.get_or_create(application=app, organization=orgs[index])
     built_roles = []
-    for i, (owner, is_app, perms) in enumerate(scenario["roles"]):  # type: ignore[misc]
+    for i, (owner, is_app, perms) in enumerate(scenario["roles"]):
         role = Role.objects.create(
             organization=orgs[owner],
             name=f"R{i}",
@@ -149,7 +151,7 @@ def _build(world: World, scenario: dict[str, object]) -> tuple[User, User]:
     impersonator = make_user(world.root, f"imp-{uuid.uuid4().hex[:6]}")
     subject = make_user(world.root, f"sub-{uuid.uuid4().hex[:6]}")
     people = {"impersonator": impersonator, "subject": subject}
-    for who, role_index, org_index in scenario["assignments"]:  # type: ignore[misc]
+    for who, role_index, org_index in scenario["assignments"]:
         person = people[who]
         org = orgs[org_index]
         if org.pk == person.organization_id:
@@ -166,7 +168,7 @@ class _Rollback(Exception):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario=scenarios())
-def test_dominance_matches_the_oracle(world: World, scenario: dict[str, object]) -> None:
+def test_dominance_matches_the_oracle(world: World, scenario: dict[str, Any]) -> None:
     try:
         with transaction.atomic():
             impersonator, subject = _build(world, scenario)
@@ -183,7 +185,7 @@ def _attempt(
     subject: User,
     app: Application,
     org: Organization | None = None,
-    **extra: object,
+    chained: bool = False,
 ) -> policy.Attempt:
     return policy.Attempt(
         impersonator=impersonator,
@@ -191,7 +193,7 @@ def _attempt(
         org=org or world.root,
         application=app,
         requested_scopes=["openid"],
-        **extra,  # type: ignore[arg-type]
+        chained=chained,
     )
 
 

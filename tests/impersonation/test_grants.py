@@ -626,3 +626,26 @@ def test_hostile_subject_and_actor_tokens(client: Client, world: World, pickup: 
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     # None of it consumed the genuine pair.
     assert exchange_tokens(client, pickup, artifacts).status_code == 200
+
+
+def test_ending_never_touches_the_targets_own_tokens(client: Client, world: World, pickup: App) -> None:
+    """The target's own sign-in, in their own browser, survives the impersonation ending and
+    the impersonator signing out (DOT would revoke every token of the user)."""
+    from tests.identity.oauth_helpers import exchange, get_code
+
+    own_browser = Client()
+    code, verifier = get_code(own_browser, world, pickup, user=world.target)
+    own = exchange(own_browser, pickup, code, verifier).json()
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    client.post("/t/acme/impersonation/end")
+    assert not _live(client, pickup, body["access_token"])
+    assert _live(client, pickup, own["access_token"])
+    # Signing out of an impersonating browser ends the impersonation, and only its tokens.
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    page = client.get("/t/acme/oidc/logout")
+    assert page.status_code == 200
+    client.post("/t/acme/oidc/logout", {"confirm": "yes"})
+    assert ImpersonationSession.objects.filter(ended_at__isnull=True).count() == 0
+    assert ImpersonationSession.objects.order_by("-started_at").first().end_reason == "signed-out"  # type: ignore[union-attr]
+    assert not _live(client, pickup, body["access_token"])
+    assert _live(client, pickup, own["access_token"])

@@ -113,6 +113,7 @@ def id_token_claims(
     issued_at: int,
     base: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    expires_cap: int | None = None,
 ) -> dict[str, Any]:
     """The claims of an ID token. ``base`` holds what oauthlib computed (``aud``, ``nonce``,
     ``at_hash``, ``c_hash``); ``isk``/``sid`` name the SSO session by its opaque id."""
@@ -125,7 +126,8 @@ def id_token_claims(
             "azp": client.client_id,
             "iat": issued_at,
             "nbf": issued_at,
-            "exp": issued_at + client.id_token_lifetime,
+            "exp": issued_at
+            + min(client.id_token_lifetime, expires_cap if expires_cap is not None else 1 << 31),
             # DOT keeps ID tokens by jti in a UUID column.
             "jti": str(uuid.uuid4()),
             **organization_claims(org=org, user=user),

@@ -456,6 +456,8 @@ class ActasOAuth2Validator(OAuth2Validator):
             session=session if isinstance(session, SSOSession) else None,
             base=id_token,
             extra=getattr(request, "actas_extra_claims", None),
+            # Under impersonation no token outlives the session.
+            expires_cap=getattr(request, "actas_expires_cap", None),
         )
         request.id_token = stored
         request.access_token = stored

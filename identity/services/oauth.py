@@ -70,6 +70,7 @@ def oauth_id_token_issue(
     session: SSOSession | None,
     base: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    expires_cap: int | None = None,
 ) -> tuple[str, IDToken]:
     """Sign an ID token with the tenant's key set and keep its ``jti`` (DOT's IDToken row), so
     it can later be recognised as issued to ``client`` (an actor token, a logout hint)."""
@@ -84,6 +85,7 @@ def oauth_id_token_issue(
         issued_at=int(timezone.now().timestamp()),
         base=base or {},
         extra=extra,
+        expires_cap=expires_cap,
     )
     signed = tokens.mint(claims, typ=oauth_claims.ID_TOKEN_TYP)
     stored = IDToken.objects.create(

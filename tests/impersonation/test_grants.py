@@ -649,3 +649,92 @@ def test_ending_never_touches_the_targets_own_tokens(client: Client, world: Worl
     assert ImpersonationSession.objects.order_by("-started_at").first().end_reason == "signed-out"  # type: ignore[union-attr]
     assert not _live(client, pickup, body["access_token"])
     assert _live(client, pickup, own["access_token"])
+
+
+def test_id_tokens_of_impersonated_sign_ins_end_with_the_session(
+    client: Client, world: World, pickup: App
+) -> None:
+    from tests.identity.oauth_helpers import authorize_url, exchange, pkce_pair
+
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    session = ImpersonationSession.objects.get()
+    ImpersonationSession.objects.filter(pk=session.pk).update(
+        expires_at=session.started_at + (session.expires_at - session.started_at) / 60
+    )
+    session.refresh_from_db()
+    verifier, challenge = pkce_pair()
+    code = query(client.get(authorize_url("pickup", challenge=challenge))["Location"])["code"]
+    body = exchange(client, pickup, code, verifier).json()
+    for raw, typ in ((body["access_token"], "at+jwt"), (body["id_token"], "JWT")):
+        assert _claims(raw, typ=typ)["exp"] <= session.expires_at.timestamp() + 1
+
+
+def test_a_public_client_exchange_needs_its_code_verifier(client: Client, world: World) -> None:
+    """My Account is a public client: the exchange carries the verifier of the authorize request."""
+    from identity.services.applications import application_share
+    from tests.identity.oauth_helpers import pkce_pair
+
+    myaccount = world.system.myaccount
+    application_share(actor=None, application=myaccount, mode="all")
+    verifier, challenge = pkce_pair()
+    sign_in(client, world.impersonator)
+    page = client.get(
+        subject_authorize_url(
+            myaccount.client_id,
+            world.target,
+            redirect_uri=myaccount.redirect_uris.split()[0],
+            scope="openid internal_user_impersonate",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+    )
+    assert page.status_code == 200, page.content[:300]
+    done = client.post(
+        page.context["action"],
+        {"pending": page.context["pending"], "decision": "impersonate", "reason": "help"},
+    )
+    answer = fragment(done["Location"])
+    data = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "client_id": myaccount.client_id,
+        "subject_token": answer["subject_token"],
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "actor_token": answer["id_token"],
+        "actor_token_type": "urn:ietf:params:oauth:token-type:id_token",
+    }
+    wrong = client.post("/t/acme/oauth2/token", {**data, "code_verifier": pkce_pair()[0]})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_request"
+    # The refused try used the subject token up: a fresh one with the right verifier works.
+    page = client.get(
+        subject_authorize_url(
+            myaccount.client_id,
+            world.target,
+            redirect_uri=myaccount.redirect_uris.split()[0],
+            scope="openid internal_user_impersonate",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+    )
+    done = client.post(
+        page.context["action"],
+        {"pending": page.context["pending"], "decision": "impersonate", "reason": "help"},
+    )
+    answer = fragment(done["Location"])
+    right = client.post(
+        "/t/acme/oauth2/token",
+        {
+            **data,
+            "subject_token": answer["subject_token"],
+            "actor_token": answer["id_token"],
+            "code_verifier": verifier,
+        },
+    )
+    assert right.status_code == 200, right.content
+    access = (
+        _claims(right.json()["access_token"])
+        if False
+        else tokens.verify(
+            right.json()["access_token"], typ="at+jwt", issuer=ISS, audience=myaccount.client_id
+        )
+    )
+    assert access["act"] == {"sub": str(world.impersonator.pk)}

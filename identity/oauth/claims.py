@@ -117,6 +117,7 @@ def id_token_claims(
 ) -> dict[str, Any]:
     """The claims of an ID token. ``base`` holds what oauthlib computed (``aud``, ``nonce``,
     ``at_hash``, ``c_hash``); ``isk``/``sid`` name the SSO session by its opaque id."""
+    lifetime = client.id_token_lifetime if expires_cap is None else min(client.id_token_lifetime, expires_cap)
     claims: dict[str, Any] = dict(base)
     claims.update(
         {
@@ -126,8 +127,7 @@ def id_token_claims(
             "azp": client.client_id,
             "iat": issued_at,
             "nbf": issued_at,
-            "exp": issued_at
-            + min(client.id_token_lifetime, expires_cap if expires_cap is not None else 1 << 31),
+            "exp": issued_at + lifetime,
             # DOT keeps ID tokens by jti in a UUID column.
             "jti": str(uuid.uuid4()),
             **organization_claims(org=org, user=user),

@@ -105,8 +105,13 @@ def org_has_children(org: Organization) -> bool:
 
 
 def org_is_usable(org: Organization) -> bool:
-    """An organization is usable when it and every ancestor are active. One query."""
-    return not org.get_ancestors(include_self=True).exclude(status=Organization.Status.ACTIVE).exists()
+    """An organization is usable when it and every ancestor are active. One query below the
+    root, none for a root."""
+    if org.status != Organization.Status.ACTIVE:
+        return False
+    if org.parent_id is None:
+        return True
+    return not org.get_ancestors(include_self=False).exclude(status=Organization.Status.ACTIVE).exists()
 
 
 @dataclass(frozen=True)

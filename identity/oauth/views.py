@@ -417,7 +417,8 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
 @login_not_required
 @require_POST
 def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
-    access_tenant(handle=tenant)
+    # The tenant (and organization) of the URL are resolved once, by the validator
+    # (identity.oauth.validator.endpoint_context): an unknown one means an unknown client.
     if params_malformed(request.POST):
         return _json_error("invalid_request", 400, "The request is malformed.")
     # All or nothing: a request that fails half-way leaves no token behind.

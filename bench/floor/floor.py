@@ -1,0 +1,104 @@
+"""The floor: the perf-floor kit's `/hello` and `/sign/RS256` endpoints (shared/perf-floor/probe_project),
+re-created as one module so that bench/run.py can serve them beside actas and take ratios in
+the same run. Django with the default `startproject` middleware stack, DEBUG off, no database;
+the RSA key is parsed once at import (path in BENCH_FLOOR_KEY).
+
+    gunicorn --chdir bench/floor floor:application
+"""
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import django
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="floor-not-secret",
+    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=[
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+    ],
+    MIDDLEWARE=[
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
+    DATABASES={},
+    USE_TZ=True,
+)
+django.setup()
+
+_loaded = serialization.load_pem_private_key(Path(os.environ["BENCH_FLOOR_KEY"]).read_bytes(), password=None)
+if not isinstance(_loaded, rsa.RSAPrivateKey):
+    raise SystemExit("BENCH_FLOOR_KEY must be an RSA private key")
+KEY: rsa.RSAPrivateKey = _loaded
+
+
+def claims() -> dict[str, object]:
+    """The kit's 15-claim access-token payload (Asgardeo-like, plus an RFC 8693 `act`)."""
+    now = int(time.time())
+    return {
+        "iss": "https://idp.example.org/t/acme/oauth2/token",
+        "sub": "5b6b7c1e-3f0a-4d6c-9a53-2f1e0c9d8b7a",
+        "aud": ["Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa", "https://api.example.org"],
+        "azp": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+        "client_id": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": str(uuid.uuid4()),
+        "scope": "openid profile email internal_user_mgt_view internal_org_user_mgt_list",
+        "aut": "APPLICATION_USER",
+        "org_id": "10084a8d-113f-4211-a0d5-efe36b082211",
+        "org_name": "acme",
+        "username": "alice@example.org",
+        "act": {"sub": "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
+    }
+
+
+def hello(request):
+    return JsonResponse({"status": "ok", "service": "probe", "version": 1})
+
+
+@csrf_exempt
+def sign(request, alg):
+    if alg != "RS256":
+        return HttpResponseBadRequest("alg")
+    token = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+    response = JsonResponse(
+        {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+urlpatterns = [
+    path("healthz", hello),
+    path("hello", hello),
+    path("sign/<str:alg>", sign),
+]
+
+application = get_wsgi_application()

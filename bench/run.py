@@ -1,0 +1,1092 @@
+#!/usr/bin/env python3
+"""Token-endpoint benchmark: actas vs stock django-oauth-toolkit vs the signing floor.
+
+Run by hand (not by CI):  .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--quick]
+See bench/README.md. Everything runs on 127.0.0.1; every server this script starts is stopped
+by its own PID on exit (also on error, Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LUA = BENCH / "wrk" / "bench.lua"
+PY = Path(sys.executable)
+GUNICORN = PY.parent / "gunicorn"
+HOST = "127.0.0.1"
+PG = {"host": HOST, "port": 5432, "user": "postgres"}
+NEVER_TOUCH = {"test", "test_test", "postgres", "template0", "template1"}
+REDIRECT_URI = "http://127.0.0.1:8765/callback"
+PKCE_VERIFIER = "bench-" + "v" * 60
+PKCE_CHALLENGE = (
+    base64.urlsafe_b64encode(hashlib.sha256(PKCE_VERIFIER.encode()).digest()).rstrip(b"=").decode()
+)
+ACTAS_SECRET_KEY = "actas-bench-secret-key-" + "x" * 40
+# Environment that would switch actas to other real services; the benchmark runs without them
+# (Celery eager, per-process cache) unless --actas-env puts them back.
+ACTAS_ENV_DROP = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL", "EMAIL_HOST", "EMAIL_URL")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- HTTP client for setup, probes and minting codes (loopback only) --------------------------
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def text(self, limit: int = 300) -> str:
+        """The body for an error message: an HTML page's <title>, else its first characters."""
+        text = self.body.decode("utf-8", "replace")
+        title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
+        if title and text.lstrip()[:1] == "<":
+            return f"HTML page {title.group(1).strip()!r}"
+        return " ".join(text[:limit].split())
+
+
+def request(
+    method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None, timeout: float = 30
+) -> Resp:
+    parts = urlsplit(url)
+    if parts.hostname != HOST:
+        raise BenchError(f"refusing a non-loopback URL: {url}")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        conn.request(method, target, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return Resp(r.status, r.headers, r.read())
+    finally:
+        conn.close()
+
+
+class Jar:
+    """Just enough of a cookie jar for one host."""
+
+    def __init__(self) -> None:
+        self.cookies: dict[str, str] = {}
+
+    def update(self, resp: Resp) -> None:
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            parsed = SimpleCookie()
+            parsed.load(header)
+            for name, morsel in parsed.items():
+                if morsel.value == "" or morsel["max-age"] == "0":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    def header(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+
+class FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append({"action": a.get("action", ""), "method": a.get("method", "get"), "inputs": []})
+        elif tag == "input" and self.forms:
+            self.forms[-1]["inputs"].append(
+                (a.get("name", ""), a.get("type", "text").lower(), a.get("value", ""))
+            )
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@dataclass
+class CodeFlow:
+    """A browser-like authorization-code flow against one server."""
+
+    name: str
+    authorize_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    username: str
+    password: str
+    jars: list[Jar] = field(default_factory=list)
+
+    def authorize_query(self) -> str:
+        return (
+            self.authorize_url
+            + "?"
+            + urlencode(
+                {
+                    "response_type": "code",
+                    "client_id": self.client_id,
+                    "redirect_uri": REDIRECT_URI,
+                    "scope": "openid",
+                    "state": "x",
+                    "code_challenge": PKCE_CHALLENGE,
+                    "code_challenge_method": "S256",
+                }
+            )
+        )
+
+    def token_body(self, code: str) -> str:
+        return urlencode(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": PKCE_VERIFIER,
+            }
+        )
+
+    def auth_header(self) -> str:
+        return basic(self.client_id, self.client_secret)
+
+    def sign_in(self) -> Jar:
+        """Start at the authorize endpoint, follow redirects, fill in the sign-in form once and
+        stop at the redirect to the client. Returns the signed-in cookie jar."""
+        jar, url, method, body, submitted = Jar(), self.authorize_query(), "GET", None, False
+        trail = []
+        for _ in range(12):
+            r = request(method, url, body, jar.header())
+            jar.update(r)
+            trail.append(f"{method} {urlsplit(url).path} -> {r.status}")
+            if r.status in (301, 302, 303, 307, 308):
+                location = urljoin(url, r.headers.get("Location", ""))
+                if location.startswith(REDIRECT_URI):
+                    query = parse_qs(urlsplit(location).query)
+                    if "code" not in query:
+                        raise BenchError(
+                            f"{self.name}: authorize redirected without a code: {location[:300]}"
+                        )
+                    return jar
+                url, method, body = location, "GET", None
+                continue
+            if r.status == 200 and not submitted and b'type="password"' in r.body:
+                parser = FormParser()
+                parser.feed(r.body.decode("utf-8", "replace"))
+                form = next(f for f in parser.forms if any(t == "password" for _, t, _ in f["inputs"]))
+                fields: dict[str, str] = {}
+                for name, kind, value in form["inputs"]:
+                    if not name:
+                        continue
+                    if kind == "password":
+                        fields[name] = self.password
+                    elif name == "username":
+                        fields[name] = self.username
+                    elif kind in ("hidden", "text", "email"):
+                        fields[name] = value
+                url, method, body, submitted = (
+                    urljoin(url, form["action"] or url),
+                    "POST",
+                    urlencode(fields),
+                    True,
+                )
+                continue
+            raise BenchError(
+                f"{self.name}: sign-in stopped at HTTP {r.status} ({' / '.join(trail)}): {r.text()}"
+            )
+        raise BenchError(f"{self.name}: too many redirects signing in ({' / '.join(trail)})")
+
+    def mint_one(self, jar: Jar) -> str:
+        r = request("GET", self.authorize_query(), headers=jar.header())
+        location = r.headers.get("Location", "")
+        if r.status != 302 or not location.startswith(REDIRECT_URI):
+            raise BenchError(f"{self.name}: authorize answered HTTP {r.status} {location[:200]} {r.text()}")
+        codes = parse_qs(urlsplit(location).query).get("code")
+        if not codes:
+            raise BenchError(f"{self.name}: authorize redirected without a code: {location[:200]}")
+        return codes[0]
+
+    def mint(self, n: int) -> tuple[list[str], float]:
+        """n fresh codes, minted over len(jars) parallel signed-in sessions, in minting order."""
+        out: list[list[str]] = [[] for _ in self.jars]
+        errors: list[BaseException] = []
+        t0 = time.perf_counter()
+
+        def work(k: int) -> None:
+            try:
+                for _ in range(n // len(self.jars) + (1 if k < n % len(self.jars) else 0)):
+                    out[k].append(self.mint_one(self.jars[k]))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(len(self.jars))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise BenchError(str(errors[0]))
+        # Interleave so that the oldest codes are redeemed first.
+        codes = [c for group in zip(*out, strict=False) for c in group]
+        codes += [c for group in out for c in group[len(out[-1]) :]]
+        return codes, time.perf_counter() - t0
+
+
+# --- PostgreSQL, setup commands, servers ------------------------------------------------------
+
+
+def recreate_databases(names: list[str]) -> None:
+    import psycopg
+
+    for name in names:
+        if name in NEVER_TOUCH or not name.endswith("_bench"):
+            raise BenchError(f"refusing to recreate database {name!r} (benchmark databases end in _bench)")
+    with psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **PG) as conn:  # type: ignore[arg-type]
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def run_cmd(cmd: list[str], env: dict[str, str], cwd: Path, logfile: Path, timeout: float = 300) -> None:
+    with logfile.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        p = subprocess.run(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+    if p.returncode:
+        tail = "\n".join(logfile.read_text().splitlines()[-15:])
+        raise BenchError(f"{' '.join(cmd[1:3])} failed (exit {p.returncode}); see {logfile}:\n{tail}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask for SIGTERM when the parent dies (Linux prctl)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    app: str
+    chdir: Path
+    env: dict[str, str]
+    health: str
+    logfile: Path
+    db: str = ""  # its PostgreSQL database, to count the CPU of its backends
+    proc: subprocess.Popen[bytes] | None = None
+    error: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, workers: int) -> None:
+        cmd = [
+            str(GUNICORN),
+            self.app,
+            "--chdir",
+            str(self.chdir),
+            "-b",
+            f"{HOST}:{self.port}",
+            "-w",
+            str(workers),
+            "-k",
+            "sync",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--no-control-socket",
+            "--log-level",
+            "warning",
+        ]
+        fh = self.logfile.open("a")
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        # Own session: a Ctrl-C in the terminal reaches only this script, which stops the server;
+        # and the kernel sends it SIGTERM should this script die without cleaning up (SIGKILL).
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def wait_ready(self, timeout: float = 40) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise BenchError(f"{self.name}: gunicorn exited; see {self.logfile}")
+            try:
+                if request("GET", self.base + self.health, timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise BenchError(f"{self.name}: not ready after {timeout:.0f} s; see {self.logfile}")
+
+    def log_size(self) -> int:
+        try:
+            return self.logfile.stat().st_size
+        except OSError:
+            return 0
+
+    def last_exception(self, since: int = 0) -> str:
+        """The last traceback written to the server's log after byte ``since``, in one line:
+        the exception and the innermost frame of the project's own code."""
+        try:
+            with self.logfile.open("rb") as fh:
+                fh.seek(since)
+                lines = fh.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+        if not starts:
+            return ""
+        block = lines[starts[-1] :]
+        frame = ""
+        for line in block:
+            m = re.match(r'\s+File "(.+?)", line (\d+), in (.+)', line)
+            if m and "site-packages" not in m.group(1) and m.group(1).startswith(str(ROOT)):
+                frame = f"{Path(m.group(1)).relative_to(ROOT)}:{m.group(2)} in {m.group(3)}"
+        exc = next((line for line in block[1:] if line and not line[0].isspace()), "")
+        return f"{exc[:300]}" + (f" (at {frame})" if frame else "")
+
+    def stop(self) -> None:
+        p, self.proc = self.proc, None
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+
+def port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex((HOST, port)) != 0
+
+
+# --- CPU accounting (from /proc: robust to a noisy machine, unlike req/s) ---------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (ppid, CPU seconds so far, command line) of every readable process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()  # state ppid ... utime(11) stime(12)
+        out[int(d)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / TICK, cmd)
+    return out
+
+
+def system_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICK, sum(fields[:8]) / TICK
+
+
+def cpu_split(
+    server: Server, table: dict[int, tuple[int, float, str]]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """CPU seconds of the server's gunicorn processes and of its database's backends."""
+    master = server.proc.pid if server.proc else -1
+    app = {p: cpu for p, (pp, cpu, _) in table.items() if p == master or pp == master}
+    db = {}
+    if server.db:
+        db = {
+            p: cpu
+            for p, (_, cpu, cmd) in table.items()
+            if cmd.startswith("postgres: ") and f" {server.db} " in cmd + " "
+        }
+    return app, db
+
+
+def delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    case: str  # "client_credentials" | "authorization_code"
+    server: str
+    label: str
+    conns: int
+    method: str
+    url: str
+    auth: str = "-"
+    body: str = ""  # fixed body (repeat mode)
+    flow: CodeFlow | None = None  # single-use codes (once mode)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"  # ok | failed | skipped
+    error: str = ""
+    rate_estimate: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.case}/{self.server}/c{self.conns}"
+
+
+def run_wrk(cell: Cell, server: Server, duration: float, workdir: Path, max_codes: int) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    since = server.log_size()
+    if cell.flow is not None:
+        want = math.ceil(max(cell.rate_estimate, 50) * duration * 1.5) + 2 * cell.conns
+        n = min(want, max_codes)
+        codes, mint_s = cell.flow.mint(n)
+        bodies = workdir / f"bodies-{cell.server}-{cell.conns}.txt"
+        bodies.write_text("\n".join(cell.flow.token_body(c) for c in codes) + "\n")
+        args, extra = [str(bodies), "once"], {"codes": n, "mint_s": round(mint_s, 2)}
+    else:
+        bodies = workdir / f"body-{cell.server}-{cell.case}.txt"
+        bodies.write_text(cell.body + "\n" if cell.body else "")
+        args = [str(bodies) if cell.body else "-", "repeat"]
+    cmd = ["wrk", "-t1", f"-c{cell.conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(LUA), cell.url]
+    cmd += ["--", cell.method, args[0], cell.auth, args[1]]
+    app0, db0 = cpu_split(server, proc_table())
+    sys0 = system_busy()
+    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    ru1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    sys1 = system_busy()
+    app1, db1 = cpu_split(server, proc_table())
+    r = parse_bench(p.stdout)
+    if not r:
+        raise BenchError(f"wrk gave no result (exit {p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
+    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    secs = r["duration_us"] / 1e6
+    r.update(extra)
+    r["rps"] = round(r["ok"] / secs, 1) if secs else 0.0
+    r["rps_all"] = round(r["requests"] / secs, 1) if secs else 0.0
+    r["seconds"] = round(secs, 2)
+    wall = t1 - t0
+    app_cpu, db_cpu = delta(app0, app1), delta(db0, db1)
+    r["wrk_cpu_cores"] = round(cpu / wall, 3)
+    r["app_cpu_cores"] = round(app_cpu / wall, 3)
+    r["db_cpu_cores"] = round(db_cpu / wall, 3)
+    r["other_cpu_cores"] = round(max(0.0, (sys1[0] - sys0[0]) - app_cpu - db_cpu - cpu) / wall, 3)
+    if r["requests"]:
+        r["app_cpu_ms_per_req"] = round(app_cpu * 1000 / r["requests"], 3)
+        r["db_cpu_ms_per_req"] = round(db_cpu * 1000 / r["requests"], 3)
+    for p_ in ("p50", "p90", "p99", "max"):
+        r[f"{p_}_ms"] = round(r.pop(f"{p_}_us") / 1000, 2)
+    r["mean_ms"] = round(r.pop("mean_us") / 1000, 2)
+    r["errors"] = r["bad"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    exc = server.last_exception(since)
+    if exc:
+        r["server_exception"] = exc
+    return r
+
+
+def parse_bench(out: str) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    for line in out.splitlines():
+        if line.startswith("BENCH "):
+            for kv in line.split()[1:]:
+                k, v = kv.split("=")
+                r[k] = float(v) if "." in v else int(v)
+        elif line.startswith("BENCH_FIRST_BAD"):
+            r["first_bad"] = line[len("BENCH_FIRST_BAD") :].strip()[:400]
+    return r
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+def probe_cell(cell: Cell, server: Server) -> None:
+    """One request through the same path as the load; mark the cell failed with the reason."""
+    since = server.log_size()
+    try:
+        if cell.flow is not None:
+            code = cell.flow.mint_one(cell.flow.jars[0])
+            body: str | None = cell.flow.token_body(code)
+        else:
+            body = cell.body or None
+        headers = {"Authorization": cell.auth} if cell.auth != "-" else {}
+        t0 = time.perf_counter()
+        r = request(cell.method, cell.url, body, headers)
+        ms = (time.perf_counter() - t0) * 1000
+        if r.status != 200:
+            raise BenchError(f"HTTP {r.status} from {urlsplit(cell.url).path} ({ms:.0f} ms): {r.text()}")
+        data = json.loads(r.body)
+        if "access_token" not in data:
+            raise BenchError(f"HTTP 200 without access_token: {r.text()}")
+        cell.error = ""
+    except (BenchError, OSError, ValueError, StopIteration) as e:
+        cell.status, cell.error = "failed", str(e)
+        exc = server.last_exception(since)
+        if exc:
+            cell.error += f"; server log: {exc}"
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
+    rows = []
+    by_key = {c.key: c for c in cells}
+    for c in cells:
+        row: dict[str, Any] = {
+            "case": c.case,
+            "server": c.server,
+            "label": c.label,
+            "conns": c.conns,
+            "url": c.url,
+            "status": c.status,
+            "error": c.error,
+            "runs": c.runs,
+        }
+        if c.runs:
+            row["rps"] = median([x["rps"] for x in c.runs])
+            row["p50_ms"] = median([x["p50_ms"] for x in c.runs])
+            row["p99_ms"] = median([x["p99_ms"] for x in c.runs])
+            for k in (
+                "wrk_cpu_cores",
+                "app_cpu_cores",
+                "db_cpu_cores",
+                "other_cpu_cores",
+                "app_cpu_ms_per_req",
+                "db_cpu_ms_per_req",
+            ):
+                row[k] = median([x[k] for x in c.runs if x.get(k) is not None])
+            row["errors"] = sum(x["errors"] for x in c.runs)
+            row["requests"] = sum(x["requests"] for x in c.runs)
+            row["ended_early"] = sum(1 for x in c.runs if x.get("exhausted"))
+            mint = [x["codes"] / x["mint_s"] for x in c.runs if x.get("mint_s")]
+            if mint:
+                row["authorize_codes_per_s"] = median(mint)
+            for k in ("first_bad", "server_exception"):
+                v = next((x[k] for x in c.runs if x.get(k)), "")
+                if v:
+                    row[k] = v
+        rows.append(row)
+    for row in rows:
+        if row.get("rps") is None:
+            continue
+        for ref, key in (("vs_floor_sign", f"client_credentials/floor/c{row['conns']}"),):
+            floor = by_key.get(key)
+            if floor and floor.runs and row["server"] != "floor":
+                row[ref] = round(row["rps"] / statistics.median([x["rps"] for x in floor.runs]), 3)
+        stock = by_key.get(f"{row['case']}/stock/c{row['conns']}")
+        if stock and stock.runs and row["server"] == "actas":
+            s = statistics.median([x["rps"] for x in stock.runs])
+            if s:
+                row["vs_stock"] = round(row["rps"] / s, 3)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| case | server | conns | req/s | p50 ms | p99 ms | vs floor sign | vs stock DOT "
+        "| CPU ms/req app + db | errors | note |"
+    )
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r.get("rps") is None:
+            lines.append(
+                f"| {r['case']} | {r['label']} | {r['conns']} | - | - | - | - | - | - | - | "
+                f"**{r['status'].upper()}**: {r['error'][:160]} |"
+            )
+            continue
+        note = []
+        if r.get("ended_early"):
+            note.append(f"codes ran out in {r['ended_early']} of {len(r['runs'])} runs")
+        if r.get("errors"):
+            note.append(f"first error: {r.get('first_bad', '')[:100]}")
+        if r.get("authorize_codes_per_s"):
+            note.append(f"minted {r['authorize_codes_per_s']:.0f} codes/s")
+        if (r.get("other_cpu_cores") or 0) > 0.25:
+            note.append(f"other processes used {r['other_cpu_cores']:.2f} cores")
+        cpu = "-"
+        if r.get("app_cpu_ms_per_req") is not None:
+            cpu = f"{r['app_cpu_ms_per_req']:.2f} + {r['db_cpu_ms_per_req'] or 0:.2f}"
+
+        def fmt(v: Any, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        lines.append(
+            f"| {r['case']} | {r['label']} | {r['conns']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {fmt(r.get('vs_floor_sign'), '.2f')} | {fmt(r.get('vs_stock'), '.2f')} | "
+            f"{cpu} | {r['errors']} | {'; '.join(note)} |"
+        )
+    problems = []
+    for r in rows:
+        if r.get("rps") is None:
+            problems.append(f"- {r['case']} / {r['label']} / c{r['conns']}: {r['status']}: {r['error']}")
+        elif r.get("errors"):
+            problems.append(
+                f"- {r['case']} / {r['label']} / c{r['conns']}: {r['errors']} errors; first: "
+                f"{r.get('first_bad', '')[:200]}; server log: {r.get('server_exception', '-')}"
+            )
+    if problems:
+        lines += ["", "Problems:", *problems]
+    return "\n".join(lines)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("Django", "django-oauth-toolkit", "oauthlib", "PyJWT", "cryptography", "gunicorn", "psycopg"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001
+            out[pkg] = "?"
+    try:
+        out["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    except OSError:
+        out["wrk"] = "?"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    git: dict[str, Any] = {}
+    try:
+        git["head"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        git["dirty"] = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        )
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "git": git}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10, help="seconds per cell and round (default 10)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)"
+    )
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s, 1 s warm-up")
+    ap.add_argument("--conns", default="2,32", help="connection counts (default 2,32)")
+    ap.add_argument(
+        "--cases", default="client_credentials,authorization_code", help="comma-separated (default both)"
+    )
+    ap.add_argument("--servers", default="actas,stock,floor", help="comma-separated (default all three)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn sync workers (nproc)")
+    ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per cell (default 2)")
+    ap.add_argument("--max-codes", type=int, default=6000, help="cap on codes minted per cell (default 6000)")
+    ap.add_argument("--mint-sessions", type=int, default=0, help="parallel sign-in sessions minting codes")
+    ap.add_argument("--port-base", type=int, default=18001, help="actas on it, stock DOT +1, floor +2")
+    ap.add_argument("--actas-env", action="append", default=[], metavar="K=V", help="extra env for actas")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=BENCH / "results" / "latest.json",
+        help="JSON report (bench/results/latest.json)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, keys, bodies)")
+    a = ap.parse_args()
+    if a.quick:
+        a.duration, a.rounds, a.warmup = 3, 1, 1
+    a.conns = [int(x) for x in a.conns.split(",") if x]
+    a.cases = [x.strip() for x in a.cases.split(",") if x.strip()]
+    a.servers = [x.strip() for x in a.servers.split(",") if x.strip()]
+    a.mint_sessions = a.mint_sessions or 2 * a.workers
+    bad = (set(a.cases) - {"client_credentials", "authorization_code"}) | (
+        set(a.servers) - {"actas", "stock", "floor"}
+    )
+    if bad:
+        ap.error(f"unknown: {', '.join(sorted(bad))}")
+    if a.duration <= 0 or a.duration > 120 or a.rounds < 1 or a.rounds > 10:
+        ap.error("--duration must be in (0, 120] and --rounds in [1, 10]")
+    return a
+
+
+def main() -> int:
+    a = parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not installed. Install it with:  apt-get install -y wrk", file=sys.stderr)
+        return 2
+    if not GUNICORN.exists():
+        print(f"bench: {GUNICORN} is missing; run with the project's venv (.venv/bin/python bench/run.py)")
+        return 2
+    for i in range(3):
+        if not port_free(a.port_base + i):
+            print(f"bench: port {a.port_base + i} is in use; pick another --port-base", file=sys.stderr)
+            return 2
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="actas-bench-"))
+    logs = workdir / "logs"
+    logs.mkdir()
+    servers: dict[str, Server] = {}
+    try:
+        return run(a, workdir, logs, servers, started)
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); stopping servers")
+        return 130
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        return 1
+    finally:
+        for s in servers.values():
+            s.stop()
+        if a.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Server], started: float) -> int:
+    log(
+        f"nproc={os.cpu_count()} workers={a.workers} duration={a.duration:g}s "
+        f"rounds={a.rounds} conns={a.conns}"
+    )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key_pem = workdir / "rsa.pem"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    base_env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
+    base_env["PYTHONDONTWRITEBYTECODE"] = "1"
+    dbs = [n for s, n in (("actas", "actas_bench"), ("stock", "stock_dot_bench")) if s in a.servers]
+    try:
+        recreate_databases(dbs)
+    except BenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - psycopg.OperationalError and friends
+        raise BenchError(f"PostgreSQL at {HOST}:5432 (user postgres): {e}") from e
+    log(f"recreated databases {', '.join(dbs)}")
+
+    creds: dict[str, Any] = {}
+    p = a.port_base
+    if "actas" in a.servers:
+        env = {k: v for k, v in base_env.items() if k not in ACTAS_ENV_DROP}
+        env.update(
+            DATABASE_URL=f"postgres://postgres@{HOST}:5432/actas_bench",
+            SECRET_KEY=ACTAS_SECRET_KEY,
+            DEBUG="0",
+            ACTAS_SIGNING_KEYS_DIR=str(workdir / "actas-keys"),
+            BASE_URL=f"http://{HOST}:{p}",
+            ALLOWED_HOSTS=f"{HOST},localhost",
+            LOG_LEVEL="WARNING",
+            BENCH_OUT=str(workdir / "actas-creds.json"),
+        )
+        for kv in a.actas_env:
+            k, _, v = kv.partition("=")
+            env[k] = v
+        srv = Server(
+            "actas", p, "config.wsgi:application", ROOT, env, "/healthz", logs / "actas.log", "actas_bench"
+        )
+        servers["actas"] = srv
+        manage = [str(PY), "manage.py"]
+        try:
+            t0 = time.perf_counter()
+            run_cmd([*manage, "migrate", "-v", "0"], env, ROOT, srv.logfile)
+            run_cmd([*manage, "rotate_signing_key"], env, ROOT, srv.logfile)
+            run_cmd([*manage, "seed_demo"], env, ROOT, srv.logfile)
+            shell = "import runpy; runpy.run_path('bench/actas_setup.py', run_name='__main__')"
+            run_cmd([*manage, "shell", "-v", "0", "-c", shell], env, ROOT, srv.logfile)
+            creds["actas"] = json.loads((workdir / "actas-creds.json").read_text())
+            log(f"actas: migrated and seeded in {time.perf_counter() - t0:.0f} s")
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            srv.error = f"setup failed: {e}"
+            log(f"actas: {srv.error}")
+    if "stock" in a.servers:
+        env = dict(base_env)
+        env.update(STOCK_DOT_DATABASE="stock_dot_bench", STOCK_DOT_OIDC_KEY=str(key_pem))
+        d = BENCH / "stock_dot"
+        srv = Server(
+            "stock",
+            p + 1,
+            "stock_dot.wsgi:application",
+            d,
+            env,
+            "/healthz",
+            logs / "stock.log",
+            "stock_dot_bench",
+        )
+        servers["stock"] = srv
+        run_cmd([str(PY), "manage.py", "migrate", "-v", "0"], env, d, srv.logfile)
+        out = workdir / "stock-creds.json"
+        run_cmd(
+            [str(PY), "manage.py", "bench_setup", "--redirect-uri", REDIRECT_URI, "--out", str(out)],
+            env,
+            d,
+            srv.logfile,
+        )
+        creds["stock"] = json.loads(out.read_text())
+        log("stock DOT: migrated, apps created")
+    if "floor" in a.servers:
+        env = dict(base_env, BENCH_FLOOR_KEY=str(key_pem))
+        servers["floor"] = Server(
+            "floor", p + 2, "floor:application", BENCH / "floor", env, "/healthz", logs / "floor.log"
+        )
+
+    for s in servers.values():
+        if not s.error:
+            s.start(a.workers)
+    for s in servers.values():
+        if not s.error:
+            try:
+                s.wait_ready()
+                log(f"{s.name}: serving on {s.base} ({a.workers} sync workers)")
+            except BenchError as e:
+                s.error = str(e)
+                s.stop()
+                log(f"{s.name}: {e}")
+
+    # --- cells ---
+    cells: list[Cell] = []
+    flows: dict[str, CodeFlow] = {}
+    for conns in a.conns:
+        if "client_credentials" in a.cases:
+            if "actas" in servers:
+                c = creds.get("actas", {"client_id": "bench-cc", "client_secret": "?"})
+                cells.append(
+                    Cell(
+                        "client_credentials",
+                        "actas",
+                        "actas /t/acme/oauth2/token",
+                        conns,
+                        "POST",
+                        f"http://{HOST}:{p}/t/acme/oauth2/token",
+                        basic(c["client_id"], c["client_secret"]),
+                        "grant_type=client_credentials",
+                    )
+                )
+            if "stock" in servers:
+                c = creds["stock"]["cc"]
+                cells.append(
+                    Cell(
+                        "client_credentials",
+                        "stock",
+                        "stock DOT /o/token/",
+                        conns,
+                        "POST",
+                        f"http://{HOST}:{p + 1}/o/token/",
+                        basic(c["client_id"], c["client_secret"]),
+                        "grant_type=client_credentials&scope=read",
+                    )
+                )
+            if "floor" in servers:
+                cells.append(
+                    Cell(
+                        "client_credentials",
+                        "floor",
+                        "floor /sign/RS256",
+                        conns,
+                        "GET",
+                        f"http://{HOST}:{p + 2}/sign/RS256",
+                    )
+                )
+        if "authorization_code" in a.cases:
+            if "actas" in servers:
+                flows.setdefault(
+                    "actas",
+                    CodeFlow(
+                        "actas",
+                        f"http://{HOST}:{p}/t/acme/oauth2/authorize",
+                        f"http://{HOST}:{p}/t/acme/oauth2/token",
+                        "pickup",
+                        "pickup-secret",
+                        "admin",
+                        "actas-demo-1",
+                    ),
+                )
+            if "stock" in servers:
+                c, u = creds["stock"]["ac"], creds["stock"]["user"]
+                flows.setdefault(
+                    "stock",
+                    CodeFlow(
+                        "stock",
+                        f"http://{HOST}:{p + 1}/o/authorize/",
+                        f"http://{HOST}:{p + 1}/o/token/",
+                        c["client_id"],
+                        c["client_secret"],
+                        u["username"],
+                        u["password"],
+                    ),
+                )
+            for name, label in (("actas", "actas /t/acme/oauth2/token"), ("stock", "stock DOT /o/token/")):
+                if name in flows:
+                    f = flows[name]
+                    cells.append(
+                        Cell(
+                            "authorization_code",
+                            name,
+                            label,
+                            conns,
+                            "POST",
+                            f.token_url,
+                            f.auth_header(),
+                            flow=f,
+                        )
+                    )
+
+    # Sign in (once per minting session) for the authorization-code cells.
+    for name, f in flows.items():
+        if servers[name].error:
+            continue
+        try:
+            t0 = time.perf_counter()
+            f.jars = [f.sign_in()]
+            with_errors: list[BaseException] = []
+
+            def more(f: CodeFlow = f, errs: list[BaseException] = with_errors) -> None:
+                try:
+                    f.jars.append(f.sign_in())
+                except BaseException as e:  # noqa: BLE001
+                    errs.append(e)
+
+            ts = [threading.Thread(target=more, daemon=True) for _ in range(a.mint_sessions - 1)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            if with_errors:
+                raise BenchError(str(with_errors[0]))
+            log(f"{name}: {len(f.jars)} signed-in sessions in {time.perf_counter() - t0:.1f} s")
+        except (BenchError, OSError) as e:
+            for cell in cells:
+                if cell.flow is f:
+                    cell.status, cell.error = "failed", f"sign-in/authorize: {e}"
+            log(f"{name}: sign-in for the authorization-code case failed: {e}")
+
+    for cell in cells:
+        if servers[cell.server].error:
+            cell.status, cell.error = "failed", servers[cell.server].error
+        elif cell.status == "ok":
+            probe_cell(cell, servers[cell.server])
+        if cell.status != "ok":
+            log(f"{cell.key}: {cell.status.upper()}: {cell.error}")
+
+    live = [c for c in cells if c.status == "ok"]
+    log(f"warm-up: {len(live)} cells x {a.warmup:g} s")
+    for cell in live:
+        try:
+            if cell.flow is not None:
+                cell.rate_estimate = 200 / a.warmup  # sized for the warm-up only
+            r = run_wrk(cell, servers[cell.server], a.warmup, workdir, max_codes=min(a.max_codes, 1000))
+            cell.rate_estimate = max(r["rps"], 1.0)
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            cell.status, cell.error = "failed", f"warm-up: {e}"
+            log(f"{cell.key}: FAILED in warm-up: {e}")
+    live = [c for c in cells if c.status == "ok"]
+
+    # Interleaved rounds: every (case, conns, server) cell once per round.
+    for rnd in range(1, a.rounds + 1):
+        for cell in live:
+            if cell.status != "ok":
+                continue
+            try:
+                r = run_wrk(cell, servers[cell.server], a.duration, workdir, a.max_codes)
+            except (BenchError, subprocess.TimeoutExpired) as e:
+                cell.status, cell.error = "failed", f"round {rnd}: {e}"
+                log(f"{cell.key}: FAILED: {e}")
+                continue
+            cell.runs.append(r)
+            if cell.flow is not None:
+                cell.rate_estimate = r["rps"]
+            minted = f" (minted {r['codes']} codes in {r['mint_s']:.1f} s)" if "codes" in r else ""
+            err = f" errors={r['errors']} first={r.get('first_bad', '')[:80]!r}" if r["errors"] else ""
+            if r.get("server_exception"):
+                err += f" server log: {r['server_exception'][:160]}"
+            log(
+                f"round {rnd} {cell.key:34s} {r['rps']:8.1f} req/s p50 {r['p50_ms']:6.1f} ms "
+                f"p99 {r['p99_ms']:6.1f} ms in {r['seconds']:.1f} s{minted}{err}"
+            )
+
+    rows = summarize(cells)
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {
+            "duration_s": a.duration,
+            "rounds": a.rounds,
+            "warmup_s": a.warmup,
+            "conns": a.conns,
+            "gunicorn": f"sync, {a.workers} workers",
+            "max_codes": a.max_codes,
+            "metric": "req/s counts 2xx responses only; latencies are wrk's over all responses",
+        },
+        "elapsed_s": round(time.monotonic() - started),
+        "cells": rows,
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1) + "\n")
+    print()
+    print(f"{report['date']}  nproc={report['machine']['nproc']}  {report['machine']['cpu']}")
+    print(f"gunicorn sync x{a.workers}, wrk -t1, {a.rounds} rounds x {a.duration:g} s, medians")
+    print(table(rows))
+    print(f"\nwrote {a.out} ({report['elapsed_s']} s in all)")
+    return 1 if any(c.status != "ok" for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

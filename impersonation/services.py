@@ -130,7 +130,9 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
 
 def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
     return (
-        ImpersonationSession.objects.select_related("impersonator", "subject", "organization", "application")
+        ImpersonationSession.objects.select_related(
+            "impersonator", "subject", "organization", "application", "tenant", "sso_session"
+        )
         .filter(sso_session=sso_session, ended_at__isnull=True)
         .first()
     )

@@ -7,6 +7,7 @@ from django.urls import path
 
 from identity import console as identity_console
 from identity import console_applications as apps_console
+from impersonation import console as impersonation_console
 from organizations import console as organizations_console
 
 urlpatterns = [
@@ -83,5 +84,19 @@ urlpatterns = [
         "api-resources/<uuid:resource_id>/scopes/add/",
         apps_console.api_resource_scope_add,
         name="api-resource-scope-add",
+    ),
+    path(
+        "users/<uuid:user_id>/impersonate/", impersonation_console.impersonate_user, name="impersonate-user"
+    ),
+    path("impersonations/", impersonation_console.impersonation_list, name="impersonations"),
+    path(
+        "impersonations/<uuid:impersonation_id>/",
+        impersonation_console.impersonation_detail,
+        name="impersonation-detail",
+    ),
+    path(
+        "impersonations/<uuid:impersonation_id>/end/",
+        impersonation_console.impersonation_force_end,
+        name="impersonation-end",
     ),
 ]

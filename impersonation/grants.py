@@ -39,9 +39,9 @@ from impersonation import policy
 from impersonation.models import ImpersonationSession, SubjectToken
 from impersonation.services import (
     SUBJECT_TOKEN_TYP,
+    impersonation_begin,
     impersonation_guard,
     impersonation_refused,
-    impersonation_start,
     subject_token_consume,
 )
 from organizations.selectors import org_get_in_tenant, org_is_descendant, org_is_usable
@@ -210,31 +210,22 @@ class TokenExchangeGrant(GrantTypeBase):
         context = endpoint_context(request)
         if context is None or context[1].pk not in (row.organization_id, context[0].pk):
             raise policy.Refused("endpoint-organization", "Exchanged at another organization's endpoint.")
-        attempt = policy.evaluate(
-            policy.Attempt(
-                impersonator=row.impersonator,
-                subject_id=str(row.subject_id),
-                org=row.organization,
-                application=client,
-                requested_scopes=row.scope.split(),
-                read_only=row.read_only,
-            )
-        )
-        scopes = attempt.approved_scopes
-        if request.scope:
-            asked = set(str(request.scope).replace(",", " ").split())
-            scopes = [s for s in scopes if s in asked]
-        assert attempt.subject is not None
-        impersonation = impersonation_start(
+        impersonation, attempt = impersonation_begin(
             actor=row.impersonator,
-            subject=attempt.subject,
+            subject_id=str(row.subject_id),
             org=row.organization,
             application=client,
             sso_session=session,
             reason=row.reason,
             read_only=row.read_only,
             channel=ImpersonationSession.Channel.TOKEN_EXCHANGE,
+            requested_scopes=row.scope.split(),
         )
+        scopes = attempt.approved_scopes
+        if request.scope:
+            asked = set(str(request.scope).replace(",", " ").split())
+            scopes = [s for s in scopes if s in asked]
+        assert attempt.subject is not None
         authorization = OAuthAuthorization.objects.create(
             application=client,
             user=attempt.subject,

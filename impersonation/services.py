@@ -7,6 +7,7 @@ change; refusals are audited in a transaction of their own.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -280,3 +281,43 @@ def impersonation_guard(*, session: ImpersonationSession, application: Applicati
             impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY)
         raise
     return int((session.expires_at - now).total_seconds())
+
+
+def impersonation_begin(
+    *,
+    actor: User,
+    subject_id: str,
+    org: Organization,
+    application: Application,
+    sso_session: SSOSession,
+    reason: str,
+    read_only: bool,
+    channel: str,
+    requested_scopes: Sequence[str] = (),
+) -> tuple[ImpersonationSession, policy.Attempt]:
+    """Start an impersonation after the whole policy chain: the one path for the Console and
+    the token exchange. Raises :class:`policy.Refused` (the caller audits it)."""
+    attempt = policy.evaluate(
+        policy.Attempt(
+            impersonator=actor,
+            subject_id=subject_id,
+            org=org,
+            application=application,
+            requested_scopes=requested_scopes,
+            read_only=read_only,
+            chained=live_session_for(sso_session) is not None
+            and channel == ImpersonationSession.Channel.CONSOLE,
+        )
+    )
+    assert attempt.subject is not None
+    session = impersonation_start(
+        actor=actor,
+        subject=attempt.subject,
+        org=org,
+        application=application,
+        sso_session=sso_session,
+        reason=reason,
+        read_only=read_only,
+        channel=channel,
+    )
+    return session, attempt

@@ -64,13 +64,20 @@ def _s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-class Exchange:
-    """What a validated exchange request resolved to."""
-
-    def __init__(self, *, row: SubjectToken, attempt: policy.Attempt, scopes: list[str]) -> None:
-        self.row = row
-        self.attempt = attempt
-        self.scopes = scopes
+def _client_for_grant(grant: GrantTypeBase, request: Request, *, required: tuple[str, ...]) -> None:
+    """The parameters are there, the client authenticates (confidential) or is known (public),
+    and it may use this grant — else the OAuth error (RFC 6749 §5.2)."""
+    for name in required:
+        if not getattr(request, name, None):
+            raise errors.InvalidRequestError(description=f"Missing {name}.", request=request)
+    validator = grant.request_validator
+    if validator.client_authentication_required(request):
+        if not validator.authenticate_client(request):
+            raise errors.InvalidClientError(request=request)
+    elif not validator.authenticate_client_id(request.client_id, request):
+        raise errors.InvalidClientError(request=request)
+    request.client_id = request.client_id or request.client.client_id
+    grant.validate_grant_type(request)
 
 
 class TokenExchangeGrant(GrantTypeBase):
@@ -116,16 +123,9 @@ class TokenExchangeGrant(GrantTypeBase):
     # --- validation ---------------------------------------------------------------------------
 
     def _authenticate(self, request: Request) -> None:
-        for name in ("subject_token", "subject_token_type", "actor_token", "actor_token_type"):
-            if not getattr(request, name, None):
-                raise errors.InvalidRequestError(description=f"Missing {name}.", request=request)
-        if self.request_validator.client_authentication_required(request):
-            if not self.request_validator.authenticate_client(request):
-                raise errors.InvalidClientError(request=request)
-        elif not self.request_validator.authenticate_client_id(request.client_id, request):
-            raise errors.InvalidClientError(request=request)
-        request.client_id = request.client_id or request.client.client_id
-        self.validate_grant_type(request)
+        _client_for_grant(
+            self, request, required=("subject_token", "subject_token_type", "actor_token", "actor_token_type")
+        )
         client = request.client
         if not isinstance(client, Application) or not client.subject_token_enabled:
             raise errors.UnauthorizedClientError(request=request)
@@ -274,16 +274,7 @@ class OrganizationSwitchGrant(GrantTypeBase):
         return headers, json.dumps(token), 200
 
     def _switch(self, request: Request, token_handler: Any) -> dict[str, Any]:
-        for name in ("token", "switching_organization"):
-            if not getattr(request, name, None):
-                raise errors.InvalidRequestError(description=f"Missing {name}.", request=request)
-        if self.request_validator.client_authentication_required(request):
-            if not self.request_validator.authenticate_client(request):
-                raise errors.InvalidClientError(request=request)
-        elif not self.request_validator.authenticate_client_id(request.client_id, request):
-            raise errors.InvalidClientError(request=request)
-        request.client_id = request.client_id or request.client.client_id
-        self.validate_grant_type(request)
+        _client_for_grant(self, request, required=("token", "switching_organization"))
         client: Application = request.client
         context = endpoint_context(request)
         if context is None or context[1].pk != context[0].pk:

@@ -321,3 +321,35 @@ def impersonation_begin(
         channel=channel,
     )
     return session, attempt
+
+
+def impersonation_check(
+    *,
+    actor: User,
+    subject_id: str,
+    org: Organization,
+    application: Application,
+    sso_session: SSOSession,
+    requested_scopes: Sequence[str],
+    read_only: bool,
+    stage: str,
+) -> policy.Attempt:
+    """Run the whole policy chain for a request made in ``sso_session``; a refusal is audited
+    (in its own transaction) and raised again."""
+    try:
+        return policy.evaluate(
+            policy.Attempt(
+                impersonator=actor,
+                subject_id=subject_id,
+                org=org,
+                application=application,
+                requested_scopes=requested_scopes,
+                read_only=read_only,
+                chained=live_session_for(sso_session) is not None,
+            )
+        )
+    except policy.Refused as refusal:
+        impersonation_refused(
+            actor=actor, org=org, application=application, refusal=refusal, subject_id=subject_id, stage=stage
+        )
+        raise

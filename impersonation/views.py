@@ -36,8 +36,8 @@ from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy
 from impersonation.models import ImpersonationSession
 from impersonation.services import (
+    impersonation_check,
     impersonation_end,
-    impersonation_refused,
     live_session_for,
     subject_token_issue,
 )
@@ -159,25 +159,18 @@ def _subject_token_authorize(request: HttpRequest, tenant: str, org: uuid.UUID |
             )
         )
     assert session is not None
-    attempt = policy.Attempt(
-        impersonator=session.user,
-        subject_id=params["requested_subject"],
-        org=current,
-        application=application,
-        requested_scopes=scopes,
-        chained=live_session_for(session) is not None,
-    )
     try:
-        policy.evaluate(attempt)
-    except policy.Refused as refusal:
-        impersonation_refused(
+        attempt = impersonation_check(
             actor=session.user,
+            subject_id=params["requested_subject"],
             org=current,
             application=application,
-            refusal=refusal,
-            subject_id=params["requested_subject"],
+            sso_session=session,
+            requested_scopes=scopes,
+            read_only=False,
             stage="authorize",
         )
+    except policy.Refused:
         return target.error("access_denied")
     assert attempt.subject is not None
     pending_id = secrets.token_urlsafe(16)
@@ -300,26 +293,18 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
     request.session.pop(key, None)
     if not sso_session_is_fresh(session, max_age=FRESH_SIGN_IN):
         return target.error("login_required")
-    attempt = policy.Attempt(
-        impersonator=session.user,
-        subject_id=pending["subject"],
-        org=current,
-        application=application,
-        requested_scopes=pending["scopes"],
-        read_only=read_only,
-        chained=live_session_for(session) is not None,
-    )
     try:
-        policy.evaluate(attempt)
-    except policy.Refused as refusal:
-        impersonation_refused(
+        attempt = impersonation_check(
             actor=session.user,
+            subject_id=pending["subject"],
             org=current,
             application=application,
-            refusal=refusal,
-            subject_id=pending["subject"],
+            sso_session=session,
+            requested_scopes=pending["scopes"],
+            read_only=read_only,
             stage="confirm",
         )
+    except policy.Refused:
         return target.error("access_denied")
     answer = {
         "subject_token": subject_token_issue(

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import auth
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -366,6 +367,8 @@ def end(request: HttpRequest, tenant: str) -> HttpResponse:
     impersonation_end(
         actor=current.impersonator, session=current, reason=ImpersonationSession.EndReason.ENDED
     )
+    # Signed out here and now: a new, empty browser session (a new key).
+    auth.logout(request)
     return render(request, "impersonation/ended.html", {"tenant": tenant_org, "impersonation": current})
 
 

@@ -193,3 +193,20 @@ def test_impersonations_of_other_branches_are_not_visible(client: Client, world:
     _start(admin, world)
     session = ImpersonationSession.objects.get()
     assert client.get(console_url(world.eu, f"impersonations/{session.pk}/")).status_code in (403, 404)
+
+
+def test_end_from_the_banner_cycles_the_session_and_the_back_button_finds_nothing(
+    admin_client: Client, world: World
+) -> None:
+    _start(admin_client, world)
+    key = admin_client.session.session_key
+    home = admin_client.get(console_url(world.root))
+    assert b"End impersonation" in home.content
+    ended = admin_client.post("/t/acme/impersonation/end")
+    assert ended.status_code == 200 and b"Impersonation ended" in ended.content
+    assert admin_client.session.session_key != key
+    # Back to the Console page (the back button), or a second tab with the old cookies: signed out.
+    assert admin_client.get(console_url(world.root)).status_code == 302
+    second_tab = Client()
+    second_tab.cookies["sessionid"] = key or ""
+    assert second_tab.get(console_url(world.root)).status_code == 302

@@ -250,6 +250,7 @@ ACTAS_OAUTH_PRINCIPAL_RESOLVER = "impersonation.hooks.resolve_principal"
 ACTAS_OAUTH_MINT_GUARD = "impersonation.hooks.mint_guard"
 ACTAS_SSO_SESSION_END_HOOKS = ["impersonation.hooks.on_sso_session_end"]
 ACTAS_SSO_IMPERSONATION = "impersonation.hooks.impersonation_of"
+ACTAS_IMPERSONATION_LIVE_UNTIL = "impersonation.hooks.live_until"
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -138,8 +138,17 @@ class TokenExchangeGrant(GrantTypeBase):
             )
 
     def _verify(
-        self, request: Request, raw: str, *, typ: str, required: tuple[str, ...], max_age: int | None
+        self,
+        request: Request,
+        raw: str,
+        *,
+        typ: str,
+        required: tuple[str, ...],
+        max_age: int | None,
+        target_errors: bool,
     ) -> dict[str, Any]:
+        """``target_errors``: a wrong issuer or audience answers ``invalid_target`` (the subject
+        token, RFC 8693 §2.2.2); for the actor token it is ``invalid_request``."""
         context = endpoint_context(request)
         if context is None or not isinstance(raw, str) or len(raw) > MAX_TOKEN:
             raise errors.InvalidRequestError(description=REFUSED, request=request)
@@ -154,7 +163,7 @@ class TokenExchangeGrant(GrantTypeBase):
             )
         except tokens.TokenError as error:
             log.info("token exchange: %s", error.reason)
-            if error.kind in ("issuer", "audience"):
+            if target_errors and error.kind in ("issuer", "audience"):
                 raise _invalid_target(request, "The token was not issued for this client.") from error
             raise errors.InvalidRequestError(description=REFUSED, request=request) from error
 
@@ -166,6 +175,7 @@ class TokenExchangeGrant(GrantTypeBase):
             typ=SUBJECT_TOKEN_TYP,
             required=("exp", "iat", "iss", "sub", "aud", "jti"),
             max_age=client.subject_token_expiry,
+            target_errors=True,
         )
         may_act = subject.get("may_act")
         if not isinstance(may_act, dict) or not isinstance(may_act.get("sub"), str) or not may_act["sub"]:
@@ -178,6 +188,7 @@ class TokenExchangeGrant(GrantTypeBase):
             typ=oauth_claims.ID_TOKEN_TYP,
             required=("exp", "iat", "iss", "sub", "aud", "jti", "sid"),
             max_age=client.id_token_lifetime,
+            target_errors=False,
         )
         if "act" in actor or "may_act" in actor:
             raise errors.InvalidRequestError(description=REFUSED, request=request)
@@ -266,8 +277,9 @@ class OrganizationSwitchGrant(GrantTypeBase):
     def create_token_response(self, request: Request, token_handler: Any) -> tuple[dict[str, str], str, int]:
         headers = self._get_default_headers()
         try:
-            with transaction.atomic():
-                token = self._switch(request, token_handler)
+            # No savepoint of its own: a refusal that ended the impersonation (the guard) must
+            # stay ended; the token view's transaction commits it with the error answer.
+            token = self._switch(request, token_handler)
         except errors.OAuth2Error as error:
             headers.update(error.headers)
             return headers, error.json, error.status_code

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
+from django.utils import timezone
+
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
 from impersonation import policy
@@ -75,3 +80,13 @@ def impersonation_of(*, session: SSOSession) -> Principal | None:
         impersonation_id=current.pk,
         read_only=current.read_only,
     )
+
+
+def live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
+    """The end of a live impersonation; None once it has ended or its time is up."""
+    found = (
+        ImpersonationSession.objects.filter(pk=impersonation_id, ended_at__isnull=True)
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+    return found if found is not None and found > timezone.now() else None

@@ -68,8 +68,11 @@ def _decode(cursor: str) -> tuple[dt.datetime, uuid.UUID] | None:
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
         when, _, pk = raw.partition("|")
-        return dt.datetime.fromisoformat(when), uuid.UUID(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        moment = dt.datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            return None
+        return moment.astimezone(dt.UTC), uuid.UUID(pk)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -163,14 +164,11 @@ def impersonation_start(
     locked = SSOSession.objects.select_for_update().get(pk=sso_session.pk)
     if locked.ended_at is not None or locked.user_id != actor.pk:
         raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
-    current = live_session_for(locked)
+    if live_session_for(locked) is not None:
+        # One impersonation per sign-in, started once: a second start — another subject, or the
+        # same one with other terms (read-only, reason) — is refused.
+        raise policy.Refused("already-impersonating", "This sign-in is already impersonating.")
     now = timezone.now()
-    if current is not None:
-        if current.subject_id != subject.pk:
-            raise policy.Refused("second-subject", "This sign-in is already impersonating another user.")
-        if current.expires_at <= now:
-            raise policy.Refused("expired", "The impersonation has reached its time limit.")
-        return current
     settings = org_effective_settings(org)
     clean = _clean_reason(reason)
     if settings.impersonation_reason_required and not clean:
@@ -196,6 +194,10 @@ def impersonation_start(
     if locked.expires_at > expires:
         locked.expires_at = expires
         locked.save(update_fields=["expires_at"])
+    # Subject tokens of this sign-in not yet exchanged can no longer start anything.
+    SubjectToken.objects.filter(sso_session=locked, used_at__isnull=True).update(used_at=now)
+    if settings.impersonation_email_enabled and subject.email:
+        _notify_subject(session=session)
     audit_record(
         org=org,
         action="impersonation-start",
@@ -216,6 +218,30 @@ def impersonation_start(
 
 
 @transaction.atomic
+def _notify_subject(*, session: ImpersonationSession) -> None:
+    """The email to the impersonated user, queued with the start (DESIGN §5.7)."""
+    tenant = org_tenant(session.organization)
+    base = f"{django_settings.BASE_URL}/t/{tenant.handle}"
+    if session.organization_id != tenant.pk:
+        base = f"{base}/o/{session.organization_id}"
+    outbox_enqueue(
+        tenant=tenant,
+        kind="impersonation-started",
+        template="impersonation_started",
+        to_email=session.subject.email,
+        context={
+            "user_name": session.subject.display_name,
+            "impersonator_name": session.impersonator.display_name,
+            "started_at": session.started_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires_at": session.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "org_name": session.organization.name,
+            "reason": session.reason,
+            "read_only": session.read_only,
+            "access_url": f"{base}/myaccount/access/",
+        },
+    )
+
+
 def impersonation_end(
     *, actor: User | None, session: ImpersonationSession, reason: str
 ) -> ImpersonationSession:
@@ -309,8 +335,7 @@ def impersonation_begin(
             application=application,
             requested_scopes=requested_scopes,
             read_only=read_only,
-            chained=live_session_for(sso_session) is not None
-            and channel == ImpersonationSession.Channel.CONSOLE,
+            chained=live_session_for(sso_session) is not None,
         )
     )
     assert attempt.subject is not None

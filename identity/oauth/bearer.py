@@ -10,6 +10,7 @@ from oauth2_provider.models import AccessToken
 
 from identity import tokens
 from identity.oauth import claims as oauth_claims
+from identity.oauth.hooks import impersonation_live_until
 from organizations.models import Organization
 
 
@@ -45,5 +46,9 @@ def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], A
     if stored.user is not None and not stored.user.can_sign_in:
         return None  # disabled or locked since
     if stored.application.client_id != claims.get("client_id"):
+        return None
+    # Minted under an impersonation: good only while it lives (End, the cap, a failed re-check),
+    # whatever its own expiry says.
+    if "impersonation_id" in claims and impersonation_live_until(claims["impersonation_id"]) is None:
         return None
     return claims, stored

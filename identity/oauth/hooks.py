@@ -10,6 +10,7 @@ imports the apps that plug in (``impersonation``).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 from collections.abc import Callable
@@ -94,3 +95,19 @@ def session_impersonation(*, session: SSOSession | None) -> Principal | None:
     lookup = _hook("ACTAS_SSO_IMPERSONATION", _no_impersonation)
     found: Principal | None = lookup(session=session)
     return found
+
+
+def _no_live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
+    return None
+
+
+def impersonation_live_until(impersonation_id: object) -> dt.datetime | None:
+    """When the impersonation named in a token ends, or None if it has ended already (or is
+    unknown): tokens minted under it are good only while it lives (``ACTAS_IMPERSONATION_LIVE_UNTIL``)."""
+    try:
+        pk = uuid.UUID(str(impersonation_id))
+    except ValueError:
+        return None
+    lookup = _hook("ACTAS_IMPERSONATION_LIVE_UNTIL", _no_live_until)
+    until: dt.datetime | None = lookup(impersonation_id=pk)
+    return until

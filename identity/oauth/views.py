@@ -40,10 +40,10 @@ from oauthlib.common import Request as OAuthlibRequest
 from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.loginflow import flow_satisfied_by_session
-from identity.models import Application, SSOSession, User
+from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth.bearer import bearer_token, live_access_token
-from identity.oauth.hooks import PrincipalRefused, resolve_principal
+from identity.oauth.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
 from identity.selectors import impersonated_scopes, login_flow_steps, oauth_user_scopes
 from identity.services.oauth import oauth_session_revoke
 from identity.services.sessions import sso_session_end, sso_session_is_fresh
@@ -512,6 +512,23 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
         and refresh.access_token_id is not None
     ):
         expires = refresh.created.timestamp() + refresh.application.refresh_token_lifetime
+        authorization = (
+            OAuthAuthorization.objects.filter(refresh_family=refresh.token_family)
+            .only("impersonation_id", "impersonator_id", "revoked_at")
+            .first()
+            if refresh.token_family
+            else None
+        )
+        if authorization is None or authorization.revoked_at is not None:
+            return _no_store(JsonResponse(INACTIVE))
+        act: dict[str, Any] = {}
+        if authorization.impersonation_id is not None:
+            # Under an impersonation: no longer than it lives.
+            until = impersonation_live_until(authorization.impersonation_id)
+            if until is None:
+                return _no_store(JsonResponse(INACTIVE))
+            expires = min(expires, until.timestamp())
+            act = authorization.act_claims
         if expires > timezone.now().timestamp():
             return _no_store(
                 JsonResponse(
@@ -523,6 +540,7 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
                         "scope": refresh.access_token.scope if refresh.access_token else "",
                         "exp": int(expires),
                         "iss": oauth_claims.issuer_for(tenant_org),
+                        **act,
                     }
                 )
             )

@@ -210,3 +210,14 @@ def test_end_from_the_banner_cycles_the_session_and_the_back_button_finds_nothin
     second_tab = Client()
     second_tab.cookies["sessionid"] = key or ""
     assert second_tab.get(console_url(world.root)).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2026-01-01T00:00:00"]
+)
+def test_a_crafted_cursor_is_harmless(admin_client: Client, world: World, when: str) -> None:
+    import base64
+    import uuid
+
+    cursor = base64.urlsafe_b64encode(f"{when}|{uuid.uuid4()}".encode()).decode().rstrip("=")
+    assert admin_client.get(console_url(world.root, "impersonations/"), {"before": cursor}).status_code == 200

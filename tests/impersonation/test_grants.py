@@ -738,3 +738,92 @@ def test_a_public_client_exchange_needs_its_code_verifier(client: Client, world:
         )
     )
     assert access["act"] == {"sub": str(world.impersonator.pk)}
+
+
+# --- regressions from the impersonation security review ------------------------------------------------
+
+
+def test_a_second_subject_token_of_the_same_sign_in_cannot_widen_a_read_only_session(
+    client: Client, world: World, pickup: App
+) -> None:
+    from identity.models import Scope
+
+    Scope.objects.filter(name="internal_user_mgt_view").update(read_only=False)
+    read_only = get_subject_token(client, world, pickup, read_only=True)
+    writable = get_subject_token(client, world, pickup, signed_in=True)
+    assert exchange_tokens(client, pickup, read_only).json()["scope"] == "openid"
+    second = exchange_tokens(client, pickup, writable)
+    assert second.status_code == 400 and second.json()["error"] == "invalid_request"
+    assert SubjectToken.objects.filter(used_at__isnull=True).count() == 0
+
+
+def test_an_organization_switch_that_fails_the_recheck_ends_the_session(
+    client: Client, world: World, pickup: App
+) -> None:
+    from identity.services.roles import role_assign
+
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.target)
+    response = _switch(client, pickup, body["access_token"], world.eu)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    session = ImpersonationSession.objects.get()
+    assert session.ended_at is not None and session.end_reason == "policy"
+    assert not _live(client, pickup, body["access_token"])
+
+
+def test_impersonated_tokens_die_with_the_session_even_before_it_is_marked_ended(
+    client: Client, world: World, pickup: App
+) -> None:
+    import time_machine
+
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    session = ImpersonationSession.objects.get()
+    refresh = client.post(
+        "/t/acme/oauth2/introspect",
+        {"token": body["refresh_token"]},
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    ).json()
+    assert refresh["active"] is True and refresh["exp"] <= session.expires_at.timestamp()
+    assert refresh["act"] == {"sub": str(world.impersonator.pk)}
+    with time_machine.travel(session.expires_at.timestamp() + 5, tick=False):
+        assert not _live(client, pickup, body["refresh_token"])
+    # Ended behind the token path's back (a concurrent End): every token of it is refused at once.
+    from django.utils import timezone
+
+    ImpersonationSession.objects.filter(pk=session.pk).update(ended_at=timezone.now(), end_reason="ended")
+    assert not _live(client, pickup, body["access_token"])
+    assert (
+        client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION="Bearer " + body["access_token"]).status_code
+        == 401
+    )
+
+
+def test_the_target_is_emailed_when_an_impersonation_starts(
+    client: Client, world: World, pickup: App
+) -> None:
+    from identity.models import OutboxMessage
+
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    message = OutboxMessage.objects.get(kind="impersonation-started")
+    assert message.to_email == world.target.email
+    # Once per session: a refresh sends nothing more.
+    assert OutboxMessage.objects.filter(kind="impersonation-started").count() == 1
+
+
+def test_no_email_when_the_organization_turned_it_off(client: Client, world: World, pickup: App) -> None:
+    from identity.models import OutboxMessage
+    from identity.services.organizations import organization_settings_update
+
+    organization_settings_update(actor=None, org=world.root, impersonation_email_enabled=False)
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    assert not OutboxMessage.objects.filter(kind="impersonation-started").exists()
+
+
+def test_actor_token_for_another_audience_is_invalid_request(
+    client: Client, world: World, pickup: App
+) -> None:
+    other = impersonation_app(world, client_id="other3")
+    mine = get_subject_token(client, world, pickup)
+    theirs = get_subject_token(Client(), world, other)
+    response = exchange_tokens(client, pickup, Artifacts(mine.subject_token, theirs.id_token))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -15,7 +17,7 @@ from tests.identity.oauth_helpers import REDIRECT, authorize_url, basic, exchang
 from tests.impersonation.helpers import impersonation_app, impersonator_role, query
 
 
-def _start(client: Client, world: World, reason: str = "Helping with ticket 7") -> object:
+def _start(client: Client, world: World, reason: str = "Helping with ticket 7") -> Any:
     url = console_url(world.root, f"users/{world.target.pk}/impersonate/")
     return client.post(url, {"reason": reason})
 
@@ -102,7 +104,7 @@ def test_disabled_with_the_reason(admin_client: Client, world: World, setup: str
             "disabled": {"is_active": False},
             "protected": {"is_protected": True},
         }
-        user_set_flags(actor=None, user=world.target, **flags[setup])  # type: ignore[arg-type]
+        user_set_flags(actor=None, user=world.target, **flags[setup])
     elif setup == "dominance":
         # target holds a permission admin does not: a business API scope.
         from identity.models import APIResource, Role, Scope

@@ -75,4 +75,9 @@ urlpatterns = [
     path("t/<slug:tenant>/o/<uuid:org>/oauth2/token", oauth_views.token, name="org-oauth2-token"),
     path("t/<slug:tenant>/console/", include(console, namespace="console")),
     path("t/<slug:tenant>/o/<uuid:org>/console/", include(org_console, namespace="org-console")),
+    path("t/<slug:tenant>/myaccount/", include(("myaccount.urls", "myaccount"), namespace="myaccount")),
+    path(
+        "t/<slug:tenant>/o/<uuid:org>/myaccount/",
+        include(("myaccount.urls", "org-myaccount"), namespace="org-myaccount"),
+    ),
 ]

@@ -217,7 +217,6 @@ def impersonation_start(
     return session
 
 
-@transaction.atomic
 def _notify_subject(*, session: ImpersonationSession) -> None:
     """The email to the impersonated user, queued with the start (DESIGN §5.7)."""
     tenant = org_tenant(session.organization)
@@ -242,6 +241,7 @@ def _notify_subject(*, session: ImpersonationSession) -> None:
     )
 
 
+@transaction.atomic
 def impersonation_end(
     *, actor: User | None, session: ImpersonationSession, reason: str
 ) -> ImpersonationSession:

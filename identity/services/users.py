@@ -1,4 +1,4 @@
-"""User services: create, share into a descendant organization, change status."""
+"""User services: create, share into a descendant organization, change status, edit a profile."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.validators import EmailValidator, RegexValidator
 from django.db import IntegrityError, transaction
 
 from identity.models import User, UserAssociation
-from identity.services.audit import audit_record
+from identity.services.audit import audit_record, audit_refusal
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 
@@ -135,3 +135,92 @@ def user_set_flags(
             data={k: {"from": a, "to": b} for k, (a, b) in changes.items()},
         )
     return user
+
+
+PROFILE_NAME_MAX = 150
+EMAIL_MAX = 254
+
+
+def _profile_text(value: str, *, field: str, limit: int, errors: dict[str, list[str]]) -> str:
+    clean = " ".join((value or "").split())
+    if "\x00" in clean or any(ord(ch) < 32 for ch in clean):
+        errors[field] = ["Remove the control characters."]
+    elif len(clean) > limit:
+        errors[field] = [f"Use at most {limit} characters."]
+    return clean
+
+
+def user_profile_update(
+    *,
+    actor: User,
+    user: User,
+    impersonator: User | None,
+    given_name: str,
+    family_name: str,
+    email: str,
+) -> User:
+    """Change a user's given name, family name and email address; audited.
+
+    ``actor`` is the person acting (the user themself, or the impersonator acting as them);
+    ``impersonator`` is set whenever the change is made under an impersonation, and then the
+    email address cannot change (DESIGN §7: a sensitive action) — the refusal is audited.
+    Errors come back as field errors; nothing changes unless everything is valid."""
+    errors: dict[str, list[str]] = {}
+    given = _profile_text(given_name, field="given_name", limit=PROFILE_NAME_MAX, errors=errors)
+    family = _profile_text(family_name, field="family_name", limit=PROFILE_NAME_MAX, errors=errors)
+    address = _profile_text(email, field="email", limit=EMAIL_MAX, errors=errors)
+    if address and "email" not in errors:
+        try:
+            EmailValidator()(address)
+        except ValidationError as exc:
+            errors["email"] = list(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    if impersonator is not None and address != (user.email or ""):
+        audit_refusal(
+            org=user.organization,
+            action="user-profile-update-refused",
+            actor=actor,
+            impersonator=impersonator,
+            subject=user,
+            target_type="user",
+            target_id=user.pk,
+            data={"code": "email-while-impersonating"},
+        )
+        raise ValidationError(
+            {"email": ["The email address cannot be changed while someone is impersonating this user."]}
+        )
+    return _user_profile_save(
+        actor=actor,
+        user=user,
+        impersonator=impersonator,
+        values={"given_name": given, "family_name": family, "email": address},
+    )
+
+
+@transaction.atomic
+def _user_profile_save(*, actor: User, user: User, impersonator: User | None, values: dict[str, str]) -> User:
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    changes = {
+        field: {"from": getattr(locked, field), "to": value}
+        for field, value in values.items()
+        if getattr(locked, field) != value
+    }
+    if not changes:
+        return locked
+    for field in changes:
+        setattr(locked, field, values[field])
+    locked.save(update_fields=list(changes))
+    audit_record(
+        org=locked.organization,
+        action="user-profile-update",
+        actor=actor,
+        impersonator=impersonator,
+        subject=locked,
+        target_type="user",
+        target_id=locked.pk,
+        data={"changes": changes},
+    )
+    for field in changes:
+        setattr(user, field, values[field])
+    return locked

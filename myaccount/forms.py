@@ -1,0 +1,24 @@
+"""My Account's forms: input shape only; the services decide."""
+
+from __future__ import annotations
+
+from django import forms
+
+from identity.services.users import EMAIL_MAX, PROFILE_NAME_MAX
+from impersonation.services import MAX_MISUSE_NOTE
+
+
+class ProfileForm(forms.Form):
+    given_name = forms.CharField(label="Given name", max_length=PROFILE_NAME_MAX, required=False)
+    family_name = forms.CharField(label="Family name", max_length=PROFILE_NAME_MAX, required=False)
+    email = forms.EmailField(label="Email address", max_length=EMAIL_MAX, required=False)
+
+
+class MisuseReportForm(forms.Form):
+    note = forms.CharField(
+        label="What happened (optional)",
+        max_length=MAX_MISUSE_NOTE,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Your administrators receive this with the details of the impersonation.",
+    )

@@ -150,3 +150,20 @@ def console_url(org: Organization, path: str = "") -> str:
     if org.pk == tenant.pk:
         return f"/t/{tenant.handle}/console/{path}"
     return f"/t/{tenant.handle}/o/{org.pk}/console/{path}"
+
+
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[Any]:
+    """pytest-django's live server, started only once the test database exists: started first,
+    it would not share the in-memory SQLite database with its request threads (and would leave
+    their connections open), whichever test module happens to run first."""
+    import os
+
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = (
+        request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    )
+    server = LiveServer(addr)
+    yield server
+    server.stop()

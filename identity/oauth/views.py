@@ -45,7 +45,6 @@ from identity.oauth import claims as oauth_claims
 from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
 from identity.selectors import impersonated_scopes, login_flow_steps, oauth_user_scopes
-from identity.services.oauth import oauth_session_revoke
 from identity.services.sessions import sso_session_end, sso_session_is_fresh
 from organizations.models import Organization
 from organizations.selectors import org_is_usable
@@ -765,7 +764,6 @@ def _logout(request: HttpRequest, tenant: str, *, confirmed: bool) -> HttpRespon
             },
         )
     if session is not None:
-        oauth_session_revoke(actor=session.user, session=session, reason="signed-out")
         sso_session_end(actor=session.user, session=session, reason="rp-logout")
         auth.logout(request)
     if target:

@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 
 from identity.models import SSOSession, User
 from identity.services.audit import audit_record
+from identity.services.oauth import oauth_session_revoke
 from organizations.models import Organization
 
 TOUCH_EVERY = dt.timedelta(seconds=60)
@@ -67,6 +68,9 @@ def sso_session_end(*, actor: User | None, session: SSOSession, reason: str) -> 
         locked.ended_at = timezone.now()
         locked.end_reason = reason[:64]
         locked.save(update_fields=["ended_at", "end_reason"])
+        # Whatever ends a sign-in (sign-out, RP logout, sign out elsewhere, a replaced or ended
+        # impersonation) ends the tokens applications got through it.
+        oauth_session_revoke(actor=actor, session=locked, reason=reason)
         for hook in _end_hooks():
             hook(actor=actor, session=locked)
         audit_record(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import time_machine
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from identity.models import AuditEvent
@@ -44,3 +44,16 @@ def test_max_age(world: World) -> None:
     with time_machine.travel(timezone.now() + dt.timedelta(seconds=301)):
         assert not sso_session_is_fresh(session, max_age=300)
         assert sso_session_is_fresh(session, max_age=900)
+
+
+def test_signing_out_of_the_console_revokes_the_sessions_app_tokens(client: Client, world: World) -> None:
+    from oauth2_provider.models import AccessToken
+
+    from tests.identity.oauth_helpers import exchange, get_code, make_app
+
+    app = make_app(world)
+    code, verifier = get_code(client, world, app)
+    assert exchange(client, app, code, verifier).status_code == 200
+    assert AccessToken.objects.filter(user=world.target).exists()
+    client.post("/t/acme/logout/")
+    assert not AccessToken.objects.filter(user=world.target).exists()

@@ -1,0 +1,219 @@
+"""Pickup's side of the protocol with actas: discovery, token verification against the JWKS,
+the token endpoint (authorization code, RFC 8693 token exchange, refresh), userinfo and
+End impersonation. Every call has a timeout and every answer a size limit."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from dataclasses import dataclass, fields
+from typing import Any, Final
+from urllib.parse import quote
+
+import jwt
+import requests
+
+ALGORITHMS: Final = ["RS256", "ES256"]
+TIMEOUT: Final = 10
+MAX_ANSWER: Final = 64 * 1024
+LEEWAY: Final = 30  # seconds of clock skew tolerated
+
+TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN)
+JWT_TYPE: Final = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
+ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN)
+
+
+class ActasError(Exception):
+    """actas could not be reached, refused a request, or answered something unusable."""
+
+
+class TokenRejected(ActasError):
+    """actas no longer accepts the access token (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    userinfo_endpoint: str
+    jwks_uri: str
+    end_session_endpoint: str
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A token response whose access token has been verified."""
+
+    access_token: str
+    refresh_token: str
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The authorization code's tokens and its verified ID token."""
+
+    tokens: Tokens
+    id_token: str
+    id_claims: dict[str, Any]
+
+
+class Provider:
+    """actas's tenant as an OpenID provider, for one confidential client."""
+
+    def __init__(self, *, actas_url: str, tenant: str, client_id: str, client_secret: str) -> None:
+        self.actas_url = actas_url.rstrip("/")
+        self.tenant = tenant
+        self.client_id = client_id
+        # RFC 6749 §2.3.1: form-encode both before HTTP Basic.
+        self._auth = requests.auth.HTTPBasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
+        self._lock = threading.Lock()
+        self._metadata: Metadata | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+
+    # --- discovery and verification ---------------------------------------------------------
+
+    def metadata(self) -> Metadata:
+        """The discovery document, fetched on first use (actas may start after Pickup)."""
+        with self._lock:
+            if self._metadata is None:
+                url = f"{self.actas_url}/t/{self.tenant}/.well-known/openid-configuration"
+                status, document = _call("GET", url)
+                if status != 200:
+                    raise ActasError(f"discovery answered HTTP {status}")
+                try:
+                    self._metadata = Metadata(**{f.name: str(document[f.name]) for f in fields(Metadata)})
+                except KeyError as missing:
+                    raise ActasError(f"discovery lacks {missing}") from None
+                self._jwks = jwt.PyJWKClient(self._metadata.jwks_uri, lifespan=300, timeout=TIMEOUT)
+            return self._metadata
+
+    def verify(self, token: str, *, typ: str, nonce: str | None = None) -> dict[str, Any]:
+        """The claims of a JWT of this tenant for this client: signature by a key of the JWKS
+        with a pinned algorithm, ``typ``, ``iss``, ``aud``, ``exp`` (and ``nonce`` if given)."""
+        issuer = self.metadata().issuer
+        assert self._jwks is not None
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            decoded = jwt.decode_complete(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.client_id,
+                issuer=issuer,
+                leeway=LEEWAY,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as error:
+            raise ActasError(f"token not valid: {error}") from error
+        if str(decoded["header"].get("typ", "")).lower() != typ.lower():
+            raise ActasError("token not valid: unexpected typ")
+        claims: dict[str, Any] = decoded["payload"]
+        if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+            raise ActasError("token not valid: nonce mismatch")
+        return claims
+
+    # --- the token endpoint -----------------------------------------------------------------
+
+    def redeem_code(self, *, code: str, redirect_uri: str, verifier: str, nonce: str) -> SignIn:
+        tokens, answer = self._token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            }
+        )
+        id_token = str(answer.get("id_token", ""))
+        return SignIn(tokens, id_token, self.verify(id_token, typ="jwt", nonce=nonce))
+
+    def exchange(self, *, subject_token: str, actor_token: str) -> Tokens:
+        """RFC 8693: the subject token and the impersonator's ID token for an access token
+        for the target, with ``act``."""
+        tokens, _answer = self._token(
+            {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": subject_token,
+                "subject_token_type": JWT_TYPE,
+                "actor_token": actor_token,
+                "actor_token_type": ID_TOKEN_TYPE,
+                "requested_token_type": ACCESS_TOKEN_TYPE,
+            }
+        )
+        return tokens
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        tokens, _answer = self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return tokens
+
+    def _token(self, form: dict[str, str]) -> tuple[Tokens, dict[str, Any]]:
+        status, answer = _call("POST", self.metadata().token_endpoint, data=form, auth=self._auth)
+        if status != 200:
+            raise ActasError(f"the token endpoint answered {answer.get('error') or f'HTTP {status}'}")
+        access_token = str(answer.get("access_token", ""))
+        tokens = Tokens(
+            access_token=access_token,
+            refresh_token=str(answer.get("refresh_token", "")),
+            claims=self.verify(access_token, typ="at+jwt"),
+        )
+        return tokens, answer
+
+    # --- APIs called with the access token --------------------------------------------------
+
+    def userinfo(self, access_token: str) -> dict[str, Any]:
+        status, answer = _call("GET", self.metadata().userinfo_endpoint, bearer=access_token)
+        if status == 401:
+            raise TokenRejected("userinfo answered HTTP 401")
+        if status != 200:
+            raise ActasError(f"userinfo answered HTTP {status}")
+        return answer
+
+    def end_impersonation(self, access_token: str) -> dict[str, Any]:
+        url = f"{self.actas_url}/t/{self.tenant}/api/impersonation/v1/end"
+        status, answer = _call("POST", url, bearer=access_token)
+        if status == 401:
+            raise TokenRejected("End impersonation answered HTTP 401")
+        if status != 200:
+            raise ActasError(f"End impersonation answered HTTP {status}")
+        return answer
+
+
+def _call(
+    method: str,
+    url: str,
+    *,
+    data: dict[str, str] | None = None,
+    auth: requests.auth.AuthBase | None = None,
+    bearer: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """One request to actas; the status and the JSON object it answered (at most MAX_ANSWER)."""
+    headers = {"Accept": "application/json"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    try:
+        with requests.request(
+            method,
+            url,
+            data=data,
+            auth=auth,
+            headers=headers,
+            timeout=TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            body = response.raw.read(MAX_ANSWER + 1, decode_content=True)
+            status = response.status_code
+    except requests.RequestException as error:
+        raise ActasError(f"actas is not reachable ({type(error).__name__})") from error
+    if len(body) > MAX_ANSWER:
+        raise ActasError(f"actas answered more than {MAX_ANSWER} bytes")
+    try:
+        answer = json.loads(body) if body else {}
+    except ValueError:
+        raise ActasError(f"actas answered HTTP {status} without JSON") from None
+    if not isinstance(answer, dict):
+        raise ActasError(f"actas answered HTTP {status} with unexpected JSON")
+    return status, answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import datetime as dt
 from typing import Any
 
@@ -123,4 +124,8 @@ def test_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> 
     received = smtp_sink.wait_for(3, timeout=20)
     assert sorted(m["To"] for m in received) == [f"user{i}@example.test" for i in range(3)]
     assert {m["Message-ID"] for m in received} == {message_id(m) for m in messages}
+    # The worker marks a row sent after the SMTP server accepted it: wait for the commit.
+    deadline = time.monotonic() + 10
+    while OutboxMessage.objects.filter(status="sent").count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert OutboxMessage.objects.filter(status="sent").count() == 3

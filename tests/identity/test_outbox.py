@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import datetime as dt
+import time
 from typing import Any
 
 import pytest

@@ -1,12 +1,14 @@
 """Create actas's benchmark client_credentials application (run by bench/run.py through
-`manage.py shell`). Writes its credentials as JSON to $BENCH_OUT."""
+`manage.py shell`). Writes its credentials as JSON to $BENCH_OUT, with the ids of the demo
+users `alice` and `bob` and of the organization Acme EU (for the impersonation cases)."""
 
 import json
 import os
 from pathlib import Path
 
-from identity.models import Application
+from identity.models import Application, User
 from identity.services.applications import application_create
+from organizations.models import Organization
 from organizations.selectors import tenant_get
 
 CLIENT_ID = "bench-cc"
@@ -25,4 +27,13 @@ if not Application.objects.filter(client_id=CLIENT_ID).exists():
         client_secret=CLIENT_SECRET,
         grant_types=[Application.GRANT_CLIENT_CREDENTIALS_TYPE],
     )
-Path(os.environ["BENCH_OUT"]).write_text(json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}))
+users = {u.username: str(u.pk) for u in User.objects.filter(organization=root, username__in=["alice", "bob"])}
+eu = Organization.objects.get(tenant=root, handle="acme-eu")
+out = {
+    "client_id": CLIENT_ID,
+    "client_secret": CLIENT_SECRET,
+    "alice_id": users["alice"],
+    "eu_id": str(eu.pk),
+}
+out["bob_id"] = users["bob"]
+Path(os.environ["BENCH_OUT"]).write_text(json.dumps(out))

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Token-endpoint benchmark: actas vs stock django-oauth-toolkit vs the signing floor.
 
+Cases: client_credentials, authorization_code (single-use codes), token_exchange (single-use
+subject tokens, against the floor's verify-2-sign-1), refresh_token_act (rotated refresh tokens of
+impersonations), organization_switch (impersonated access tokens) and authorization_code_sso
+(authorize -> code -> token round trips over signed-in sessions, a Python client).
+
 Run by hand (not by CI):  .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--quick]
 See bench/README.md. Everything runs on 127.0.0.1; every server this script starts is stopped
 by its own PID on exit (also on error, Ctrl-C or SIGTERM).
@@ -51,6 +56,28 @@ ACTAS_SECRET_KEY = "actas-bench-secret-key-" + "x" * 40
 # Environment that would switch actas to other real services; the benchmark runs without them
 # (Celery eager, per-process cache) unless --actas-env puts them back.
 ACTAS_ENV_DROP = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL", "EMAIL_HOST", "EMAIL_URL")
+CASES = (
+    "client_credentials",
+    "authorization_code",
+    "token_exchange",
+    "refresh_token_act",
+    "organization_switch",
+    "authorization_code_sso",
+)
+DEFAULT_CASES = ",".join(CASES)
+TX_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+TT_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TT_ID = "urn:ietf:params:oauth:token-type:id_token"
+TT_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
+# The floor each case's "vs floor" ratio is taken against (same connection count, same run).
+FLOOR_OF = {
+    "client_credentials": "client_credentials",
+    "authorization_code": "client_credentials",
+    "token_exchange": "token_exchange",
+    "refresh_token_act": "client_credentials",
+    "organization_switch": "client_credentials",
+}
+FLOOR_NAME = {"client_credentials": "sign", "token_exchange": "v2s1"}
 
 
 def log(msg: str) -> None:
@@ -262,6 +289,205 @@ class CodeFlow:
         return codes, time.perf_counter() - t0
 
 
+def walk(name: str, url: str, jar: Jar, username: str, password: str) -> tuple[Resp, str]:
+    """GET ``url`` like a browser: follow redirects, fill in a sign-in form once, and stop at
+    the first page that is not a sign-in form or at a redirect to the client (REDIRECT_URI).
+    Returns that response and its URL."""
+    method, body, submitted, trail = "GET", None, False, []
+    for _ in range(12):
+        r = request(method, url, body, jar.header())
+        jar.update(r)
+        trail.append(f"{method} {urlsplit(url).path} -> {r.status}")
+        if r.status in (301, 302, 303, 307, 308):
+            location = urljoin(url, r.headers.get("Location", ""))
+            if location.startswith(REDIRECT_URI):
+                return r, url
+            url, method, body = location, "GET", None
+            continue
+        if r.status == 200 and not submitted and b'type="password"' in r.body:
+            form = next(f for f in parse_forms(r) if any(t == "password" for _, t, _ in f["inputs"]))
+            fields: dict[str, str] = {}
+            for fname, kind, value in form["inputs"]:
+                if kind == "password":
+                    fields[fname] = password
+                elif fname == "username":
+                    fields[fname] = username
+                elif fname and kind in ("hidden", "text", "email"):
+                    fields[fname] = value
+            url, method, body, submitted = (
+                urljoin(url, form["action"] or url),
+                "POST",
+                urlencode(fields),
+                True,
+            )
+            continue
+        if r.status == 200 and submitted:
+            return r, url
+        raise BenchError(f"{name}: stopped at HTTP {r.status} ({' / '.join(trail)}): {r.text()}")
+    raise BenchError(f"{name}: too many redirects ({' / '.join(trail)})")
+
+
+def parse_forms(r: Resp) -> list[dict[str, Any]]:
+    parser = FormParser()
+    parser.feed(r.body.decode("utf-8", "replace"))
+    return parser.forms
+
+
+def in_threads(n: int, threads: int, work: Any) -> tuple[list[Any], float]:
+    """Call work() n times over ``threads`` threads; the results in completion order, seconds."""
+    out: list[Any] = []
+    errors: list[BaseException] = []
+    left = [n]
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+
+    def loop() -> None:
+        while not errors:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            try:
+                item = work()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+                return
+            with lock:
+                out.append(item)
+
+    ts = [threading.Thread(target=loop, daemon=True) for _ in range(max(1, min(threads, n)))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise BenchError(str(errors[0]))
+    return out, time.perf_counter() - t0
+
+
+@dataclass
+class Impersonation:
+    """actas's impersonation flow through its real endpoints, as Pickup and `admin`.
+
+    A pair (subject token, ID token) needs its own signed-in browser session: the exchange binds
+    the SSO session to that impersonation. Minting a pair: authorize (not signed in) -> sign-in
+    page -> POST username/password (one PBKDF2 hash) -> authorize -> confirmation page -> POST
+    decision=impersonate -> 302 with subject_token and id_token in the fragment."""
+
+    base: str  # http://127.0.0.1:port/t/acme
+    subject_id: str  # alice
+    switch_org: str  # Acme EU
+    threads: int
+    client_id: str = "pickup"
+    client_secret: str = "pickup-secret"
+    username: str = "admin"
+    password: str = "actas-demo-1"
+    refresh_pool: list[str] = field(default_factory=list)  # unused refresh tokens, oldest first
+    minted: int = 0
+    mint_seconds: float = 0.0
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base}/oauth2/token"
+
+    def auth_header(self) -> str:
+        return basic(self.client_id, self.client_secret)
+
+    def authorize_url(self) -> str:
+        return f"{self.base}/oauth2/authorize?" + urlencode(
+            {
+                "response_type": "id_token subject_token",
+                "client_id": self.client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid internal_user_impersonate",
+                "requested_subject": self.subject_id,
+                "nonce": "n",
+                "state": "s",
+            }
+        ).replace("+", "%20")
+
+    def mint_pair(self) -> tuple[str, str]:
+        jar = Jar()
+        page, url = walk("actas impersonation", self.authorize_url(), jar, self.username, self.password)
+        forms = [f for f in parse_forms(page) if any(n == "pending" for n, _, _ in f["inputs"])]
+        if page.status != 200 or not forms:
+            raise BenchError(f"authorize: no confirmation page (HTTP {page.status}): {page.text()}")
+        fields = {n: v for n, kind, v in forms[0]["inputs"] if n and kind == "hidden"}
+        fields.update(decision="impersonate", reason="bench")
+        r = request("POST", urljoin(url, forms[0]["action"] or url), urlencode(fields), jar.header())
+        location = r.headers.get("Location", "")
+        answer = {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
+        if r.status != 302 or "subject_token" not in answer or "id_token" not in answer:
+            raise BenchError(f"confirmation answered HTTP {r.status} {location[:200]} {r.text()}")
+        return answer["subject_token"], answer["id_token"]
+
+    def mint_pairs(self, n: int) -> tuple[list[tuple[str, str]], float]:
+        pairs, secs = in_threads(n, self.threads, self.mint_pair)
+        self.minted += len(pairs)
+        self.mint_seconds += secs
+        return pairs, secs
+
+    def exchange_body(self, pair: tuple[str, str]) -> str:
+        return urlencode(
+            {
+                "grant_type": TX_GRANT,
+                "subject_token": pair[0],
+                "subject_token_type": TT_JWT,
+                "actor_token": pair[1],
+                "actor_token_type": TT_ID,
+                "requested_token_type": TT_ACCESS,
+            }
+        )
+
+    def refresh_body(self, refresh_token: str) -> str:
+        return urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def switch_body(self, access_token: str) -> str:
+        return urlencode(
+            {
+                "grant_type": "organization_switch",
+                "token": access_token,
+                "switching_organization": self.switch_org,
+            }
+        )
+
+    def post(self, body: str) -> dict[str, Any]:
+        r = request("POST", self.token_url, body, {"Authorization": self.auth_header()})
+        if r.status != 200:
+            raise BenchError(f"HTTP {r.status} from {urlsplit(self.token_url).path}: {r.text()}")
+        data = json.loads(r.body)
+        if "access_token" not in data:
+            raise BenchError(f"HTTP 200 without access_token: {r.text()}")
+        return data
+
+    def top_up(self, want: int) -> float:
+        """Make sure the refresh pool holds at least ``want`` tokens: mint pairs and exchange them
+        (outside any measured cell). Returns the seconds it took."""
+        need = want - len(self.refresh_pool)
+        if need <= 0:
+            return 0.0
+        t0 = time.perf_counter()
+
+        def one() -> str:
+            return str(self.post(self.exchange_body(self.mint_pair()))["refresh_token"])
+
+        tokens, _ = in_threads(need, self.threads, one)
+        self.minted += len(tokens)
+        self.refresh_pool.extend(tokens)
+        return time.perf_counter() - t0
+
+    def access_tokens(self, n: int) -> list[str]:
+        """n fresh impersonated access tokens: refresh n pool tokens (their successors go back)."""
+        self.top_up(n)
+        taken, self.refresh_pool = self.refresh_pool[:n], self.refresh_pool[n:]
+        out = []
+        for rt in taken:
+            data = self.post(self.refresh_body(rt))
+            self.refresh_pool.append(data["refresh_token"])
+            out.append(data["access_token"])
+        return out
+
+
 # --- PostgreSQL, setup commands, servers ------------------------------------------------------
 
 
@@ -457,7 +683,7 @@ def delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 @dataclass
 class Cell:
-    case: str  # "client_credentials" | "authorization_code"
+    case: str  # one of CASES
     server: str
     label: str
     conns: int
@@ -465,7 +691,9 @@ class Cell:
     url: str
     auth: str = "-"
     body: str = ""  # fixed body (repeat mode)
-    flow: CodeFlow | None = None  # single-use codes (once mode)
+    flow: CodeFlow | None = None  # single-use codes (once mode); the round trips of the SSO case
+    imp: Impersonation | None = None  # token_exchange, refresh_token_act, organization_switch
+    jars: list[Jar] = field(default_factory=list)  # authorization_code_sso: signed-in sessions
     runs: list[dict[str, Any]] = field(default_factory=list)
     status: str = "ok"  # ok | failed | skipped
     error: str = ""
@@ -476,51 +704,203 @@ class Cell:
         return f"{self.case}/{self.server}/c{self.conns}"
 
 
-def run_wrk(cell: Cell, server: Server, duration: float, workdir: Path, max_codes: int) -> dict[str, Any]:
+class Meter:
+    """CPU of the server's processes, its database backends, the load client and the rest of the
+    machine over one cell (from /proc and getrusage)."""
+
+    def __init__(self, server: Server, who: int) -> None:
+        self.server, self.who = server, who  # resource.RUSAGE_CHILDREN (wrk) or RUSAGE_SELF
+
+    def __enter__(self) -> Meter:
+        self.app0, self.db0 = cpu_split(self.server, proc_table())
+        self.sys0 = system_busy()
+        self.ru0, self.t0 = resource.getrusage(self.who), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ru1, self.t1 = resource.getrusage(self.who), time.perf_counter()
+        self.sys1 = system_busy()
+        self.app1, self.db1 = cpu_split(self.server, proc_table())
+
+    def fields(self, requests: int, client_key: str) -> dict[str, float]:
+        cpu = self.ru1.ru_utime + self.ru1.ru_stime - self.ru0.ru_utime - self.ru0.ru_stime
+        wall = self.t1 - self.t0
+        app_cpu, db_cpu = delta(self.app0, self.app1), delta(self.db0, self.db1)
+        r = {
+            client_key: round(cpu / wall, 3),
+            "app_cpu_cores": round(app_cpu / wall, 3),
+            "db_cpu_cores": round(db_cpu / wall, 3),
+            "other_cpu_cores": round(
+                max(0.0, (self.sys1[0] - self.sys0[0]) - app_cpu - db_cpu - cpu) / wall, 3
+            ),
+        }
+        if requests:
+            r["app_cpu_ms_per_req"] = round(app_cpu * 1000 / requests, 3)
+            r["db_cpu_ms_per_req"] = round(db_cpu * 1000 / requests, 3)
+        return r
+
+
+def write_bodies(path: Path, bodies: list[str]) -> str:
+    path.write_text("\n".join(bodies) + "\n")
+    return str(path)
+
+
+def run_wrk(
+    cell: Cell, server: Server, duration: float, workdir: Path, max_codes: int, max_pairs: int
+) -> dict[str, Any]:
+    if cell.case == "authorization_code_sso":
+        return run_roundtrips(cell, server, duration)
     extra: dict[str, Any] = {}
     since = server.log_size()
+    stem = workdir / f"bodies-{cell.case}-{cell.server}-{cell.conns}"
+    newfile, queue = "", []
+    imp = cell.imp
     if cell.flow is not None:
         want = math.ceil(max(cell.rate_estimate, 50) * duration * 1.5) + 2 * cell.conns
         n = min(want, max_codes)
         codes, mint_s = cell.flow.mint(n)
-        bodies = workdir / f"bodies-{cell.server}-{cell.conns}.txt"
-        bodies.write_text("\n".join(cell.flow.token_body(c) for c in codes) + "\n")
-        args, extra = [str(bodies), "once"], {"codes": n, "mint_s": round(mint_s, 2)}
+        args = [write_bodies(stem, [cell.flow.token_body(c) for c in codes]), "once"]
+        extra = {"codes": n, "mint_s": round(mint_s, 2)}
+    elif imp is not None and cell.case == "token_exchange":
+        # Subject tokens live 180 s and each costs a sign-in: mint at most max_pairs per cell.
+        want = math.ceil(max(cell.rate_estimate, 20) * duration * 1.5) + 2 * cell.conns
+        n = min(want, max_pairs)
+        pairs, mint_s = imp.mint_pairs(n)
+        args = [write_bodies(stem, [imp.exchange_body(x) for x in pairs]), "once"]
+        extra = {"pairs": n, "mint_s": round(mint_s, 2)}
+    elif imp is not None and cell.case == "refresh_token_act":
+        topup = imp.top_up(2 * cell.conns + 4)
+        queue, imp.refresh_pool = [imp.refresh_body(t) for t in imp.refresh_pool], []
+        newfile = str(stem) + ".new"
+        args = [write_bodies(stem, queue), "chain", newfile]
+        extra = {"pool": len(queue), "topup_s": round(topup, 2)}
+    elif imp is not None and cell.case == "organization_switch":
+        # Fresh access tokens (refreshed from the pool), each tried once; a refused one is
+        # counted (access_tokens_refused) and left out rather than failing the whole cell.
+        tokens, refused = [], []
+        for t in imp.access_tokens(8):
+            r = request("POST", cell.url, imp.switch_body(t), {"Authorization": cell.auth})
+            (tokens if r.status == 200 else refused).append(t)
+        if not tokens:
+            raise BenchError(f"organization_switch refused all 8 fresh access tokens: {r.text()}")
+        args = [write_bodies(stem, [imp.switch_body(t) for t in tokens]), "cycle"]
+        extra = {"access_tokens": len(tokens), "access_tokens_refused": len(refused)}
     else:
-        bodies = workdir / f"body-{cell.server}-{cell.case}.txt"
-        bodies.write_text(cell.body + "\n" if cell.body else "")
-        args = [str(bodies) if cell.body else "-", "repeat"]
+        args = [write_bodies(stem, [cell.body]) if cell.body else "-", "repeat"]
     cmd = ["wrk", "-t1", f"-c{cell.conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(LUA), cell.url]
-    cmd += ["--", cell.method, args[0], cell.auth, args[1]]
-    app0, db0 = cpu_split(server, proc_table())
-    sys0 = system_busy()
-    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    ru1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    sys1 = system_busy()
-    app1, db1 = cpu_split(server, proc_table())
+    cmd += ["--", cell.method, args[0], cell.auth, *args[1:]]
+    with Meter(server, resource.RUSAGE_CHILDREN) as meter:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     r = parse_bench(p.stdout)
+    if newfile and imp is not None:
+        # Keep the refresh tokens that were issued and not yet sent (each is used only once).
+        try:
+            new = [line for line in Path(newfile).read_text().splitlines() if line]
+        except OSError:
+            new = []
+        rest = (queue + new)[int(r.get("used", len(queue) + len(new))) :]
+        imp.refresh_pool = [parse_qs(b)["refresh_token"][0] for b in rest]
+        extra["left"] = len(rest)
     if not r:
         raise BenchError(f"wrk gave no result (exit {p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
-    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     secs = r["duration_us"] / 1e6
+    if r.get("exhausted") and r.get("active_us"):
+        # Count-bounded and stopped early: wrk's duration is still the full -d.
+        secs = r["active_us"] / 1e6
     r.update(extra)
     r["rps"] = round(r["ok"] / secs, 1) if secs else 0.0
     r["rps_all"] = round(r["requests"] / secs, 1) if secs else 0.0
     r["seconds"] = round(secs, 2)
-    wall = t1 - t0
-    app_cpu, db_cpu = delta(app0, app1), delta(db0, db1)
-    r["wrk_cpu_cores"] = round(cpu / wall, 3)
-    r["app_cpu_cores"] = round(app_cpu / wall, 3)
-    r["db_cpu_cores"] = round(db_cpu / wall, 3)
-    r["other_cpu_cores"] = round(max(0.0, (sys1[0] - sys0[0]) - app_cpu - db_cpu - cpu) / wall, 3)
-    if r["requests"]:
-        r["app_cpu_ms_per_req"] = round(app_cpu * 1000 / r["requests"], 3)
-        r["db_cpu_ms_per_req"] = round(db_cpu * 1000 / r["requests"], 3)
+    # Per answered request; the fillers of a count-bounded run (bench.lua) are not counted.
+    r.update(meter.fields(r["ok"] + r["bad"], "wrk_cpu_cores"))
     for p_ in ("p50", "p90", "p99", "max"):
         r[f"{p_}_ms"] = round(r.pop(f"{p_}_us") / 1000, 2)
     r["mean_ms"] = round(r.pop("mean_us") / 1000, 2)
     r["errors"] = r["bad"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    exc = server.last_exception(since)
+    if exc:
+        r["server_exception"] = exc
+    return r
+
+
+def run_roundtrips(cell: Cell, server: Server, duration: float) -> dict[str, Any]:
+    """authorization_code_sso: ``conns`` threads, each with its own signed-in session, loop
+    GET authorize -> 302 with a code -> POST token -> 200 until ``duration`` is over. One round
+    trip = both requests; latency is the whole round trip. Python's http.client, loopback."""
+    flow = cell.flow
+    assert flow is not None
+    since = server.log_size()
+    lock = threading.Lock()
+    lat: list[float] = []
+    counts = {"ok": 0, "bad": 0, "exc": 0}
+    first_bad = [""]
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def work(jar: Jar) -> None:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            status, msg = 0, ""
+            try:
+                r = request("GET", flow.authorize_query(), headers=jar.header(), timeout=10)
+                location = r.headers.get("Location", "")
+                code = parse_qs(urlsplit(location).query).get("code") if r.status == 302 else None
+                if not code or not location.startswith(REDIRECT_URI):
+                    status, msg = r.status, f"authorize: {location[:200]} {r.text()}"
+                else:
+                    r = request(
+                        "POST",
+                        flow.token_url,
+                        flow.token_body(code[0]),
+                        {"Authorization": flow.auth_header()},
+                        10,
+                    )
+                    status, msg = r.status, f"token: {r.text()}"
+            except OSError as e:
+                msg = f"{type(e).__name__}: {e}"
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                lat.append(ms)
+                if status == 200:
+                    counts["ok"] += 1
+                else:
+                    counts["bad" if status else "exc"] += 1
+                    if not first_bad[0]:
+                        first_bad[0] = f"{status} {msg}"[:400]
+
+    threads = [threading.Thread(target=work, args=(j,), daemon=True) for j in cell.jars[: cell.conns]]
+    with Meter(server, resource.RUSAGE_SELF) as meter:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    secs = meter.t1 - meter.t0
+    lat.sort()
+
+    def pct(q: float) -> float:
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else 0.0
+
+    n = len(lat)
+    r: dict[str, Any] = {
+        "requests": n,
+        "ok": counts["ok"],
+        "bad": counts["bad"],
+        "exceptions": counts["exc"],
+        "duration_us": round(secs * 1e6),
+        "rps": round(counts["ok"] / secs, 1) if secs else 0.0,
+        "rps_all": round(n / secs, 1) if secs else 0.0,
+        "seconds": round(secs, 2),
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "max_ms": round(lat[-1], 2) if lat else 0.0,
+        "mean_ms": round(statistics.fmean(lat), 2) if lat else 0.0,
+        "errors": counts["bad"] + counts["exc"],
+        "unit": "round trip (authorize + token)",
+    }
+    r.update(meter.fields(n, "client_cpu_cores"))
+    if first_bad[0]:
+        r["first_bad"] = first_bad[0]
     exc = server.last_exception(since)
     if exc:
         r["server_exception"] = exc
@@ -545,10 +925,23 @@ def parse_bench(out: str) -> dict[str, Any]:
 def probe_cell(cell: Cell, server: Server) -> None:
     """One request through the same path as the load; mark the cell failed with the reason."""
     since = server.log_size()
+    imp = cell.imp
     try:
-        if cell.flow is not None:
-            code = cell.flow.mint_one(cell.flow.jars[0])
+        if cell.case == "authorization_code_sso" and cell.flow is not None:
+            if len(cell.jars) < cell.conns:
+                raise BenchError(f"{len(cell.jars)} signed-in sessions for {cell.conns} connections")
+            code = cell.flow.mint_one(cell.jars[0])
             body: str | None = cell.flow.token_body(code)
+        elif cell.flow is not None:
+            code = cell.flow.mint_one(cell.flow.jars[0])
+            body = cell.flow.token_body(code)
+        elif imp is not None and cell.case == "token_exchange":
+            body = imp.exchange_body(imp.mint_pairs(1)[0][0])
+        elif imp is not None and cell.case == "refresh_token_act":
+            imp.top_up(1)
+            body = imp.refresh_body(imp.refresh_pool.pop(0))
+        elif imp is not None and cell.case == "organization_switch":
+            body = imp.switch_body(imp.access_tokens(1)[0])
         else:
             body = cell.body or None
         headers = {"Authorization": cell.auth} if cell.auth != "-" else {}
@@ -560,6 +953,8 @@ def probe_cell(cell: Cell, server: Server) -> None:
         data = json.loads(r.body)
         if "access_token" not in data:
             raise BenchError(f"HTTP 200 without access_token: {r.text()}")
+        if imp is not None and data.get("refresh_token"):
+            imp.refresh_pool.append(data["refresh_token"])
         cell.error = ""
     except (BenchError, OSError, ValueError, StopIteration) as e:
         cell.status, cell.error = "failed", str(e)
@@ -592,6 +987,7 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
             row["p99_ms"] = median([x["p99_ms"] for x in c.runs])
             for k in (
                 "wrk_cpu_cores",
+                "client_cpu_cores",
                 "app_cpu_cores",
                 "db_cpu_cores",
                 "other_cpu_cores",
@@ -602,9 +998,16 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
             row["errors"] = sum(x["errors"] for x in c.runs)
             row["requests"] = sum(x["requests"] for x in c.runs)
             row["ended_early"] = sum(1 for x in c.runs if x.get("exhausted"))
-            mint = [x["codes"] / x["mint_s"] for x in c.runs if x.get("mint_s")]
+            mint = [x["codes"] / x["mint_s"] for x in c.runs if x.get("mint_s") and x.get("codes")]
             if mint:
                 row["authorize_codes_per_s"] = median(mint)
+            refused = sum(x.get("access_tokens_refused", 0) for x in c.runs)
+            if refused:
+                row["access_tokens_refused"] = refused
+            pairs = [x["pairs"] / x["mint_s"] for x in c.runs if x.get("mint_s") and x.get("pairs")]
+            if pairs:
+                row["subject_tokens_per_s"] = median(pairs)
+                row["pairs_per_run"] = [x["pairs"] for x in c.runs]
             for k in ("first_bad", "server_exception"):
                 v = next((x[k] for x in c.runs if x.get(k)), "")
                 if v:
@@ -613,10 +1016,13 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
     for row in rows:
         if row.get("rps") is None:
             continue
-        for ref, key in (("vs_floor_sign", f"client_credentials/floor/c{row['conns']}"),):
-            floor = by_key.get(key)
-            if floor and floor.runs and row["server"] != "floor":
-                row[ref] = round(row["rps"] / statistics.median([x["rps"] for x in floor.runs]), 3)
+        ref_case = FLOOR_OF.get(row["case"])
+        floor = by_key.get(f"{ref_case}/floor/c{row['conns']}") if ref_case else None
+        if floor and floor.runs and row["server"] != "floor":
+            row["vs_floor"] = round(row["rps"] / statistics.median([x["rps"] for x in floor.runs]), 3)
+            row["floor"] = FLOOR_NAME[ref_case or ""]
+            if ref_case == "client_credentials":
+                row["vs_floor_sign"] = row["vs_floor"]
         stock = by_key.get(f"{row['case']}/stock/c{row['conns']}")
         if stock and stock.runs and row["server"] == "actas":
             s = statistics.median([x["rps"] for x in stock.runs])
@@ -627,7 +1033,7 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| case | server | conns | req/s | p50 ms | p99 ms | vs floor sign | vs stock DOT "
+        "| case | server | conns | req/s | p50 ms | p99 ms | vs floor | vs stock DOT "
         "| CPU ms/req app + db | errors | note |"
     )
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -640,11 +1046,25 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         note = []
         if r.get("ended_early"):
-            note.append(f"codes ran out in {r['ended_early']} of {len(r['runs'])} runs")
+            what = "subject tokens" if r["case"] == "token_exchange" else "codes"
+            note.append(
+                f"{what} ran out in {r['ended_early']} of {len(r['runs'])} runs (rate over the time run)"
+            )
         if r.get("errors"):
             note.append(f"first error: {r.get('first_bad', '')[:100]}")
         if r.get("authorize_codes_per_s"):
             note.append(f"minted {r['authorize_codes_per_s']:.0f} codes/s")
+        if r.get("subject_tokens_per_s"):
+            note.append(
+                f"{min(r['pairs_per_run'])}-{max(r['pairs_per_run'])} subject tokens per run, "
+                f"minted {r['subject_tokens_per_s']:.1f}/s"
+            )
+        if r.get("access_tokens_refused"):
+            note.append(
+                f"{r['access_tokens_refused']} fresh access tokens refused before the runs (left out)"
+            )
+        if r["case"] == "authorization_code_sso":
+            note.append("round trips/s; latency and CPU per round trip")
         if (r.get("other_cpu_cores") or 0) > 0.25:
             note.append(f"other processes used {r['other_cpu_cores']:.2f} cores")
         cpu = "-"
@@ -654,9 +1074,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         def fmt(v: Any, spec: str) -> str:
             return "-" if v is None else format(v, spec)
 
+        vs_floor = "-" if r.get("vs_floor") is None else f"{r['vs_floor']:.2f} ({r['floor']})"
         lines.append(
             f"| {r['case']} | {r['label']} | {r['conns']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {fmt(r.get('vs_floor_sign'), '.2f')} | {fmt(r.get('vs_stock'), '.2f')} | "
+            f"{r['p99_ms']:.1f} | {vs_floor} | {fmt(r.get('vs_stock'), '.2f')} | "
             f"{cpu} | {r['errors']} | {'; '.join(note)} |"
         )
     problems = []
@@ -721,14 +1142,18 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s, 1 s warm-up")
     ap.add_argument("--conns", default="2,32", help="connection counts (default 2,32)")
-    ap.add_argument(
-        "--cases", default="client_credentials,authorization_code", help="comma-separated (default both)"
-    )
+    ap.add_argument("--cases", default=DEFAULT_CASES, help=f"comma-separated (default all: {DEFAULT_CASES})")
     ap.add_argument("--servers", default="actas,stock,floor", help="comma-separated (default all three)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn sync workers (nproc)")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per cell (default 2)")
     ap.add_argument("--max-codes", type=int, default=6000, help="cap on codes minted per cell (default 6000)")
     ap.add_argument("--mint-sessions", type=int, default=0, help="parallel sign-in sessions minting codes")
+    ap.add_argument(
+        "--max-pairs",
+        type=int,
+        default=100,
+        help="cap on subject tokens minted per token_exchange cell (default 100; one sign-in each)",
+    )
     ap.add_argument("--port-base", type=int, default=18001, help="actas on it, stock DOT +1, floor +2")
     ap.add_argument("--actas-env", action="append", default=[], metavar="K=V", help="extra env for actas")
     ap.add_argument(
@@ -745,9 +1170,7 @@ def parse_args() -> argparse.Namespace:
     a.cases = [x.strip() for x in a.cases.split(",") if x.strip()]
     a.servers = [x.strip() for x in a.servers.split(",") if x.strip()]
     a.mint_sessions = a.mint_sessions or 2 * a.workers
-    bad = (set(a.cases) - {"client_credentials", "authorization_code"}) | (
-        set(a.servers) - {"actas", "stock", "floor"}
-    )
+    bad = (set(a.cases) - set(CASES)) | (set(a.servers) - {"actas", "stock", "floor"})
     if bad:
         ap.error(f"unknown: {', '.join(sorted(bad))}")
     if a.duration <= 0 or a.duration > 120 or a.rounds < 1 or a.rounds > 10:
@@ -903,6 +1326,72 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
     # --- cells ---
     cells: list[Cell] = []
     flows: dict[str, CodeFlow] = {}
+    need_sign_floor = {"client_credentials", "refresh_token_act", "organization_switch"} & set(a.cases)
+    code_cases = {"authorization_code", "authorization_code_sso"} & set(a.cases)
+    imp_cases = {"token_exchange", "refresh_token_act", "organization_switch"} & set(a.cases)
+    if code_cases and "actas" in servers:
+        flows["actas"] = CodeFlow(
+            "actas",
+            f"http://{HOST}:{p}/t/acme/oauth2/authorize",
+            f"http://{HOST}:{p}/t/acme/oauth2/token",
+            "pickup",
+            "pickup-secret",
+            "admin",
+            "actas-demo-1",
+        )
+    if code_cases and "stock" in servers:
+        c, u = creds["stock"]["ac"], creds["stock"]["user"]
+        flows["stock"] = CodeFlow(
+            "stock",
+            f"http://{HOST}:{p + 1}/o/authorize/",
+            f"http://{HOST}:{p + 1}/o/token/",
+            c["client_id"],
+            c["client_secret"],
+            u["username"],
+            u["password"],
+        )
+    imp: Impersonation | None = None
+    if imp_cases and "actas" in servers:
+        ac = creds.get("actas", {})
+        imp = Impersonation(
+            f"http://{HOST}:{p}/t/acme", ac.get("alice_id", "?"), ac.get("eu_id", "?"), a.mint_sessions
+        )
+    sso_jars: dict[str, list[Jar]] = {}
+    actas_token = f"http://{HOST}:{p}/t/acme/oauth2/token"
+    floor_exchange_body = ""
+    if "token_exchange" in a.cases and "floor" in servers:
+        import jwt
+
+        def floor_token(sub: str) -> str:
+            now = int(time.time())
+            c15 = {
+                "iss": "https://idp.example.org/t/acme/oauth2/token",
+                "sub": sub,
+                "aud": ["Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa", "https://api.example.org"],
+                "azp": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+                "client_id": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+                "iat": now,
+                "nbf": now,
+                "exp": now + 3600,
+                "jti": f"bench-{sub}",
+                "scope": "openid profile email internal_user_mgt_view internal_org_user_mgt_list",
+                "aut": "APPLICATION_USER",
+                "org_id": "10084a8d-113f-4211-a0d5-efe36b082211",
+                "org_name": "acme",
+                "username": f"{sub}@example.org",
+                "act": {"sub": "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
+            }
+            return jwt.encode(c15, key, algorithm="RS256", headers={"kid": "k1"})
+
+        floor_exchange_body = urlencode(
+            {
+                "grant_type": TX_GRANT,
+                "subject_token": floor_token("user-1"),
+                "subject_token_type": TT_ACCESS,
+                "actor_token": floor_token("admin-1"),
+                "actor_token_type": TT_ACCESS,
+            }
+        )
     for conns in a.conns:
         if "client_credentials" in a.cases:
             if "actas" in servers:
@@ -914,7 +1403,7 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
                         "actas /t/acme/oauth2/token",
                         conns,
                         "POST",
-                        f"http://{HOST}:{p}/t/acme/oauth2/token",
+                        actas_token,
                         basic(c["client_id"], c["client_secret"]),
                         "grant_type=client_credentials",
                     )
@@ -933,45 +1422,18 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
                         "grant_type=client_credentials&scope=read",
                     )
                 )
-            if "floor" in servers:
-                cells.append(
-                    Cell(
-                        "client_credentials",
-                        "floor",
-                        "floor /sign/RS256",
-                        conns,
-                        "GET",
-                        f"http://{HOST}:{p + 2}/sign/RS256",
-                    )
+        if need_sign_floor and "floor" in servers:
+            cells.append(
+                Cell(
+                    "client_credentials",
+                    "floor",
+                    "floor /sign/RS256",
+                    conns,
+                    "GET",
+                    f"http://{HOST}:{p + 2}/sign/RS256",
                 )
+            )
         if "authorization_code" in a.cases:
-            if "actas" in servers:
-                flows.setdefault(
-                    "actas",
-                    CodeFlow(
-                        "actas",
-                        f"http://{HOST}:{p}/t/acme/oauth2/authorize",
-                        f"http://{HOST}:{p}/t/acme/oauth2/token",
-                        "pickup",
-                        "pickup-secret",
-                        "admin",
-                        "actas-demo-1",
-                    ),
-                )
-            if "stock" in servers:
-                c, u = creds["stock"]["ac"], creds["stock"]["user"]
-                flows.setdefault(
-                    "stock",
-                    CodeFlow(
-                        "stock",
-                        f"http://{HOST}:{p + 1}/o/authorize/",
-                        f"http://{HOST}:{p + 1}/o/token/",
-                        c["client_id"],
-                        c["client_secret"],
-                        u["username"],
-                        u["password"],
-                    ),
-                )
             for name, label in (("actas", "actas /t/acme/oauth2/token"), ("stock", "stock DOT /o/token/")):
                 if name in flows:
                     f = flows[name]
@@ -987,35 +1449,92 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
                             flow=f,
                         )
                     )
+        if "token_exchange" in a.cases:
+            if imp is not None:
+                cells.append(
+                    Cell(
+                        "token_exchange",
+                        "actas",
+                        "actas /t/acme/oauth2/token",
+                        conns,
+                        "POST",
+                        actas_token,
+                        imp.auth_header(),
+                        imp=imp,
+                    )
+                )
+            if "floor" in servers:
+                cells.append(
+                    Cell(
+                        "token_exchange",
+                        "floor",
+                        "floor /verify-2-sign-1",
+                        conns,
+                        "POST",
+                        f"http://{HOST}:{p + 2}/verify-2-sign-1",
+                        body=floor_exchange_body,
+                    )
+                )
+        for case in ("refresh_token_act", "organization_switch"):
+            if case in a.cases and imp is not None:
+                label = "actas /t/acme/oauth2/token"
+                cells.append(
+                    Cell(case, "actas", label, conns, "POST", actas_token, imp.auth_header(), imp=imp)
+                )
+        if "authorization_code_sso" in a.cases:
+            for name, label in (
+                ("actas", "actas authorize + token"),
+                ("stock", "stock DOT authorize + token"),
+            ):
+                if name in flows:
+                    f = flows[name]
+                    sso_jars.setdefault(name, [])
+                    cells.append(
+                        Cell(
+                            "authorization_code_sso",
+                            name,
+                            label,
+                            conns,
+                            "POST",
+                            f.token_url,
+                            f.auth_header(),
+                            flow=f,
+                            jars=sso_jars[name],
+                        )
+                    )
 
-    # Sign in (once per minting session) for the authorization-code cells.
+    # Sign in: once per minting session for the authorization-code cells, once per connection
+    # for the SSO round trips (a password hash each).
     for name, f in flows.items():
         if servers[name].error:
             continue
+        want = a.mint_sessions if "authorization_code" in a.cases else 0
+        n_sso = max(a.conns) if name in sso_jars else 0
         try:
             t0 = time.perf_counter()
-            f.jars = [f.sign_in()]
-            with_errors: list[BaseException] = []
-
-            def more(f: CodeFlow = f, errs: list[BaseException] = with_errors) -> None:
-                try:
-                    f.jars.append(f.sign_in())
-                except BaseException as e:  # noqa: BLE001
-                    errs.append(e)
-
-            ts = [threading.Thread(target=more, daemon=True) for _ in range(a.mint_sessions - 1)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            if with_errors:
-                raise BenchError(str(with_errors[0]))
-            log(f"{name}: {len(f.jars)} signed-in sessions in {time.perf_counter() - t0:.1f} s")
+            jars, _ = in_threads(want + n_sso, a.mint_sessions, f.sign_in)
+            f.jars = jars[:want]
+            if name in sso_jars:
+                sso_jars[name].extend(jars[want:])
+            log(f"{name}: {len(jars)} signed-in sessions in {time.perf_counter() - t0:.1f} s")
         except (BenchError, OSError) as e:
             for cell in cells:
                 if cell.flow is f:
                     cell.status, cell.error = "failed", f"sign-in/authorize: {e}"
-            log(f"{name}: sign-in for the authorization-code case failed: {e}")
+            log(f"{name}: sign-in for the authorization-code cases failed: {e}")
+    if (
+        imp is not None
+        and not servers["actas"].error
+        and {"refresh_token_act", "organization_switch"} & imp_cases
+    ):
+        try:
+            secs = imp.top_up(2 * max(a.conns) + 8)
+            log(f"actas: {len(imp.refresh_pool)} impersonations exchanged for refresh tokens in {secs:.1f} s")
+        except (BenchError, OSError, ValueError) as e:
+            for cell in cells:
+                if cell.imp is imp and cell.case != "token_exchange":
+                    cell.status, cell.error = "failed", f"minting impersonations: {e}"
+            log(f"actas: minting impersonations failed: {e}")
 
     for cell in cells:
         if servers[cell.server].error:
@@ -1029,9 +1548,16 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
     log(f"warm-up: {len(live)} cells x {a.warmup:g} s")
     for cell in live:
         try:
-            if cell.flow is not None:
+            if cell.flow is not None or cell.imp is not None:
                 cell.rate_estimate = 200 / a.warmup  # sized for the warm-up only
-            r = run_wrk(cell, servers[cell.server], a.warmup, workdir, max_codes=min(a.max_codes, 1000))
+            r = run_wrk(
+                cell,
+                servers[cell.server],
+                a.warmup,
+                workdir,
+                max_codes=min(a.max_codes, 1000),
+                max_pairs=min(a.max_pairs, 30),
+            )
             cell.rate_estimate = max(r["rps"], 1.0)
         except (BenchError, subprocess.TimeoutExpired) as e:
             cell.status, cell.error = "failed", f"warm-up: {e}"
@@ -1044,20 +1570,26 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
             if cell.status != "ok":
                 continue
             try:
-                r = run_wrk(cell, servers[cell.server], a.duration, workdir, a.max_codes)
-            except (BenchError, subprocess.TimeoutExpired) as e:
+                r = run_wrk(cell, servers[cell.server], a.duration, workdir, a.max_codes, a.max_pairs)
+            except (BenchError, subprocess.TimeoutExpired, OSError, ValueError) as e:
                 cell.status, cell.error = "failed", f"round {rnd}: {e}"
                 log(f"{cell.key}: FAILED: {e}")
                 continue
             cell.runs.append(r)
-            if cell.flow is not None:
+            if cell.flow is not None or cell.imp is not None:
                 cell.rate_estimate = r["rps"]
             minted = f" (minted {r['codes']} codes in {r['mint_s']:.1f} s)" if "codes" in r else ""
+            if "pairs" in r:
+                minted = f" (minted {r['pairs']} subject tokens in {r['mint_s']:.1f} s)"
+            if "pool" in r:
+                minted = f" (refresh pool {r['pool']} -> {r['left']})"
+            if r.get("access_tokens_refused"):
+                minted = f" ({r['access_tokens_refused']} of 8 fresh access tokens refused, left out)"
             err = f" errors={r['errors']} first={r.get('first_bad', '')[:80]!r}" if r["errors"] else ""
             if r.get("server_exception"):
                 err += f" server log: {r['server_exception'][:160]}"
             log(
-                f"round {rnd} {cell.key:34s} {r['rps']:8.1f} req/s p50 {r['p50_ms']:6.1f} ms "
+                f"round {rnd} {cell.key:40s} {r['rps']:8.1f} req/s p50 {r['p50_ms']:6.1f} ms "
                 f"p99 {r['p99_ms']:6.1f} ms in {r['seconds']:.1f} s{minted}{err}"
             )
 

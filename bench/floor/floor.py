@@ -1,7 +1,13 @@
-"""The floor: the perf-floor kit's `/hello` and `/sign/RS256` endpoints (shared/perf-floor/probe_project),
-re-created as one module so that bench/run.py can serve them beside actas and take ratios in
-the same run. Django with the default `startproject` middleware stack, DEBUG off, no database;
-the RSA key is parsed once at import (path in BENCH_FLOOR_KEY).
+"""The floor: the perf-floor kit's `/hello`, `/sign/RS256` and token-exchange-shaped
+`/exchange/RS256` endpoints (shared/perf-floor/probe_project), re-created as one module so that
+bench/run.py can serve them beside actas and take ratios in the same run. Django with the
+default `startproject` middleware stack, DEBUG off, no database; the RSA key is parsed once
+at import (path in BENCH_FLOOR_KEY), its public half too.
+
+- `/sign/RS256`: sign the 15-claim payload.
+- `/verify-2-sign-1`: the kit's `/exchange/RS256`: POST `subject_token` and `actor_token`, verify
+  both (RS256 signature and `aud`; not `exp`, as in the kit), sign the payload with the subject's
+  `sub` and the actor's `sub` in `act`.
 
     gunicorn --chdir bench/floor floor:application
 """
@@ -50,14 +56,16 @@ _loaded = serialization.load_pem_private_key(Path(os.environ["BENCH_FLOOR_KEY"])
 if not isinstance(_loaded, rsa.RSAPrivateKey):
     raise SystemExit("BENCH_FLOOR_KEY must be an RSA private key")
 KEY: rsa.RSAPrivateKey = _loaded
+PUB = KEY.public_key()
+AUDIENCE = "https://api.example.org"
 
 
-def claims() -> dict[str, object]:
+def claims(sub: str | None = None, actor: str | None = None) -> dict[str, object]:
     """The kit's 15-claim access-token payload (Asgardeo-like, plus an RFC 8693 `act`)."""
     now = int(time.time())
     return {
         "iss": "https://idp.example.org/t/acme/oauth2/token",
-        "sub": "5b6b7c1e-3f0a-4d6c-9a53-2f1e0c9d8b7a",
+        "sub": sub or "5b6b7c1e-3f0a-4d6c-9a53-2f1e0c9d8b7a",
         "aud": ["Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa", "https://api.example.org"],
         "azp": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
         "client_id": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
@@ -70,7 +78,7 @@ def claims() -> dict[str, object]:
         "org_id": "10084a8d-113f-4211-a0d5-efe36b082211",
         "org_name": "acme",
         "username": "alice@example.org",
-        "act": {"sub": "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
+        "act": {"sub": actor or "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
     }
 
 
@@ -78,11 +86,7 @@ def hello(request):
     return JsonResponse({"status": "ok", "service": "probe", "version": 1})
 
 
-@csrf_exempt
-def sign(request, alg):
-    if alg != "RS256":
-        return HttpResponseBadRequest("alg")
-    token = jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"})
+def _token_response(token: str) -> JsonResponse:
     response = JsonResponse(
         {
             "access_token": token,
@@ -95,10 +99,33 @@ def sign(request, alg):
     return response
 
 
+@csrf_exempt
+def sign(request, alg):
+    if alg != "RS256":
+        return HttpResponseBadRequest("alg")
+    return _token_response(jwt.encode(claims(), KEY, algorithm="RS256", headers={"kid": "k1"}))
+
+
+@csrf_exempt
+def verify_2_sign_1(request):
+    """Token-exchange-shaped work: verify the subject and actor tokens, mint one with `act`."""
+    if request.method != "POST":
+        return HttpResponseBadRequest("POST")
+    options = {"verify_exp": False}
+    try:
+        st = jwt.decode(request.POST["subject_token"], PUB, ["RS256"], audience=AUDIENCE, options=options)
+        at = jwt.decode(request.POST["actor_token"], PUB, ["RS256"], audience=AUDIENCE, options=options)
+    except (KeyError, jwt.InvalidTokenError) as e:
+        return HttpResponseBadRequest(str(e))
+    token = jwt.encode(claims(sub=st["sub"], actor=at["sub"]), KEY, algorithm="RS256", headers={"kid": "k1"})
+    return _token_response(token)
+
+
 urlpatterns = [
     path("healthz", hello),
     path("hello", hello),
     path("sign/<str:alg>", sign),
+    path("verify-2-sign-1", verify_2_sign_1),
 ]
 
 application = get_wsgi_application()

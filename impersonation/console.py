@@ -44,7 +44,10 @@ DISABLED = {
     "subject-protected": "The account is protected: nobody can impersonate it.",
     "dominance": "This user holds permissions that you do not have.",
     "chained": "You are impersonating someone already. End that impersonation first.",
-    "myaccount": "My Account is not enabled for this organization. Share it with the organization first.",
+    "myaccount": (
+        "My Account is not enabled for this organization: an administrator of the organization that "
+        "owns it shares it from Applications → My Account → Shared Access."
+    ),
     "login-flow": "My Account's login flow asks for steps that the Console's login flow does not have.",
 }
 

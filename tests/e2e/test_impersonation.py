@@ -625,13 +625,14 @@ def test_a_disabled_impersonate_action_shows_its_reason(
     assert button.get_attribute("aria-describedby") == "impersonate-why"
     shot(page, "locked-user-action-disabled")
 
-    # Acme EU, where My Account is not shared yet: eu-admin is told to share it first.
+    # Acme EU, where My Account is not shared yet: eu-admin is told who shares it.
     eu = new_page()
     sign_in(eu, live_url, console_path(world.eu), "eu-admin")
     open_user(eu, "eu-user")
     action = eu.get_by_role("region", name="Impersonate User")
     assert action.get_by_role("button", name="Impersonate User").is_disabled()
     assert action.get_by_text(
-        "My Account is not enabled for this organization. Share it with the organization first."
+        "My Account is not enabled for this organization: an administrator of the organization that "
+        "owns it shares it from Applications → My Account → Shared Access."
     ).is_visible()
     shot(eu, "myaccount-not-shared-action-disabled")

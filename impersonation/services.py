@@ -313,6 +313,30 @@ def impersonation_guard(*, session: ImpersonationSession, application: Applicati
     return int((session.expires_at - now).total_seconds())
 
 
+def _evaluate(
+    *,
+    actor: User,
+    subject_id: str,
+    org: Organization,
+    application: Application,
+    sso_session: SSOSession,
+    requested_scopes: Sequence[str],
+    read_only: bool,
+) -> policy.Attempt:
+    """The whole policy chain for a request made in ``sso_session`` (chained if it is bound)."""
+    return policy.evaluate(
+        policy.Attempt(
+            impersonator=actor,
+            subject_id=subject_id,
+            org=org,
+            application=application,
+            requested_scopes=requested_scopes,
+            read_only=read_only,
+            chained=live_session_for(sso_session) is not None,
+        )
+    )
+
+
 def impersonation_begin(
     *,
     actor: User,
@@ -327,16 +351,14 @@ def impersonation_begin(
 ) -> tuple[ImpersonationSession, policy.Attempt]:
     """Start an impersonation after the whole policy chain: the one path for the Console and
     the token exchange. Raises :class:`policy.Refused` (the caller audits it)."""
-    attempt = policy.evaluate(
-        policy.Attempt(
-            impersonator=actor,
-            subject_id=subject_id,
-            org=org,
-            application=application,
-            requested_scopes=requested_scopes,
-            read_only=read_only,
-            chained=live_session_for(sso_session) is not None,
-        )
+    attempt = _evaluate(
+        actor=actor,
+        subject_id=subject_id,
+        org=org,
+        application=application,
+        sso_session=sso_session,
+        requested_scopes=requested_scopes,
+        read_only=read_only,
     )
     assert attempt.subject is not None
     session = impersonation_start(
@@ -366,16 +388,14 @@ def impersonation_check(
     """Run the whole policy chain for a request made in ``sso_session``; a refusal is audited
     (in its own transaction) and raised again."""
     try:
-        return policy.evaluate(
-            policy.Attempt(
-                impersonator=actor,
-                subject_id=subject_id,
-                org=org,
-                application=application,
-                requested_scopes=requested_scopes,
-                read_only=read_only,
-                chained=live_session_for(sso_session) is not None,
-            )
+        return _evaluate(
+            actor=actor,
+            subject_id=subject_id,
+            org=org,
+            application=application,
+            sso_session=sso_session,
+            requested_scopes=requested_scopes,
+            read_only=read_only,
         )
     except policy.Refused as refusal:
         impersonation_refused(

@@ -730,12 +730,8 @@ def test_a_public_client_exchange_needs_its_code_verifier(client: Client, world:
         },
     )
     assert right.status_code == 200, right.content
-    access = (
-        _claims(right.json()["access_token"])
-        if False
-        else tokens.verify(
-            right.json()["access_token"], typ="at+jwt", issuer=ISS, audience=myaccount.client_id
-        )
+    access = tokens.verify(
+        right.json()["access_token"], typ="at+jwt", issuer=ISS, audience=myaccount.client_id
     )
     assert access["act"] == {"sub": str(world.impersonator.pk)}
 

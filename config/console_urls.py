@@ -7,6 +7,7 @@ from django.urls import path
 
 from identity import console as identity_console
 from identity import console_applications as apps_console
+from identity import console_logs as logs_console
 from impersonation import console as impersonation_console
 from organizations import console as organizations_console
 
@@ -98,5 +99,15 @@ urlpatterns = [
         "impersonations/<uuid:impersonation_id>/end/",
         impersonation_console.impersonation_force_end,
         name="impersonation-end",
+    ),
+    path("logs/", logs_console.log_list, name="logs"),
+    path("logs/<int:seq>/", logs_console.log_detail, name="logs-detail"),
+    path("logs/verify/", logs_console.log_verify, name="logs-verify"),
+    path("logs/export.csv", logs_console.log_export_csv, name="logs-export-csv"),
+    path("logs/export.json", logs_console.log_export_json, name="logs-export-json"),
+    path(
+        "login-registration/impersonation/",
+        organizations_console.impersonation_settings,
+        name="impersonation-settings",
     ),
 ]

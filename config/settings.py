@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "mptt",
     "rest_framework",
+    "drf_spectacular",
     "oauth2_provider",
     "organizations",
     "identity",
@@ -251,12 +252,33 @@ ACTAS_OAUTH_MINT_GUARD = "impersonation.hooks.mint_guard"
 ACTAS_SSO_SESSION_END_HOOKS = ["impersonation.hooks.on_sso_session_end"]
 ACTAS_SSO_IMPERSONATION = "impersonation.hooks.impersonation_of"
 ACTAS_IMPERSONATION_LIVE_UNTIL = "impersonation.hooks.live_until"
+ACTAS_IMPERSONATION_READ_ONLY = "impersonation.hooks.read_only"
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "UNAUTHENTICATED_USER": None,
+    # SCIM views render SCIM errors, the configs API WSO2-style ones (identity/api/base.py).
+    "EXCEPTION_HANDLER": "identity.api.base.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# OpenAPI 3 schema of actas's own APIs, served at /api/schema/ (YAML; ?format=json for JSON).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "actas API",
+    "DESCRIPTION": (
+        "actas's own APIs: SCIM 2.0 users (/t/{tenant}/scim2/Users, /Me, /o/scim2/Users for a "
+        "switched token's child organization), the impersonation configuration "
+        "(/t/{tenant}/api/server/v1/configs/impersonation) and the organizations a user may "
+        "switch to. Every call needs an actas access token (Authorization: Bearer)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_SPLIT_PATCH": False,
 }
 
 # --- actas --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
 
 from identity import api as identity_api
 from identity import views as identity_views
@@ -56,6 +57,41 @@ urlpatterns = [
         "t/<slug:tenant>/api/users/v1/me/organizations",
         login_not_required(identity_api.MyOrganizations.as_view()),
         name="api-me-organizations",
+    ),
+    # SCIM 2.0 users and the impersonation configuration (identity/api/); the OpenAPI schema of
+    # actas's APIs at /api/schema/ (YAML; ?format=json for JSON).
+    path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
+    path(
+        "t/<slug:tenant>/scim2/Users", login_not_required(identity_api.ScimUsers.as_view()), name="scim-users"
+    ),
+    path(
+        "t/<slug:tenant>/scim2/Users/<str:user_id>",
+        login_not_required(identity_api.ScimUser.as_view()),
+        name="scim-user",
+    ),
+    path("t/<slug:tenant>/scim2/Me", login_not_required(identity_api.ScimMe.as_view()), name="scim-me"),
+    path(
+        "t/<slug:tenant>/o/scim2/Users",
+        login_not_required(identity_api.OrgScimUsers.as_view()),
+        name="org-scim-users",
+    ),
+    path(
+        "t/<slug:tenant>/o/scim2/Users/<str:user_id>",
+        login_not_required(identity_api.OrgScimUser.as_view()),
+        name="org-scim-user",
+    ),
+    path(
+        "t/<slug:tenant>/o/scim2/Me", login_not_required(identity_api.OrgScimMe.as_view()), name="org-scim-me"
+    ),
+    path(
+        "t/<slug:tenant>/api/server/v1/configs/impersonation",
+        login_not_required(identity_api.ImpersonationConfig.as_view()),
+        name="api-impersonation-config",
+    ),
+    path(
+        "t/<slug:tenant>/o/api/server/v1/configs/impersonation",
+        login_not_required(identity_api.OrgImpersonationConfig.as_view()),
+        name="org-api-impersonation-config",
     ),
     path(
         "t/<slug:tenant>/o/<uuid:org>/oauth2/authorize",

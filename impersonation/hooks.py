@@ -90,3 +90,8 @@ def live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
         .first()
     )
     return found if found is not None and found > timezone.now() else None
+
+
+def read_only(*, impersonation_id: uuid.UUID) -> bool:
+    """Whether the impersonation was started read-only (its tokens may not write)."""
+    return ImpersonationSession.objects.filter(pk=impersonation_id, read_only=True).exists()

@@ -297,7 +297,7 @@ def impersonation_settings(request: HttpRequest, console: Console) -> HttpRespon
     if form.is_valid():
         before = _own_settings(console.org)
         wanted = form.own_values()
-        changed = {k: v for k, v in wanted.items() if before[k] != v}
+        changed: dict[str, Any] = {k: v for k, v in wanted.items() if before[k] != v}
         if not changed:
             messages.info(request, "Nothing changed.")
             return HttpResponseRedirect(console.url("impersonation-settings"))

@@ -111,3 +111,20 @@ def impersonation_live_until(impersonation_id: object) -> dt.datetime | None:
     lookup = _hook("ACTAS_IMPERSONATION_LIVE_UNTIL", _no_live_until)
     until: dt.datetime | None = lookup(impersonation_id=pk)
     return until
+
+
+def _never_read_only(*, impersonation_id: uuid.UUID) -> bool:
+    return False
+
+
+def impersonation_read_only(impersonation_id: object) -> bool:
+    """Whether the impersonation named in a token was started read-only: its tokens may not
+    write through actas's own APIs (``ACTAS_IMPERSONATION_READ_ONLY``). An id that is not a
+    UUID is not an impersonation this server knows, so nothing is read-only about it (such a
+    token never gets this far: ``impersonation_live_until`` refuses it first)."""
+    try:
+        pk = uuid.UUID(str(impersonation_id))
+    except ValueError:
+        return False
+    lookup = _hook("ACTAS_IMPERSONATION_READ_ONLY", _never_read_only)
+    return bool(lookup(impersonation_id=pk))

@@ -60,14 +60,16 @@ def organization_set_status(*, actor: User | None, org: Organization, status: st
 
 @transaction.atomic
 def organization_settings_update(
-    *, actor: User | None, org: Organization, **values: Any
+    *, actor: User | None, org: Organization, impersonator: User | None = None, **values: Any
 ) -> OrganizationSettings:
-    """Set this organization's own settings; ``None`` clears a value back to *inherit*."""
+    """Set this organization's own settings; ``None`` clears a value back to *inherit*.
+    ``impersonator``: who is acting as ``actor`` (an impersonated API call)."""
     row = tree.org_settings_write(org=org, **values)
     audit_record(
         org=org,
         action="organization-settings-update",
         actor=actor,
+        impersonator=impersonator,
         target_type="organization",
         target_id=org.pk,
         data={k: v for k, v in values.items()},

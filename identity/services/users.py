@@ -6,6 +6,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, RegexValidator
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 
 from identity.models import User, UserAssociation
 from identity.services.audit import audit_record, audit_refusal
@@ -33,8 +34,10 @@ def user_create(
     given_name: str = "",
     family_name: str = "",
     is_protected: bool = False,
+    impersonator: User | None = None,
 ) -> User:
-    """Create a user resident in ``org``. Errors come back as field errors."""
+    """Create a user resident in ``org``. Errors come back as field errors; ``impersonator``
+    is set when the creation is made with an impersonated token."""
     username = normalise_username(username)
     email = (email or "").strip()
     errors: dict[str, list[str]] = {}
@@ -77,6 +80,7 @@ def user_create(
         org=org,
         action="user-create",
         actor=actor,
+        impersonator=impersonator,
         subject=user,
         target_type="user",
         target_id=user.pk,
@@ -224,3 +228,111 @@ def _user_profile_save(*, actor: User, user: User, impersonator: User | None, va
     for field in changes:
         setattr(user, field, values[field])
     return locked
+
+
+class UserChangeRefused(Exception):
+    """A change the rules forbid (not a malformed value): the API answers 403 and audits the
+    refusal in a transaction of its own (``code`` names the rule)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UserDeleteConflict(Exception):
+    """The user cannot be deleted (records that must outlive them point at them)."""
+
+
+def user_update_scim(
+    *,
+    actor: User,
+    user: User,
+    impersonator: User | None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+    email: str | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Apply a SCIM PATCH (or the /Me PATCH) to ``user``: names, email, active; audited.
+
+    ``None`` leaves a value as it is. ``actor`` is the token's user; ``impersonator`` is set
+    whenever the token is impersonated, and then the email address cannot change (DESIGN §7,
+    a sensitive action): :class:`UserChangeRefused`. Malformed values are field errors
+    (``ValidationError``); nothing changes unless everything is valid. The caller audits a
+    refusal (the API does, outside the transaction that rolls back)."""
+    errors: dict[str, list[str]] = {}
+    values: dict[str, str] = {}
+    if given_name is not None:
+        values["given_name"] = _profile_text(
+            given_name, field="given_name", limit=PROFILE_NAME_MAX, errors=errors
+        )
+    if family_name is not None:
+        values["family_name"] = _profile_text(
+            family_name, field="family_name", limit=PROFILE_NAME_MAX, errors=errors
+        )
+    if email is not None:
+        address = _profile_text(email, field="email", limit=EMAIL_MAX, errors=errors)
+        if address and "email" not in errors:
+            try:
+                EmailValidator()(address)
+            except ValidationError as exc:
+                errors["email"] = list(exc.messages)
+        values["email"] = address
+    if errors:
+        raise ValidationError(errors)
+    if impersonator is not None and "email" in values and values["email"] != (user.email or ""):
+        raise UserChangeRefused(
+            "email-while-impersonating",
+            "The email address cannot be changed while someone is impersonating this user.",
+        )
+    with transaction.atomic():
+        saved = _user_profile_save(actor=actor, user=user, impersonator=impersonator, values=values)
+        if is_active is not None and saved.is_active != is_active:
+            before = saved.is_active
+            saved.is_active = is_active
+            saved.save(update_fields=["is_active"])
+            audit_record(
+                org=saved.organization,
+                action="user-status-change",
+                actor=actor,
+                impersonator=impersonator,
+                subject=saved,
+                target_type="user",
+                target_id=saved.pk,
+                data={"is_active": {"from": before, "to": is_active}},
+            )
+    for field, value in values.items():
+        setattr(user, field, value)
+    user.is_active = saved.is_active
+    return saved
+
+
+@transaction.atomic
+def user_delete(*, actor: User, user: User, impersonator: User | None) -> None:
+    """Delete ``user`` (their associations, sessions and tokens go with them); audited.
+
+    Refused with :class:`UserDeleteConflict` for the acting user themself, the impersonator,
+    and a user that impersonation records point at (the trail must keep them: deactivate such
+    a user instead)."""
+    if user.pk == actor.pk or (impersonator is not None and user.pk == impersonator.pk):
+        raise UserDeleteConflict("A user cannot delete their own account this way.")
+    org = user.organization
+    pk, username = user.pk, user.username
+    audit_record(
+        org=org,
+        action="user-delete",
+        actor=actor,
+        impersonator=impersonator,
+        subject=user,
+        target_type="user",
+        target_id=pk,
+        data={"username": username, "email": user.email},
+    )
+    try:
+        with transaction.atomic():
+            User.objects.filter(pk=pk).delete()
+    except ProtectedError as exc:
+        raise UserDeleteConflict(
+            "This user appears in impersonation records and cannot be deleted; deactivate them instead."
+        ) from exc

@@ -1,0 +1,28 @@
+"""actas's own REST APIs (DRF), called by applications with actas access tokens.
+
+Every API authenticates with :class:`BearerTokenAuthentication` (signature, ``iss``, ``exp``,
+revocation: ``identity.oauth.bearer``), checks the scopes its operations need, and scopes its
+results by the token's ``org_id``. Non-GET calls made with an impersonated token are audited
+(``identity.api.base.ActasAPIView``). The OpenAPI schema is served at ``/api/schema/``.
+"""
+
+from identity.api.base import AccessTokenAuth, ActasAPIView, BearerTokenAuthentication, exception_handler
+from identity.api.configs import ImpersonationConfig, OrgImpersonationConfig
+from identity.api.me import MyOrganizations
+from identity.api.scim import OrgScimMe, OrgScimUser, OrgScimUsers, ScimMe, ScimUser, ScimUsers
+
+__all__ = [
+    "AccessTokenAuth",
+    "ActasAPIView",
+    "BearerTokenAuthentication",
+    "ImpersonationConfig",
+    "MyOrganizations",
+    "OrgImpersonationConfig",
+    "OrgScimMe",
+    "OrgScimUser",
+    "OrgScimUsers",
+    "ScimMe",
+    "ScimUser",
+    "ScimUsers",
+    "exception_handler",
+]

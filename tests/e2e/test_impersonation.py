@@ -15,6 +15,8 @@ import hashlib
 import html
 import re
 import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -636,3 +638,79 @@ def test_a_disabled_impersonate_action_shows_its_reason(
         "owns it shares it from Applications → My Account → Shared Access."
     ).is_visible()
     shot(eu, "myaccount-not-shared-action-disabled")
+
+
+@pytest.fixture
+def real_pickup(live_url: str, world: World) -> Iterator[str]:
+    """The demo relying party (demo/pickup) served on a free port: a business application
+    ready for impersonation (tests.impersonation.helpers), discoverable, with Pickup's URLs."""
+    from demo.pickup.app import Config
+    from demo.pickup.app import Pickup as PickupApp
+    from demo.pickup.server import server
+    from tests.identity.oauth_helpers import SECRET
+    from tests.impersonation.helpers import impersonation_app
+
+    httpd = server(None, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    app = impersonation_app(world).app
+    Application.objects.filter(pk=app.pk).update(
+        name="Pickup",
+        redirect_uris=f"{url}/callback",
+        post_logout_redirect_uris=f"{url}/",
+        discoverable=True,
+        access_url=f"{url}/",
+        skip_logout_consent=True,
+        pkce_required=False,
+    )
+    httpd.set_app(PickupApp(Config(actas_url=live_url, public_url=url, client_secret=SECRET)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def test_launch_the_real_pickup_as_the_user_then_the_user_sees_access_to_my_account(
+    live_url: str, world: World, page: Any, new_page: Any, shot: Any, real_pickup: str
+) -> None:
+    """From My Account, as target, launch Pickup (the demo application): it signs in by SSO
+    and shows that it acts as target for the impersonator; after End, target signs in to My
+    Account and finds the impersonation under Access to my account."""
+    role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.impersonator)
+    sign_in(page, live_url, console_path(world.root), "impersonator")
+    open_user(page, "target")
+    tab = impersonate(page, "target", "Target")
+    assert_myaccount_as(tab, user=world.target, org_name="Acme")
+    launchable = tab.get_by_role("list", name="Applications you may enter as Target")
+    launchable.get_by_role("link", name="Pickup").click()
+    tab.wait_for_url(f"{real_pickup}/")
+    tab.get_by_role("button", name="Sign in with actas").click()
+    acting = tab.get_by_role("status").filter(has_text="Acting as")
+    acting.wait_for()
+    assert f"user id {world.impersonator.pk}" in acting.inner_text()
+    assert tab.get_by_text(str(world.target.pk)).first.is_visible()
+    shot(tab, "pickup-acting-as-target")
+
+    tab.goto(f"{live_url}{myaccount_path(world.root, 'applications/')}")
+    tab.get_by_role("region", name="Impersonation in progress").get_by_role(
+        "button", name="End impersonation"
+    ).click()
+    tab.get_by_role("heading", name="Impersonation ended").wait_for()
+
+    # The user: My Account → Access to my account lists it, with the reason and Pickup.
+    own = new_page()
+    own.goto(f"{live_url}{myaccount_path(world.root)}")
+    own.get_by_label("Username", exact=True).fill("target")
+    own.get_by_label("Password", exact=True).fill(PASSWORD)
+    own.get_by_role("button", name="Sign in").click()
+    own.get_by_role("navigation", name="My Account sections").get_by_role(
+        "link", name="Access to my account"
+    ).click()
+    own.get_by_role("heading", name="Access to my account", level=1).wait_for()
+    main = own.get_by_role("main")
+    assert main.get_by_text(world.impersonator.display_name).first.is_visible()
+    assert main.get_by_text(REASON, exact=False).first.is_visible()
+    assert main.get_by_text("Pickup", exact=False).first.is_visible()
+    assert main.get_by_text("Ended", exact=False).first.is_visible()
+    shot(own, "access-to-my-account")

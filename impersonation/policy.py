@@ -169,9 +169,8 @@ def evaluate(attempt: Attempt) -> Attempt:
 
 
 def recheck(*, impersonator: User, subject: User, org: Organization) -> None:
-    """What can change during a session and ends it: both accounts' status and dominance."""
-    impersonator.refresh_from_db(fields=["is_active", "is_locked"])
-    subject.refresh_from_db(fields=["is_active", "is_locked", "is_protected"])
+    """What can change during a session and ends it: both accounts' status and dominance.
+    The callers pass users loaded in this request."""
     if not impersonator.can_sign_in:
         raise Refused("impersonator-inactive", "The impersonator's account is disabled or locked.")
     if not org_is_usable(org):

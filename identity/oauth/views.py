@@ -500,12 +500,13 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
         }
         return _no_store(JsonResponse(answer))
     refresh = (
-        RefreshToken.objects.select_related("application__organization", "user")
+        RefreshToken.objects.select_related("application__organization", "user", "access_token")
         .filter(token_checksum=oauth_claims.token_checksum(raw), revoked__isnull=True)
         .first()
     )
     if (
         refresh is not None
+        and (refresh.user is None or refresh.user.can_sign_in)
         and refresh.application is not None
         and refresh.application.organization.tenant_id == tenant_org.pk
         and refresh.access_token_id is not None

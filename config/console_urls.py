@@ -7,6 +7,7 @@ from django.urls import path
 
 from identity import console as identity_console
 from identity import console_applications as apps_console
+from identity import console_branding as branding_console
 from identity import console_logs as logs_console
 from impersonation import console as impersonation_console
 from organizations import console as organizations_console
@@ -109,5 +110,17 @@ urlpatterns = [
         "login-registration/impersonation/",
         organizations_console.impersonation_settings,
         name="impersonation-settings",
+    ),
+    path("branding/", branding_console.branding, name="branding"),
+    path("email-templates/", branding_console.email_template_list, name="email-templates"),
+    path(
+        "email-templates/<str:kind>/<str:locale>/",
+        branding_console.email_template_edit,
+        name="email-template-edit",
+    ),
+    path(
+        "email-templates/<str:kind>/<str:locale>/reset/",
+        branding_console.email_template_reset_view,
+        name="email-template-reset",
     ),
 ]

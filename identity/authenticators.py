@@ -289,6 +289,7 @@ class EmailOTPAuthenticator(Authenticator):
             challenge.save(update_fields=["code_hash"])
             outbox_enqueue(
                 tenant=org.tenant or org,
+                organization=org,
                 kind="email-otp",
                 template="email_otp",
                 to_email=user.email,

@@ -459,6 +459,11 @@ class OutboxMessage(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    # The organization whose branding and email templates render it (None: the tenant's).
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    locale = models.CharField(max_length=16, default="en")
     kind = models.CharField(max_length=64)
     template = models.CharField(max_length=100)
     to_email = models.EmailField()
@@ -534,3 +539,59 @@ class OAuthAuthorization(models.Model):
         if self.impersonator_id is None or self.impersonation_id is None:
             return {}
         return {"act": {"sub": str(self.impersonator_id)}, "impersonation_id": str(self.impersonation_id)}
+
+
+def validate_https_url(value: str) -> None:
+    from django.core.validators import URLValidator
+
+    if not value:
+        return
+    URLValidator(schemes=["https"], message="Enter an https:// address.")(value)
+
+
+class OrganizationBranding(models.Model):
+    """What an organization's emails show of it: display name, support address and logo.
+    Empty fields inherit from the nearest ancestor that sets them."""
+
+    organization = models.OneToOneField(
+        Organization, primary_key=True, on_delete=models.CASCADE, related_name="branding"
+    )
+    display_name = models.CharField(max_length=120, blank=True)
+    support_email = models.EmailField(blank=True)
+    logo_url = models.URLField(max_length=500, blank=True, validators=[validate_https_url])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "organization brandings"
+
+    def __str__(self) -> str:
+        return f"branding of {self.organization_id}"
+
+
+class EmailTemplate(models.Model):
+    """An organization's own wording of one email in one locale (a Django template string,
+    rendered sandboxed by ``identity.emails``). A child organization without one falls back
+    to its parent's, then to actas's default."""
+
+    class Kind(models.TextChoices):
+        IMPERSONATION_STARTED = "impersonation_started", "Impersonation started"
+        EMAIL_OTP = "email_otp", "Email sign-in code"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    locale = models.CharField(max_length=16, default="en")
+    subject = models.CharField(max_length=300)
+    html_body = models.TextField()
+    text_body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind", "locale"], name="email_template_unique_org_kind_locale"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.locale} of {self.organization_id}"

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from identity import tokens
+from identity.emails import branding_effective
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.selectors import role_assignments_in_org, tenant_system_role
@@ -223,20 +224,26 @@ def _notify_subject(*, session: ImpersonationSession) -> None:
     base = f"{django_settings.BASE_URL}/t/{tenant.handle}"
     if session.organization_id != tenant.pk:
         base = f"{base}/o/{session.organization_id}"
+    access_url = f"{base}/myaccount/access/"
+    branding = branding_effective(session.organization)
     outbox_enqueue(
         tenant=tenant,
+        organization=session.organization,
         kind="impersonation-started",
         template="impersonation_started",
         to_email=session.subject.email,
         context={
             "user_name": session.subject.display_name,
             "impersonator_name": session.impersonator.display_name,
-            "started_at": session.started_at.strftime("%Y-%m-%d %H:%M UTC"),
-            "expires_at": session.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "started_at": _utc(session.started_at),
+            "expires_at": _utc(session.expires_at),
             "org_name": session.organization.name,
             "reason": session.reason,
             "read_only": session.read_only,
-            "access_url": f"{base}/myaccount/access/",
+            "access_url": access_url,
+            # The report form of this impersonation, on the Access to my account page.
+            "report_url": f"{access_url}#imp-{session.pk}",
+            **branding.values(),
         },
     )
 

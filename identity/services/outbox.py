@@ -4,7 +4,8 @@
   task only once that transaction commits. Publishing is best-effort and fails fast: with the
   broker down the request still succeeds and celery beat picks the row up later.
 - ``outbox_deliver`` claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never
-  send the same row at once), renders it with django-templated-email, sends it with the row's
+  send the same row at once), renders it (an editable kind with the organization's template,
+  sandboxed, through ``identity.emails``; the others with django-templated-email), sends it with the row's
   stable ``Message-ID`` and marks it sent in the same transaction. A failure schedules a retry
   with exponential backoff; after ``MAX_ATTEMPTS`` the row is marked failed. Delivery is
   at-least-once: if the process dies after SMTP accepted a message but before the commit, it
@@ -23,10 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import transaction
 from django.utils import timezone
 from templated_email import get_templated_mail
 
+from identity.emails import KINDS, email_render
 from identity.models import OutboxMessage
 from organizations.models import Organization
 
@@ -53,11 +56,23 @@ def _publish(message_ids: list[str]) -> None:
 
 
 def outbox_enqueue(
-    *, tenant: Organization, kind: str, template: str, to_email: str, context: dict[str, Any]
+    *,
+    tenant: Organization,
+    kind: str,
+    template: str,
+    to_email: str,
+    context: dict[str, Any],
+    organization: Organization | None = None,
+    locale: str = "en",
 ) -> OutboxMessage:
-    """Queue one email. Call inside the transaction of the event it reports."""
+    """Queue one email. Call inside the transaction of the event it reports.
+
+    ``organization`` (default: the tenant) and ``locale`` choose the email template and the
+    branding of an editable kind (``identity.emails.KINDS``); ``context`` holds plain values."""
     message = OutboxMessage.objects.create(
         tenant=tenant,
+        organization=organization,
+        locale=locale,
         kind=kind,
         template=template,
         to_email=to_email,
@@ -84,6 +99,23 @@ def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
 
 
+def _build(message: OutboxMessage) -> EmailMessage:
+    """The email of a row: an editable kind renders the organization's template (or the one it
+    inherits) in the sandbox of ``identity.emails``; the others use django-templated-email."""
+    headers = {"Message-ID": message_id(message)}
+    if message.template in KINDS:
+        org = message.organization or message.tenant
+        rendered = email_render(
+            org=org, kind=message.template, locale=message.locale, values=dict(message.context)
+        )
+        email = EmailMultiAlternatives(
+            subject=rendered.subject, body=rendered.text, to=[message.to_email], headers=headers
+        )
+        email.attach_alternative(rendered.html, "text/html")
+        return email
+    return get_templated_mail(message.template, dict(message.context), to=[message.to_email], headers=headers)
+
+
 def outbox_deliver(*, message_id_value: str) -> str:
     """Send one pending message. Returns what happened: sent, retry, failed or skipped."""
     with transaction.atomic():
@@ -96,13 +128,7 @@ def outbox_deliver(*, message_id_value: str) -> str:
             return "skipped"  # already sent or failed, or another worker holds it
         message.attempts += 1
         try:
-            email = get_templated_mail(
-                message.template,
-                dict(message.context),
-                to=[message.to_email],
-                headers={"Message-ID": message_id(message)},
-            )
-            email.send()
+            _build(message).send()
         except Exception as exc:  # SMTP down, template error: keep the row and say why
             message.last_error = f"{exc.__class__.__name__}: {exc}"[:2000]
             if message.attempts >= MAX_ATTEMPTS:

@@ -1,0 +1,306 @@
+"""Editable emails: resolution up the tree and across locales, the sandbox, and delivery of an
+organization's own impersonation email through the outbox to a real SMTP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.test import Client
+from django.utils.safestring import SafeData
+
+from identity import emails
+from identity.emails import (
+    EMAIL_OTP,
+    IMPERSONATION_STARTED,
+    branding_effective,
+    default_template,
+    email_render,
+    render_string,
+    template_resolve,
+    template_validate,
+)
+from identity.models import AuditEvent, EmailTemplate, OutboxMessage
+from identity.services.branding import branding_update, email_template_reset, email_template_save
+from identity.services.outbox import outbox_deliver
+from impersonation.models import ImpersonationSession
+from tests.conftest import World, console_url
+
+
+def _save(
+    world_org: Any, *, kind: str = IMPERSONATION_STARTED, locale: str = "en", tag: str = ""
+) -> EmailTemplate:
+    return email_template_save(
+        actor=None,
+        org=world_org,
+        kind=kind,
+        locale=locale,
+        subject=f"{tag} subject for {{{{ user_name }}}}",
+        html_body=f"<p>{tag} html {{{{ reason }}}}</p>",
+        text_body=f"{tag} text {{{{ reason }}}}",
+    )
+
+
+# --- resolution ---------------------------------------------------------------------------
+
+
+def test_own_then_parent_then_default(world: World) -> None:
+    resolved = template_resolve(org=world.sales, kind=IMPERSONATION_STARTED, locale="en")
+    assert resolved.is_default and resolved.text == default_template(IMPERSONATION_STARTED)
+    _save(world.root, tag="ROOT")
+    assert template_resolve(org=world.sales, kind=IMPERSONATION_STARTED).source == world.root
+    _save(world.eu, tag="EU")
+    resolved = template_resolve(org=world.sales, kind=IMPERSONATION_STARTED)
+    assert resolved.source == world.eu and resolved.text.subject.startswith("EU")
+    _save(world.sales, tag="SALES")
+    assert template_resolve(org=world.sales, kind=IMPERSONATION_STARTED).source == world.sales
+    # A sibling branch does not see EU's template; the other kind is untouched.
+    assert template_resolve(org=world.us, kind=IMPERSONATION_STARTED).source == world.root
+    assert template_resolve(org=world.sales, kind=EMAIL_OTP).is_default
+    # Reset: the own template goes, the parent's applies again.
+    assert email_template_reset(actor=None, org=world.sales, kind=IMPERSONATION_STARTED, locale="en")
+    assert template_resolve(org=world.sales, kind=IMPERSONATION_STARTED).source == world.eu
+
+
+def test_locale_falls_back_to_language_then_en(world: World) -> None:
+    _save(world.root, tag="EN")
+    _save(world.root, locale="de", tag="DE")
+    de = template_resolve(org=world.eu, kind=IMPERSONATION_STARTED, locale="de")
+    assert de.locale == "de" and de.text.subject.startswith("DE")
+    assert template_resolve(org=world.eu, kind=IMPERSONATION_STARTED, locale="de-AT").locale == "de"
+    fr = template_resolve(org=world.eu, kind=IMPERSONATION_STARTED, locale="fr")
+    assert fr.locale == "en" and fr.text.subject.startswith("EN")
+    assert template_resolve(org=world.eu, kind=IMPERSONATION_STARTED, locale="not a locale").locale == "en"
+    EmailTemplate.objects.all().delete()
+    assert template_resolve(org=world.eu, kind=IMPERSONATION_STARTED, locale="de").is_default
+
+
+def test_defaults_are_valid_sandbox_templates_with_every_placeholder() -> None:
+    for kind in (IMPERSONATION_STARTED, EMAIL_OTP):
+        text = default_template(kind)
+        rendered = template_validate(
+            kind=kind, subject=text.subject, html_body=text.html_body, text_body=text.text_body
+        )
+        assert "{{" not in rendered.html and "{%" not in rendered.text
+    imp = template_validate(kind=IMPERSONATION_STARTED, **_parts(default_template(IMPERSONATION_STARTED)))
+    sample = emails.KINDS[IMPERSONATION_STARTED].sample
+    for name in ("impersonator_name", "started_at", "reason", "org_name", "support_email"):
+        assert sample[name] in imp.text
+    assert sample["access_url"] in imp.text and sample["report_url"] in imp.text
+    assert imp.subject == "Sam Support is acting on your Example Corp EU account"
+
+
+def _parts(text: Any) -> dict[str, str]:
+    return {"subject": text.subject, "html_body": text.html_body, "text_body": text.text_body}
+
+
+def test_branding_is_inherited_field_by_field(world: World) -> None:
+    assert branding_effective(world.sales).brand_name == "Acme"  # the tenant's name by default
+    branding_update(
+        actor=None, org=world.root, display_name="Acme Inc.", support_email="help@acme.test", logo_url=""
+    )
+    branding_update(
+        actor=None,
+        org=world.eu,
+        display_name="",
+        support_email="eu-help@acme.test",
+        logo_url="https://acme.test/eu.png",
+    )
+    effective = branding_effective(world.sales)
+    assert effective.values() == {
+        "brand_name": "Acme Inc.",
+        "support_email": "eu-help@acme.test",
+        "logo_url": "https://acme.test/eu.png",
+    }
+    assert effective.sources["brand_name"] == world.root and effective.sources["support_email"] == world.eu
+    with pytest.raises(ValidationError) as exc:
+        branding_update(
+            actor=None, org=world.eu, display_name="", support_email="nope", logo_url="http://acme.test/x.png"
+        )
+    assert set(exc.value.message_dict) == {"support_email", "logo_url"}
+    assert AuditEvent.objects.filter(action="branding-update").count() == 2
+
+
+def test_render_fills_branding_and_uses_the_orgs_template(world: World) -> None:
+    branding_update(actor=None, org=world.root, display_name="", support_email="help@acme.test", logo_url="")
+    email_template_save(
+        actor=None,
+        org=world.eu,
+        kind=EMAIL_OTP,
+        locale="en",
+        subject="Code {{ code }}",
+        html_body="<b>{{ code }}</b> {{ support_email }}",
+        text_body="{{ code }} for {{ user_name }} at {{ brand_name }}",
+    )
+    rendered = email_render(
+        org=world.sales, kind=EMAIL_OTP, values={"code": "123456", "user_name": "Erin", "minutes": 10}
+    )
+    assert rendered.subject == "Code 123456"
+    assert rendered.text == "123456 for Erin at Acme"
+    assert rendered.html == "<b>123456</b> help@acme.test"
+
+
+# --- the sandbox --------------------------------------------------------------------------
+
+
+def test_settings_and_unknown_names_render_empty() -> None:
+    assert (
+        render_string("[{{ settings.SECRET_KEY }}][{{ request }}][{{ nothing }}]", {}, html=False) == "[][][]"
+    )
+    assert render_string("{{ settings.SECRET_KEY }}", {"user_name": "x"}, html=True) == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{% load static %}", "{% load %} tag is not allowed"),
+        ('{% include "base.html" %}', "{% include %} tag is not allowed"),
+        ('{% extends "base.html" %}', "{% extends %} tag is not allowed"),
+        ("{% debug %}", "{% debug %} tag is not allowed"),
+        ('{% ssi "/etc/passwd" %}', "{% ssi %} tag is not allowed"),
+        ("{% autoescape off %}{{ reason }}{% endautoescape %}", "{% autoescape %} tag is not allowed"),
+        ("{{ reason|safe }}", "Invalid filter: 'safe'"),
+        ("{{ user_name.upper }}", "'user_name.upper' is not allowed"),
+        ("{{ reason.__class__ }}", "'reason.__class__' is not allowed"),
+        ("{% for c in reason.split %}{{ c }}{% endfor %}", "'reason.split' is not allowed"),
+        ("{% if %}", "Unexpected end of expression"),
+        ("{{ user_name", "is not closed"),
+        ("{% if reason %}no end", "endif"),
+    ],
+)
+def test_disallowed_or_broken_syntax_is_refused_with_the_error(source: str, message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        template_validate(kind=IMPERSONATION_STARTED, subject="ok", html_body=source, text_body="ok")
+    assert list(exc.value.message_dict) == ["html_body"]
+    assert message in exc.value.message_dict["html_body"][0]
+
+
+def test_attribute_lookups_never_reach_objects_even_when_rendering() -> None:
+    # Only plain strings reach a template: an object passed by mistake is just its text, and a
+    # lookup on a value given to the template is refused.
+    class Secretive:
+        secret = "s3cr3t"
+
+        def __str__(self) -> str:
+            return "plain"
+
+    assert render_string("{{ obj }}", {"obj": Secretive()}, html=False) == "plain"
+    with pytest.raises(Exception, match="not allowed"):
+        render_string("{{ obj.secret }}", {"obj": Secretive()}, html=False)
+    assert render_string("{% if read_only %}RO{% endif %}", {"read_only": False}, html=False) == ""
+    assert render_string("{% if read_only %}RO{% endif %}", {"read_only": True}, html=False) == "RO"
+
+
+def test_html_is_autoescaped_and_text_is_not() -> None:
+    values = {"reason": "<script>alert(1)</script> & O'Brien"}
+    html = render_string("<p>{{ reason }}</p>", values, html=True)
+    # Plain strings, not "safe" ones: a page that shows them escapes them again.
+    assert not isinstance(html, SafeData)
+    assert not isinstance(render_string("{{ reason }}", values, html=False), SafeData)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp;" in html
+    assert render_string("{{ reason }}", values, html=False) == values["reason"]
+    # The subject is plain text too: no entities in it.
+    rendered = template_validate(
+        kind=IMPERSONATION_STARTED, subject="{{ reason }}", html_body="x", text_body="x"
+    )
+    assert rendered.subject == "Ticket #4711: cannot see invoices"
+
+
+def test_a_refused_template_is_not_saved(world: World) -> None:
+    with pytest.raises(ValidationError):
+        email_template_save(
+            actor=None,
+            org=world.root,
+            kind=IMPERSONATION_STARTED,
+            locale="en",
+            subject="{% load i18n %}",
+            html_body="x",
+            text_body="x",
+        )
+    assert not EmailTemplate.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="email-template").exists()
+
+
+# --- delivery through the outbox, to a real SMTP server ---------------------------------
+
+
+def test_impersonation_start_delivers_the_orgs_own_template(
+    admin_client: Client, world: World, smtp_sink: Any
+) -> None:
+    branding_update(
+        actor=None,
+        org=world.root,
+        display_name="Acme Identity",
+        support_email="support@acme.test",
+        logo_url="https://acme.test/logo.png",
+    )
+    email_template_save(
+        actor=world.admin,
+        org=world.root,
+        kind=IMPERSONATION_STARTED,
+        locale="en",
+        subject="[{{ brand_name }}] {{ impersonator_name }} acts as you",
+        html_body=(
+            '<img src="{{ logo_url }}" alt=""><p>{{ impersonator_name }} since {{ started_at }} in '
+            '{{ org_name }}: {{ reason }}</p><a href="{{ access_url }}">Access to my account</a> '
+            '<a href="{{ report_url }}">Report misuse</a> {{ support_email }}'
+        ),
+        text_body=(
+            "CUSTOM {{ impersonator_name }} at {{ started_at }} in {{ org_name }}.\n"
+            "Reason: {{ reason }}\nAccess: {{ access_url }}\nReport: {{ report_url }}\n"
+            "Help: {{ support_email }}\n"
+        ),
+    )
+    response = admin_client.post(
+        console_url(world.root, f"users/{world.target.pk}/impersonate/"), {"reason": "Ticket <7> & co"}
+    )
+    assert response.status_code == 302
+    session = ImpersonationSession.objects.get()
+    message = OutboxMessage.objects.get(kind="impersonation-started")
+    assert message.organization_id == world.root.pk and message.template == IMPERSONATION_STARTED
+    assert all(isinstance(v, str | bool) for v in message.context.values())  # plain values only
+    assert outbox_deliver(message_id_value=str(message.pk)) == "sent"
+    mail = smtp_sink.wait_for(1)[0]
+    assert mail["To"] == "target@example.test"
+    name = world.admin.display_name
+    assert mail["Subject"] == f"[Acme Identity] {name} acts as you"
+    parts = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in mail.walk()
+        if not part.is_multipart()
+    }
+    text, html = parts["text/plain"].replace("\r\n", "\n"), parts["text/html"]
+    started = session.started_at.strftime("%Y-%m-%d %H:%M UTC")
+    access = f"{settings.BASE_URL}/t/acme/myaccount/access/"
+    assert text.startswith(f"CUSTOM {name} at {started} in Acme.")
+    assert "Reason: Ticket <7> & co" in text
+    assert f"Access: {access}\n" in text
+    assert f"Report: {access}#imp-{session.pk}\n" in text
+    assert "Help: support@acme.test" in text
+    assert "Ticket &lt;7&gt; &amp; co" in html and f'href="{access}#imp-{session.pk}"' in html
+    assert 'src="https://acme.test/logo.png"' in html
+
+
+def test_default_impersonation_email_names_everything(
+    admin_client: Client, world: World, smtp_sink: Any
+) -> None:
+    branding_update(
+        actor=None, org=world.root, display_name="", support_email="support@acme.test", logo_url=""
+    )
+    admin_client.post(
+        console_url(world.root, f"users/{world.target.pk}/impersonate/"), {"reason": "Ticket 9"}
+    )
+    session = ImpersonationSession.objects.get()
+    message = OutboxMessage.objects.get(kind="impersonation-started")
+    assert outbox_deliver(message_id_value=str(message.pk)) == "sent"
+    mail = smtp_sink.wait_for(1)[0]
+    name = world.admin.display_name
+    assert mail["Subject"] == f"{name} is acting on your Acme account"
+    text = (
+        next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+    )
+    for expected in (name, session.started_at.strftime("%Y-%m-%d %H:%M UTC"), "Ticket 9", "Acme"):
+        assert expected in text
+    assert "support@acme.test" in text and f"#imp-{session.pk}" in text and "/myaccount/access/" in text

@@ -24,6 +24,11 @@ from organizations.models import Organization
 IMPERSONATE_SCOPE = "internal_user_impersonate"
 ORG_IMPERSONATE_SCOPE = "internal_org_user_impersonate"
 IMPERSONATION_SCOPES = frozenset({IMPERSONATE_SCOPE, ORG_IMPERSONATE_SCOPE})
+# Scopes anyone who may use an application gets when asking (DESIGN §3); every other scope
+# is granted only through roles.
+OIDC_SCOPES = frozenset({"openid", "profile", "email"})
+LOGIN_SCOPE = "internal_login"
+OPEN_SCOPES = OIDC_SCOPES | {LOGIN_SCOPE}
 
 
 class UserManager(BaseUserManager["User"]):

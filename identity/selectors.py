@@ -16,6 +16,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from identity.models import (
     IMPERSONATION_SCOPES,
+    OPEN_SCOPES,
     APIResource,
     Application,
     ApplicationAPIAuthorization,
@@ -359,10 +360,6 @@ def user_ancestor_member_orgs(*, user: User, org: Organization) -> list[uuid.UUI
 
 # --- OAuth scopes ---------------------------------------------------------------------------
 
-# Scopes anyone who may use an application gets when they ask (DESIGN §3); the rest only
-# through roles. Mirrors identity.oauth.claims.OPEN_SCOPES (selectors import no OAuth code).
-_OPEN_SCOPES = frozenset({"openid", "profile", "email", "internal_login"})
-
 
 def oauth_user_scopes(
     *, user: User, application: Application, org: Organization, requested: Iterable[str]
@@ -371,8 +368,8 @@ def oauth_user_scopes(
     scopes and ``internal_login``, plus requested ∩ held for the application in ``org`` (which
     is already ∩ what the application is authorized for). Unknown or unheld scopes drop out."""
     wanted = set(requested)
-    granted = wanted & _OPEN_SCOPES
-    others = wanted - _OPEN_SCOPES
+    granted = wanted & OPEN_SCOPES
+    others = wanted - OPEN_SCOPES
     if others:
         granted |= others & user_scopes_for_application(user=user, application=application, org=org)
     return sorted(granted)

@@ -19,10 +19,6 @@ from organizations.models import Organization
 ACCESS_TOKEN_TYP: Final = "at+jwt"  # noqa: S105 (a JOSE type)
 ID_TOKEN_TYP: Final = "JWT"  # noqa: S105
 
-OIDC_SCOPES: Final = frozenset({"openid", "profile", "email"})
-LOGIN_SCOPE: Final = "internal_login"
-# Scopes anyone who may use an application gets when asking; every other scope comes from roles.
-OPEN_SCOPES: Final = OIDC_SCOPES | {LOGIN_SCOPE}
 
 AUT_USER: Final = "APPLICATION_USER"
 AUT_APPLICATION: Final = "APPLICATION"

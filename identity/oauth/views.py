@@ -40,7 +40,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.loginflow import flow_satisfied_by_session
-from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.models import OPEN_SCOPES, Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
@@ -614,7 +614,7 @@ def discovery(request: HttpRequest, tenant: str) -> JsonResponse:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": sorted(oauth_claims.OPEN_SCOPES),
+        "scopes_supported": sorted(OPEN_SCOPES),
         "claims_supported": [
             "sub",
             "iss",

@@ -47,7 +47,7 @@ from identity.audit_selectors import (
 )
 from identity.console_shell import Console, console_page
 from identity.models import AuditEvent
-from identity.services.audit import event_hash
+from identity.services.audit import HASHED_FIELDS, event_hash
 from identity.services.audit_verification import audit_chain_verify
 
 VIEW = "internal_audit_view"
@@ -247,28 +247,8 @@ def log_verify(request: HttpRequest, console: Console) -> HttpResponse:
 
 # --- exports ------------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    "seq",
-    "created_at",
-    "org_id",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor_label",
-    "impersonator_id",
-    "impersonator_label",
-    "subject_id",
-    "subject_label",
-    "target_type",
-    "target_id",
-    "client_id",
-    "scopes",
-    "request_id",
-    "ip",
-    "data",
-    "prev_hash",
-    "hash",
-)
+# The hashed fields, in the hash's order, then the links of the chain.
+CSV_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

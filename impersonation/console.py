@@ -26,6 +26,7 @@ from impersonation.services import (
     MAX_REASON,
     impersonation_begin,
     impersonation_end,
+    impersonation_reason_check,
     impersonation_refused,
     live_session_for,
 )
@@ -137,11 +138,10 @@ def impersonate_user(request: HttpRequest, console: Console, user_id: str) -> Ht
     }
     if request.method == "GET":
         return render(request, "impersonation/console/confirm.html", context)
-    reason = " ".join(request.POST.get("reason", "").replace("\x00", "").split())
-    if len(reason) > MAX_REASON or (settings.impersonation_reason_required and not reason):
-        context["error"] = (
-            f"Give a reason of at most {MAX_REASON} characters." if reason else "Give a reason."
-        )
+    reason, context["error"] = impersonation_reason_check(
+        org=console.org, reason=request.POST.get("reason", "")
+    )
+    if context["error"]:
         return render(request, "impersonation/console/confirm.html", context, status=400)
     myaccount = _myaccount(console)
     assert myaccount is not None

@@ -58,6 +58,17 @@ def _clean_reason(reason: str) -> str:
     return " ".join((reason or "").replace("\x00", "").split())[:MAX_REASON]
 
 
+def impersonation_reason_check(*, org: Organization, reason: str) -> tuple[str, str]:
+    """The reason as it will be kept, and what is wrong with it ("" when nothing): at most
+    ``MAX_REASON`` characters, and given where the organization requires one."""
+    clean = " ".join((reason or "").replace("\x00", "").split())
+    if len(clean) > MAX_REASON:
+        return clean, f"Give a reason of at most {MAX_REASON} characters."
+    if not clean and org_effective_settings(org).impersonation_reason_required:
+        return clean, "Give a reason for this impersonation."
+    return clean, ""
+
+
 @transaction.atomic
 def subject_token_issue(
     *,

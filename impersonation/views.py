@@ -37,8 +37,10 @@ from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy
 from impersonation.models import ImpersonationSession
 from impersonation.services import (
+    MAX_REASON,
     impersonation_check,
     impersonation_end,
+    impersonation_reason_check,
     live_session_for,
     subject_token_issue,
 )
@@ -232,7 +234,7 @@ def _confirmation(
             "application": application,
             "subject": subject,
             "pending": pending,
-            "reason": reason[:500],
+            "reason": reason[:MAX_REASON],
             "read_only": read_only,
             "reason_required": settings.impersonation_reason_required,
             "max_minutes": settings.impersonation_max_minutes,
@@ -275,9 +277,9 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
     if request.POST.get("decision") != "impersonate":
         request.session.pop(key, None)
         return target.error("access_denied")
-    reason = " ".join(request.POST.get("reason", "").replace("\x00", "").split())
+    reason, problem = impersonation_reason_check(org=current, reason=request.POST.get("reason", ""))
     read_only = request.POST.get("read_only") == "on"
-    if len(reason) > 500 or (org_effective_settings(current).impersonation_reason_required and not reason):
+    if problem:
         return _confirmation(
             request,
             tenant=tenant_org,
@@ -287,9 +289,7 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
             pending=pending_id,
             reason=reason,
             read_only=read_only,
-            error="Give a reason of at most 500 characters."
-            if reason
-            else "Give a reason for this impersonation.",
+            error=problem,
         )
     request.session.pop(key, None)
     if not sso_session_is_fresh(session, max_age=FRESH_SIGN_IN):

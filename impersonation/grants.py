@@ -231,6 +231,7 @@ class TokenExchangeGrant(GrantTypeBase):
             read_only=row.read_only,
             channel=ImpersonationSession.Channel.TOKEN_EXCHANGE,
             requested_scopes=row.scope.split(),
+            subject=row.subject,
         )
         scopes = attempt.approved_scopes
         if request.scope:

@@ -77,12 +77,17 @@ def check_resident_organization(attempt: Attempt) -> None:
     """The target lives in the organization of the impersonation: a child organization's
     impersonator never reaches a user shared into it from elsewhere (seed 000, second
     limitation). A shared parent-organization user signed in there through the Shared User
-    Identifier may impersonate that organization's own users (seed 001)."""
+    Identifier may impersonate that organization's own users (seed 001). A target the caller
+    has loaded already (``attempt.subject``) is not read again."""
     try:
         subject_id = uuid.UUID(str(attempt.subject_id))
     except ValueError:
         raise Refused("unknown-subject", "requested_subject is not a user id.") from None
-    subject = User.objects.select_related("organization").filter(pk=subject_id).first()
+    subject = attempt.subject if attempt.subject is not None and attempt.subject.pk == subject_id else None
+    if subject is not None and subject.organization_id == attempt.org.pk:
+        return  # resident in the organization of the impersonation, hence in its tenant
+    if subject is None:
+        subject = User.objects.select_related("organization").filter(pk=subject_id).first()
     if subject is None or subject.organization.tenant_id != attempt.org.tenant_id:
         raise Refused("unknown-subject", f"No user {subject_id} in this tenant.")
     if subject.organization_id != attempt.org.pk:

@@ -156,53 +156,48 @@ def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
     )
 
 
-@transaction.atomic
-def impersonation_start(
+def _bound(sso_session: SSOSession) -> bool:
+    """Is this sign-in already impersonating (a live impersonation bound to it)? One query."""
+    return ImpersonationSession.objects.filter(sso_session=sso_session, ended_at__isnull=True).exists()
+
+
+def _start_locked(
     *,
     actor: User,
     subject: User,
     org: Organization,
     application: Application,
-    sso_session: SSOSession,
+    locked: SSOSession,
     reason: str,
     read_only: bool,
     channel: str,
 ) -> ImpersonationSession:
-    """Start (or continue, for the same subject) the impersonation bound to ``sso_session``.
+    """Start the impersonation bound to ``locked`` (the impersonator's SSO session, row-locked
+    by the caller and checked unbound).
 
     The end time is the start plus the organization's cap; the bound SSO session expires no
-    later, so the browser is signed out when the time is up. A second subject in the same SSO
-    session is refused."""
-    locked = SSOSession.objects.select_for_update().get(pk=sso_session.pk)
-    if locked.ended_at is not None or locked.user_id != actor.pk:
-        raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
-    if live_session_for(locked) is not None:
-        # One impersonation per sign-in, started once: a second start — another subject, or the
-        # same one with other terms (read-only, reason) — is refused.
-        raise policy.Refused("already-impersonating", "This sign-in is already impersonating.")
+    later, so the browser is signed out when the time is up."""
     now = timezone.now()
     settings = org_effective_settings(org)
     clean = _clean_reason(reason)
     if settings.impersonation_reason_required and not clean:
         raise policy.Refused("reason-required", "A reason is required in this organization.")
     expires = now + dt.timedelta(minutes=settings.impersonation_max_minutes)
-    try:
-        with transaction.atomic():
-            session = ImpersonationSession.objects.create(
-                tenant_id=org.tenant_id,
-                organization=org,
-                impersonator=actor,
-                subject=subject,
-                application=application,
-                sso_session=locked,
-                channel=channel,
-                reason=clean,
-                read_only=read_only,
-                started_at=now,
-                expires_at=expires,
-            )
-    except IntegrityError:
-        raise policy.Refused("second-subject", "This sign-in is already impersonating.") from None
+    # The SSO session row is locked and has no live impersonation, so the partial unique
+    # constraint (one live impersonation per sign-in) cannot be hit here.
+    session = ImpersonationSession.objects.create(
+        tenant_id=org.tenant_id or org.pk,
+        organization=org,
+        impersonator=actor,
+        subject=subject,
+        application=application,
+        sso_session=locked,
+        channel=channel,
+        reason=clean,
+        read_only=read_only,
+        started_at=now,
+        expires_at=expires,
+    )
     if locked.expires_at > expires:
         locked.expires_at = expires
         locked.save(update_fields=["expires_at"])
@@ -227,6 +222,13 @@ def impersonation_start(
         },
     )
     return session
+
+
+def _lock_sso_session(sso_session: SSOSession, *, actor: User) -> SSOSession:
+    locked = SSOSession.objects.select_for_update().get(pk=sso_session.pk)
+    if locked.ended_at is not None or locked.user_id != actor.pk:
+        raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
+    return locked
 
 
 def _notify_subject(*, session: ImpersonationSession) -> None:
@@ -350,11 +352,12 @@ def _evaluate(
             application=application,
             requested_scopes=requested_scopes,
             read_only=read_only,
-            chained=live_session_for(sso_session) is not None,
+            chained=_bound(sso_session),
         )
     )
 
 
+@transaction.atomic
 def impersonation_begin(
     *,
     actor: User,
@@ -366,25 +369,33 @@ def impersonation_begin(
     read_only: bool,
     channel: str,
     requested_scopes: Sequence[str] = (),
+    subject: User | None = None,
 ) -> tuple[ImpersonationSession, policy.Attempt]:
     """Start an impersonation after the whole policy chain: the one path for the Console and
-    the token exchange. Raises :class:`policy.Refused` (the caller audits it)."""
-    attempt = _evaluate(
-        actor=actor,
-        subject_id=subject_id,
-        org=org,
-        application=application,
-        sso_session=sso_session,
-        requested_scopes=requested_scopes,
-        read_only=read_only,
+    the token exchange. One impersonation per sign-in, started once: the SSO session row is
+    locked first, so a second start in it (another subject, or the same one with other terms)
+    is refused as chained. ``subject``: the target if the caller has loaded it already.
+    Raises :class:`policy.Refused` (the caller audits it)."""
+    locked = _lock_sso_session(sso_session, actor=actor)
+    attempt = policy.evaluate(
+        policy.Attempt(
+            impersonator=actor,
+            subject_id=subject_id,
+            org=org,
+            application=application,
+            requested_scopes=requested_scopes,
+            read_only=read_only,
+            chained=_bound(locked),
+            subject=subject if subject is not None and str(subject.pk) == str(subject_id) else None,
+        )
     )
     assert attempt.subject is not None
-    session = impersonation_start(
+    session = _start_locked(
         actor=actor,
         subject=attempt.subject,
         org=org,
         application=application,
-        sso_session=sso_session,
+        locked=locked,
         reason=reason,
         read_only=read_only,
         channel=channel,

@@ -38,11 +38,15 @@ def org_get_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str) -> Organ
 
 
 def org_ancestors(org: Organization, *, include_self: bool = True) -> list[Organization]:
-    """Root first, ``org`` last (when included). One query."""
+    """Root first, ``org`` last (when included). One query below the root, none for a root."""
+    if org.parent_id is None:
+        return [org] if include_self else []
     return list(org.get_ancestors(include_self=include_self))
 
 
 def org_ancestor_ids(org: Organization, *, include_self: bool = True) -> list[uuid.UUID]:
+    if org.parent_id is None:
+        return [org.pk] if include_self else []
     return list(org.get_ancestors(include_self=include_self).values_list("pk", flat=True))
 
 

@@ -22,6 +22,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from identity.console_shell import Console, console_page
+from identity.csp import csp_email_preview
 from identity.emails import (
     DEFAULT_LOCALE,
     KINDS,
@@ -257,6 +258,7 @@ def _edit_page(
     return render(request, "identity/console/email_template_edit.html", context, status=status)
 
 
+@csp_email_preview  # the preview's srcdoc frame inherits this page's policy
 @console_page(scope=VIEW)
 @require_http_methods(["GET", "POST"])
 def email_template_edit(request: HttpRequest, console: Console, kind: str, locale: str) -> HttpResponse:

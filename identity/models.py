@@ -444,6 +444,10 @@ class AuditChainHead(models.Model):
     tenant = models.OneToOneField(Organization, primary_key=True, on_delete=models.PROTECT, related_name="+")
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64)
+    # The checkpoint left by `manage.py audit_purge`: events up to base_seq were exported and
+    # deleted; the first remaining event follows base_hash (the genesis hash when none were).
+    base_seq = models.PositiveBigIntegerField(default=0)
+    base_hash = models.CharField(max_length=64, default="0" * 64)
 
     def __str__(self) -> str:
         return f"chain head of {self.tenant_id} at {self.seq}"

@@ -21,6 +21,7 @@ from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.authenticators import AUTHENTICATORS, GENERIC_FAILURE
 from identity.console_shell import console_reverse
+from identity.csp import csp_redirecting_form
 from identity.loginflow import (
     flow_advance,
     flow_discard,
@@ -31,6 +32,7 @@ from identity.loginflow import (
     flow_submit,
 )
 from identity.models import Application, SSOSession
+from identity.ratelimit import signin_rate_limited
 from identity.selectors import application_available_in, login_flow_steps, tenant_system_application
 from identity.services.sessions import sso_session_end
 from organizations.models import Organization
@@ -66,6 +68,8 @@ def _resolve_application(request: HttpRequest, tenant: Organization, org: Organi
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@signin_rate_limited
+@csp_redirecting_form
 def login_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     """Run the application's login flow for this organization, step by step."""
     tenant_org = access_tenant(handle=tenant)

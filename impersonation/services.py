@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from identity import tokens

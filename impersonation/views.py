@@ -26,6 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from oauthlib.common import Request as OAuthlibRequest
 
 from identity.access import access_org_in_tenant, access_tenant
+from identity.csp import csp_redirecting_form
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession, User
 from identity.oauth import views as oauth_views
@@ -65,6 +66,7 @@ def _response_type(request: HttpRequest) -> frozenset[str] | None:
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@csp_redirecting_form  # the confirmation page's form ends in a redirect to the client
 def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     if request.method == "GET" and _response_type(request) and not request.GET.get("orgId"):
         return _subject_token_authorize(request, tenant, org)
@@ -247,6 +249,7 @@ def _confirmation(
 
 @never_cache
 @require_POST
+@csp_redirecting_form
 def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     """The impersonator's answer to the confirmation page (a CSRF-protected POST)."""
     tenant_org = access_tenant(handle=tenant)

@@ -40,6 +40,9 @@ def _fast_hashers_and_clean_cache(settings: pytest.FixtureRequest) -> None:
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "identity.hashers.ClientSecretHasher",
     ]
+    # Many tests drive the token endpoint and sign-in from one address (hypothesis runs many
+    # examples in one test); tests/identity/test_ratelimit.py sets small limits of its own.
+    settings.ACTAS_RATE_LIMITS = {"token": "100000/60", "introspect": "100000/60", "signin": "100000/60"}  # type: ignore[attr-defined]
     cache.clear()
 
 

@@ -39,11 +39,13 @@ from oauthlib.common import Request as OAuthlibRequest
 
 from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
+from identity.csp import csp_redirecting_form
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import OPEN_SCOPES, Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
+from identity.ratelimit import introspect_rate_limited, token_rate_limited
 from identity.selectors import impersonated_scopes, login_flow_steps, oauth_user_scopes
 from identity.services.sessions import sso_session_end, sso_session_is_fresh
 from organizations.models import Organization
@@ -199,6 +201,7 @@ def _issue(
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@csp_redirecting_form
 def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     if request.method == "POST":
         # A cross-site POST carries no SameSite=Lax cookie, so the signed-in browser would look
@@ -362,6 +365,7 @@ CONSENT_MAX_AGE = 600
 
 @never_cache
 @require_POST
+@csp_redirecting_form
 def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     """The answer to the consent screen (a CSRF-protected POST by the signed-in user)."""
     tenant_org = access_tenant(handle=tenant)
@@ -415,6 +419,7 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
 @csrf_exempt
 @login_not_required
 @require_POST
+@token_rate_limited
 def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     # The tenant (and organization) of the URL are resolved once, by the validator
     # (identity.oauth.validator.endpoint_context): an unknown one means an unknown client.
@@ -458,6 +463,7 @@ INACTIVE = {"active": False}
 @login_not_required
 @never_cache
 @require_POST
+@introspect_rate_limited
 def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
     """RFC 7662, for the tenant's confidential clients (resource servers)."""
     tenant_org = access_tenant(handle=tenant)
@@ -705,6 +711,7 @@ LOGOUT_PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "stat
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "POST"])
+@csp_redirecting_form
 def logout(request: HttpRequest, tenant: str) -> HttpResponse:
     """OIDC RP-initiated logout: end the SSO session (and revoke the tokens minted in it),
     then go back to a registered post-logout redirect URI. Asks first unless the application

@@ -131,7 +131,8 @@ def audit_record(
     else:
         tenant_id = tenant.pk
     ctx = context.current()
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction: the event stands or falls with the change.
+    with transaction.atomic(savepoint=False):
         head = AuditChainHead.objects.select_for_update().filter(tenant_id=tenant_id).first()
         if head is None:
             AuditChainHead.objects.get_or_create(tenant_id=tenant_id, defaults={"hash": GENESIS_HASH})
@@ -185,6 +186,7 @@ class ChainReport:
     broken_seq: int | None = None
     reason: str = ""
     head_hash: str = GENESIS_HASH
+    first_seq: int = 1  # the first event the chain still holds (after a purge, > 1)
 
 
 def _row_fields(row: AuditEvent) -> dict[str, Any]:
@@ -194,19 +196,35 @@ def _row_fields(row: AuditEvent) -> dict[str, Any]:
     return values
 
 
-def audit_verify_chain(*, tenant: Organization) -> ChainReport:
-    """Recompute the tenant's chain from the first event; report the first broken link.
+PURGE_ACTION = "audit-purged"
 
-    The head is read first and only events up to it are checked, so writers appending while
-    the check runs cause no false alarm (a head and its event commit together).
-    """
+
+def _checkpoint_problem(tenant: Organization, base_seq: int, base_hash: str, head_seq: int) -> str:
+    """A purged chain starts at its checkpoint; the checkpoint itself must be the one the last
+    ``audit-purged`` event recorded (an event inside the verified chain), so moving it by hand
+    to hide deleted events is caught."""
+    if base_seq == 0:
+        return "" if base_hash == GENESIS_HASH else "the chain checkpoint is not the genesis hash"
+    last = (
+        AuditEvent.objects.filter(tenant=tenant, action=PURGE_ACTION, seq__gt=base_seq, seq__lte=head_seq)
+        .order_by("-seq")
+        .first()
+    )
+    if last is None or last.data.get("through_seq") != base_seq or last.data.get("through_hash") != base_hash:
+        return f"the chain checkpoint (event {base_seq}) was not recorded by an {PURGE_ACTION} event"
+    return ""
+
+
+def _verify_once(tenant: Organization) -> tuple[ChainReport, int]:
     head = AuditChainHead.objects.filter(tenant=tenant).first()
     head_seq = head.seq if head else 0
     head_hash = head.hash if head else GENESIS_HASH
-    prev = GENESIS_HASH
-    expected_seq = 1
+    base_seq = head.base_seq if head else 0
+    base_hash = head.base_hash if head else GENESIS_HASH
+    prev = base_hash
+    expected_seq = base_seq + 1
     count = 0
-    rows = AuditEvent.objects.filter(tenant=tenant, seq__lte=head_seq).order_by("seq", "id")
+    rows = AuditEvent.objects.filter(tenant=tenant, seq__gt=base_seq, seq__lte=head_seq).order_by("seq", "id")
     for row in rows.iterator(chunk_size=2000):
         if row.seq != expected_seq:
             return ChainReport(
@@ -215,31 +233,63 @@ def audit_verify_chain(*, tenant: Organization) -> ChainReport:
                 count,
                 expected_seq,
                 f"event {expected_seq} is missing (next stored event is {row.seq})",
-            )
+                first_seq=base_seq + 1,
+            ), base_seq
         if row.prev_hash != prev:
+            follows = f"event {row.seq - 1}" if row.seq - 1 > base_seq else "the chain checkpoint"
             return ChainReport(
                 tenant.handle,
                 False,
                 count,
                 row.seq,
-                f"event {row.seq} does not follow event {row.seq - 1} (rows deleted or reordered)",
-            )
+                f"event {row.seq} does not follow {follows} (rows deleted or reordered)",
+                first_seq=base_seq + 1,
+            ), base_seq
         if event_hash(prev, _row_fields(row)) != row.hash:
             return ChainReport(
-                tenant.handle, False, count, row.seq, f"event {row.seq} was modified after it was written"
-            )
+                tenant.handle,
+                False,
+                count,
+                row.seq,
+                f"event {row.seq} was modified after it was written",
+                first_seq=base_seq + 1,
+            ), base_seq
         prev = row.hash
         expected_seq += 1
         count += 1
-    if head_seq != count or head_hash != prev:
+    if head_seq != base_seq + count or head_hash != prev:
         return ChainReport(
             tenant.handle,
             False,
             count,
-            count + 1,
-            f"the chain head records {head_seq} events but {count} remain (events deleted from the end)",
-        )
-    return ChainReport(tenant.handle, True, count, head_hash=prev)
+            base_seq + count + 1,
+            f"the chain head records {head_seq} events but {base_seq + count} remain "
+            "(events deleted from the end)",
+            first_seq=base_seq + 1,
+        ), base_seq
+    problem = _checkpoint_problem(tenant, base_seq, base_hash, head_seq)
+    if problem:
+        return ChainReport(
+            tenant.handle, False, count, base_seq, problem, head_hash=prev, first_seq=base_seq + 1
+        ), base_seq
+    return ChainReport(tenant.handle, True, count, head_hash=prev, first_seq=base_seq + 1), base_seq
+
+
+def audit_verify_chain(*, tenant: Organization) -> ChainReport:
+    """Recompute the tenant's chain from its checkpoint; report the first broken link.
+
+    The chain starts at the genesis hash, or after a purge (``audit_purge``) at the checkpoint
+    the chain head records (the first remaining event must follow it, and the last
+    ``audit-purged`` event must name it). The head is read first and only events up to it are
+    checked, so writers appending while the check runs cause no false alarm (a head and its
+    event commit together); a purge that moved the checkpoint meanwhile gets one re-check.
+    """
+    report, base_seq = _verify_once(tenant)
+    if not report.ok:
+        head = AuditChainHead.objects.filter(tenant=tenant).first()
+        if head is not None and head.base_seq != base_seq:
+            report, _ = _verify_once(tenant)
+    return report
 
 
 def audit_verify_all_chains() -> list[ChainReport]:

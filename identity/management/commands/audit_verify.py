@@ -25,8 +25,9 @@ class Command(BaseCommand):
         broken = False
         for report in reports:
             if report.ok:
+                purged = f" (events 1-{report.first_seq - 1} purged)" if report.first_seq > 1 else ""
                 self.stdout.write(
-                    f"{report.tenant_handle}: intact, {report.events} events, head {report.head_hash}"
+                    f"{report.tenant_handle}: intact, {report.events} events{purged}, head {report.head_hash}"
                 )
             else:
                 broken = True

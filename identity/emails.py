@@ -150,7 +150,10 @@ def _check_tokens(source: str, *, names: frozenset[str] | None) -> None:
             )
 
 
+@functools.lru_cache(maxsize=256)
 def _compile(source: str, *, html: bool, names: frozenset[str] | None) -> Any:
+    """The checked, compiled template of ``source`` (kept: a compiled template is immutable and
+    renders any context; a worker sending a run of emails compiles each template once)."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateSyntaxError(f"Use at most {MAX_TEMPLATE_CHARS} characters.")
     _check_tokens(source, names=names)
@@ -386,13 +389,30 @@ def render_text(text: TemplateText, values: dict[str, Any]) -> RenderedEmail:
     )
 
 
+RenderCache = dict[tuple[Any, str, str], tuple[dict[str, str], TemplateText]]
+
+
 def email_render(
-    *, org: Organization, kind: str, locale: str = DEFAULT_LOCALE, values: dict[str, Any]
+    *,
+    org: Organization,
+    kind: str,
+    locale: str = DEFAULT_LOCALE,
+    values: dict[str, Any],
+    cache: RenderCache | None = None,
 ) -> RenderedEmail:
     """Render the email (org, kind, locale) resolves to. Branding values not given are taken
-    from the organization's effective branding."""
-    context = {**branding_effective(org).values(), **{k: v for k, v in values.items() if v is not None}}
-    return render_text(template_resolve(org=org, kind=kind, locale=locale).text, context)
+    from the organization's effective branding. ``cache``: a dict kept by the caller across a
+    short run of emails (the outbox's delivery batch), so the template and branding of an
+    (org, kind, locale) are looked up once per run."""
+    key = (org.pk, kind, locale)
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        found = (branding_effective(org).values(), template_resolve(org=org, kind=kind, locale=locale).text)
+        if cache is not None:
+            cache[key] = found
+    branding, text = found
+    context = {**branding, **{k: v for k, v in values.items() if v is not None}}
+    return render_text(text, context)
 
 
 def template_validate(*, kind: str, subject: str, html_body: str, text_body: str) -> RenderedEmail:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,18 @@ def audit_verify_all() -> dict[str, object]:
     return {"tenants": len(reports), "broken": [r.tenant_handle for r in broken]}
 
 
-@shared_task(name="identity.tasks.outbox_deliver", acks_late=True, ignore_result=True)
-def outbox_deliver(message_id: str) -> str:
-    """Deliver one outbox email (retries are scheduled in the row, not by Celery)."""
+@shared_task(name="identity.tasks.outbox_deliver", bind=True, acks_late=True, ignore_result=True)
+def outbox_deliver(self: Task, message_id: str) -> str:
+    """Deliver one outbox email (retries are scheduled in the row, not by Celery); in a
+    worker, then drain other new rows over the same SMTP connection (``outbox_deliver_batch``).
+    Run eagerly (the embedded mode) it sends its own row only."""
     from identity.services.outbox import outbox_deliver as deliver
+    from identity.services.outbox import outbox_deliver_batch
 
-    return deliver(message_id_value=message_id)
+    if self.request.is_eager:
+        return deliver(message_id_value=message_id)
+    outcomes = outbox_deliver_batch(message_id_value=message_id)
+    return ", ".join(f"{outcome}={count}" for outcome, count in sorted(outcomes.items()))
 
 
 @shared_task(name="identity.tasks.outbox_requeue", ignore_result=True)

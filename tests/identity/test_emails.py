@@ -304,3 +304,16 @@ def test_default_impersonation_email_names_everything(
     for expected in (name, session.started_at.strftime("%Y-%m-%d %H:%M UTC"), "Ticket 9", "Acme"):
         assert expected in text
     assert "support@acme.test" in text and f"#imp-{session.pk}" in text and "/myaccount/access/" in text
+
+
+@pytest.mark.django_db
+def test_a_render_cache_looks_the_template_and_branding_up_once(
+    world: World, django_assert_num_queries: Any
+) -> None:
+    values = {"user_name": "Erin", "code": "123456", "minutes": "10", "org_name": "Acme EU"}
+    cache: emails.RenderCache = {}
+    first = email_render(org=world.eu, kind=EMAIL_OTP, values=values, cache=cache)
+    with django_assert_num_queries(0):
+        again = email_render(org=world.eu, kind=EMAIL_OTP, values={**values, "code": "654321"}, cache=cache)
+    assert "123456" in first.text and "654321" in again.text
+    assert again.subject == first.subject

@@ -15,6 +15,7 @@ from identity.services.outbox import (
     MAX_ATTEMPTS,
     message_id,
     outbox_deliver,
+    outbox_deliver_batch,
     outbox_enqueue,
     outbox_requeue_due,
 )
@@ -115,6 +116,61 @@ def test_broker_down_does_not_break_the_caller(
     assert OutboxMessage.objects.get(pk=message.pk).status == "pending"
 
 
+def _count_smtp_connections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from django.core.mail.backends.smtp import EmailBackend
+
+    opened: list[int] = []
+    real_open = EmailBackend.open
+
+    def counting_open(self: EmailBackend) -> bool | None:
+        created = real_open(self)
+        if created:
+            opened.append(1)
+        return created
+
+    monkeypatch.setattr(EmailBackend, "open", counting_open)
+    return opened
+
+
+def test_a_batch_drains_new_rows_over_one_connection_and_leaves_backoffs_alone(
+    tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    first, *others = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(5)]
+    waiting = _enqueue(tenant, to="waiting@example.test")  # in its retry backoff
+    OutboxMessage.objects.filter(pk=waiting.pk).update(
+        attempts=1, next_attempt_at=timezone.now() + dt.timedelta(minutes=5)
+    )
+    opened = _count_smtp_connections(monkeypatch)
+
+    assert outbox_deliver_batch(message_id_value=str(first.pk)) == {"sent": 5}
+    received = smtp_sink.wait_for(5)
+    assert sorted(m["To"] for m in received) == [f"user{i}@example.test" for i in range(5)]
+    assert {m["Message-ID"] for m in received} == {message_id(m) for m in [first, *others]}
+    assert len(opened) == 1  # one SMTP connection for the five
+    assert set(OutboxMessage.objects.exclude(pk=waiting.pk).values_list("status", "attempts")) == {
+        ("sent", 1)
+    }
+    assert OutboxMessage.objects.get(pk=waiting.pk).status == "pending"  # not sent before its time
+    # The tasks of the drained rows find them sent.
+    assert outbox_deliver_batch(message_id_value=str(others[0].pk)) == {"skipped": 1}
+    assert len(smtp_sink.messages) == 5
+
+
+def test_a_batch_respects_its_limit_and_stops_at_the_first_failure(
+    tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    rows = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(6)]
+    assert outbox_deliver_batch(message_id_value=str(rows[0].pk), limit=2) == {"sent": 2}
+    smtp_sink.refuse_next = 1  # the next message is refused with 451
+    assert outbox_deliver_batch(message_id_value=str(rows[5].pk)) == {"retry": 1}
+    assert OutboxMessage.objects.filter(status="pending", attempts=0).count() == 3  # not tried
+    assert outbox_deliver_batch(message_id_value=str(rows[2].pk)) == {"sent": 3}
+    assert OutboxMessage.objects.get(pk=rows[5].pk).attempts == 1  # left to its backoff
+    assert len(smtp_sink.messages) == 5
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> None:
@@ -129,3 +185,27 @@ def test_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> 
     while OutboxMessage.objects.filter(status="sent").count() < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert OutboxMessage.objects.filter(status="sent").count() == 3
+
+
+def test_a_failure_inside_a_claim_leaves_the_rest_of_it_pending(
+    tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from identity.services import outbox
+
+    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    rows = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(4)]
+    real_build = outbox._build
+
+    def build(message: OutboxMessage, cache: Any = None) -> Any:
+        if message.pk == rows[1].pk:
+            raise RuntimeError("template broke")
+        return real_build(message, cache)
+
+    monkeypatch.setattr(outbox, "_build", build)
+    assert outbox_deliver_batch(message_id_value=str(rows[0].pk)) == {"sent": 1, "retry": 1}
+    states = {m.pk: (m.status, m.attempts) for m in OutboxMessage.objects.all()}
+    assert states[rows[0].pk] == ("sent", 1)
+    assert states[rows[1].pk] == ("pending", 1)
+    assert states[rows[2].pk] == states[rows[3].pk] == ("pending", 0)  # claimed, then left alone
+    assert "template broke" in OutboxMessage.objects.get(pk=rows[1].pk).last_error
+    assert [m["To"] for m in smtp_sink.messages] == ["user0@example.test"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -65,11 +67,27 @@ def home(request: HttpRequest, console: Console) -> HttpResponse:
 def user_list(request: HttpRequest, console: Console) -> HttpResponse:
     search = request.GET.get("q", "")[:100].replace("\x00", "")
     after = request.GET.get("after") or None
-    page = org_member_page(org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE)
+    # "subtree": also the users resident in the organizations below this one.
+    subtree = request.GET.get("scope") == "subtree"
+    page = org_member_page(
+        org=console.org,
+        search=search,
+        after=after,
+        size=settings.ACTAS_CONSOLE_PAGE_SIZE,
+        subtree=subtree,
+    )
     return render(
         request,
         "identity/console/user_list.html",
-        {"console": console, "page": page, "q": search, "after": after},
+        {
+            "console": console,
+            "page": page,
+            "q": search,
+            "after": after,
+            "subtree": subtree,
+            # the search and scope the pager links keep
+            "query": urlencode([(k, v) for k, v in (("q", search), ("scope", "subtree" * subtree)) if v]),
+        },
     )
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value, prefetch_related_objects
+from django.db.models.functions import Concat
 
 from identity.models import (
     IMPERSONATION_SCOPES,
@@ -35,7 +37,10 @@ from organizations.selectors import (
     org_ancestor_sets,
     org_ancestors,
     org_descendant_filter,
+    org_descendant_ids,
     org_is_descendant,
+    org_is_usable,
+    org_subtree_size,
 )
 
 # --- memberships --------------------------------------------------------------------------
@@ -62,6 +67,8 @@ def org_members(org: Organization) -> QuerySet[User]:
 class UserPage:
     users: list[User]
     next_cursor: str | None
+    # Users on this page who are shared into the organization (resident elsewhere).
+    shared_ids: frozenset[uuid.UUID] = frozenset()
 
 
 def _encode_cursor(user: User) -> str:
@@ -78,31 +85,110 @@ def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID] | None:
         return None
 
 
-def org_member_page(
-    *, org: Organization, search: str = "", after: str | None = None, size: int = 25
-) -> UserPage:
-    """One page of ``org``'s members ordered by (username, id): keyset pagination.
+def _member_search_q(search: str) -> Q:
+    """The start of the username, email, given or family name (case-insensitive). On
+    PostgreSQL each is served by an ``UPPER(col) text_pattern_ops`` index (identity 0008)."""
+    return (
+        Q(username__istartswith=search)
+        | Q(email__istartswith=search)
+        | Q(given_name__istartswith=search)
+        | Q(family_name__istartswith=search)
+    )
 
-    ``search`` matches the start of the username, email, given or family name.
-    Two queries at most, whatever the page size (the association check is a subquery).
+
+def _keyset_page(
+    qs: QuerySet[User], *, after: tuple[str, uuid.UUID] | None, limit: int, searching: bool = False
+) -> list[User]:
+    """The first ``limit`` rows of ``qs`` in (username, id) order after the cursor.
+
+    The redundant ``username >= name`` lets the database start its (username, id) index scan
+    at the cursor instead of filtering from the beginning. A search orders by an expression of
+    the username instead (the same order): walking the username index in order while
+    filtering on the other columns' prefixes would read every username before the first
+    match ("ja" skipped 37,000 rows at 100k users); this way the database collects the matches
+    from the prefix indexes and sorts only those."""
+    if after is not None:
+        name, pk = after
+        qs = qs.filter(Q(username__gte=name), Q(username__gt=name) | Q(username=name, pk__gt=pk))
+    username = Concat("username", Value(""), output_field=CharField()) if searching else F("username")
+    return list(qs.order_by(username.asc(), "pk")[:limit])
+
+
+@contextmanager
+def _plan_per_call() -> Iterator[None]:
+    """On PostgreSQL, plan the statements inside for their actual values.
+
+    With prepared statements (DB_PREPARED_STATEMENTS) a statement run often gets one generic
+    plan. For a prefix search that plan cannot use the prefix indexes (the pattern is unknown
+    when it is made) and reads every user (measured: 260 ms instead of 0.1 ms for a prefix
+    that matches nobody, after a few broad searches on the same connection); a subtree's
+    size decides its best plan too. ``SET LOCAL`` ends with the transaction."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield
+
+
+# Subtrees of at most this many organizations are listed by naming their organizations.
+SMALL_SUBTREE = 300
+
+
+def org_member_page(
+    *,
+    org: Organization,
+    search: str = "",
+    after: str | None = None,
+    size: int = 25,
+    subtree: bool = False,
+) -> UserPage:
+    """One page of ``org``'s members ordered by (username, id): keyset pagination, no count.
+
+    Members are the users resident in ``org`` (with ``subtree``, in ``org`` or any organization
+    below it) and the users shared into ``org``. ``search`` matches the start of the username,
+    email, given or family name.
+
+    Two queries whatever the page size (three for a small subtree): the residents (an indexed
+    range on the tree, or the ``(organization, username)`` index) and the shared-in users (the
+    associations of ``org``), each at most one page long, merged here. One OR of the two in
+    SQL would leave the database no index to order by.
     """
-    qs = org_members(org).select_related("organization")
+    cursor = _decode_cursor(after) if after else None
+    limit = size + 1
     search = search.strip()
+    residents = User.objects.select_related("organization")
+    if subtree and org_subtree_size(org) <= SMALL_SUBTREE:
+        # A small subtree holds a small share of the users: walking the username index in
+        # order would read many rows of other organizations per row shown, so name the
+        # organizations (one indexed range query) and let (organization, username) serve.
+        residents = residents.filter(organization__in=list(org_descendant_ids(org, include_self=True)))
+    elif subtree and search:
+        # Many matches to sort: test membership against the subtree's ids (a semi-join over
+        # narrow rows) rather than joining every match to its whole organization row; the
+        # organizations of the page are fetched afterwards.
+        residents = User.objects.filter(organization__in=org_descendant_ids(org, include_self=True))
+    elif subtree:
+        residents = residents.filter(**org_descendant_filter(org, prefix="organization__", include_self=True))
+    else:
+        residents = residents.filter(organization=org)
+    shared = User.objects.select_related("organization").filter(associations__organization=org)
     if search:
-        qs = qs.filter(
-            Q(username__istartswith=search)
-            | Q(email__istartswith=search)
-            | Q(given_name__istartswith=search)
-            | Q(family_name__istartswith=search)
+        residents, shared = (
+            residents.filter(_member_search_q(search)),
+            shared.filter(_member_search_q(search)),
         )
-    if after:
-        decoded = _decode_cursor(after)
-        if decoded is not None:
-            name, pk = decoded
-            qs = qs.filter(Q(username__gt=name) | Q(username=name, pk__gt=pk))
-    rows = list(qs.order_by("username", "pk")[: size + 1])
+    with _plan_per_call():
+        rows = _keyset_page(residents, after=cursor, limit=limit, searching=bool(search))
+        shared_rows = _keyset_page(shared, after=cursor, limit=limit, searching=bool(search))
+    # Merged in Python by code point, which is the database's order under a C / C.UTF-8
+    # collation (the (username, id) order the cursor continues from).
+    rows = sorted([*rows, *shared_rows], key=lambda u: (u.username, str(u.pk)))[:limit]
     next_cursor = _encode_cursor(rows[size - 1]) if len(rows) > size else None
-    return UserPage(users=rows[:size], next_cursor=next_cursor)
+    page = rows[:size]
+    prefetch_related_objects(page, "organization")  # no query when every row has it already
+    shared_ids = frozenset(u.pk for u in shared_rows)
+    return UserPage(users=page, next_cursor=next_cursor, shared_ids=shared_ids & {u.pk for u in page})
 
 
 def user_memberships(user: User, *, within: Organization) -> list[Organization]:
@@ -224,9 +310,15 @@ def role_assignments_in_org(*, role: Role, org: Organization) -> QuerySet[RoleAs
 
 
 def user_roles_in_org(*, user: User, org: Organization) -> list[Role]:
-    principal = _principal_q(user=user, org_ids=[org.pk])
+    """The roles assigned to ``user`` in ``org``: directly where the user is resident, through
+    the user's association where shared in. Which of the two is known from the user, so the
+    query filters one indexed column (an OR of both joined every user of the database)."""
+    if user.organization_id == org.pk:
+        assignments = RoleAssignment.objects.filter(user=user)
+    else:
+        assignments = RoleAssignment.objects.filter(association__user=user, association__organization=org)
     return list(
-        Role.objects.filter(assignments__in=RoleAssignment.objects.filter(principal))
+        Role.objects.filter(assignments__in=assignments)
         .select_related("audience_application")
         .distinct()
         .order_by("name")
@@ -550,4 +642,7 @@ def user_switchable_organizations(*, user: User, org: Organization, client_id: s
         .filter(status=Organization.Status.ACTIVE)
         .order_by("lft")
     )
-    return [o for o in candidates if application_available_in(application=application, org=o)]
+    # Under a disabled ancestor an organization is not usable, and the switch grant refuses it.
+    return [
+        o for o in candidates if application_available_in(application=application, org=o) and org_is_usable(o)
+    ]

@@ -69,6 +69,16 @@ def org_descendant_filter(org: Organization, *, prefix: str, include_self: bool)
     }
 
 
+def org_subtree_size(org: Organization) -> int:
+    """How many organizations ``org``'s subtree holds, itself included (no query)."""
+    return (org.rght - org.lft + 1) // 2
+
+
+def org_descendant_ids(org: Organization, *, include_self: bool = False) -> QuerySet[Organization, uuid.UUID]:
+    """The ids of ``org``'s subtree: one range scan of the ``(tree_id, lft)`` index."""
+    return org.get_descendants(include_self=include_self).values_list("pk", flat=True)
+
+
 def org_is_descendant(org: Organization, *, of: Organization, include_self: bool = False) -> bool:
     """True when ``org`` lies in the subtree of ``of`` (no query)."""
     return bool(org.is_descendant_of(of, include_self=include_self))

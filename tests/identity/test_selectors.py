@@ -29,6 +29,7 @@ from identity.selectors import (
     roles_in_org,
     user_scopes_along_path,
     user_scopes_for_application,
+    user_switchable_organizations,
 )
 from identity.services.applications import (
     application_authorize_api,
@@ -138,6 +139,16 @@ def test_disabled_org_or_user_gets_nothing(world: World) -> None:
     assert user_scopes_for_application(user=world.eu_admin, application=console, org=world.eu) == frozenset()
     world.admin.is_active = False
     assert user_scopes_for_application(user=world.admin, application=console, org=world.root) == frozenset()
+
+
+def test_switchable_organizations_skip_those_under_a_disabled_parent(world: World) -> None:
+    """What ``me/organizations`` lists is what ``organization_switch`` accepts: an organization
+    below a disabled one is not usable, so it is not offered either."""
+    app = _pickup(world)
+    listed = user_switchable_organizations(user=world.sales_user, org=world.root, client_id=app.client_id)
+    assert [o.pk for o in listed] == [world.sales.pk]
+    org_set_status(org=world.eu, status=Organization.Status.DISABLED)
+    assert user_switchable_organizations(user=world.sales_user, org=world.root, client_id=app.client_id) == []
 
 
 def test_console_scopes_reach_down_never_up_or_sideways(world: World) -> None:

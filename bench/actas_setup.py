@@ -36,4 +36,6 @@ out = {
     "eu_id": str(eu.pk),
 }
 out["bob_id"] = users["bob"]
+# How long a subject token lives (run.py mints right before each cell and the soak).
+out["subject_token_expiry"] = Application.objects.get(client_id="pickup").subject_token_expiry
 Path(os.environ["BENCH_OUT"]).write_text(json.dumps(out))

@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from identity.models import AuditChainHead, AuditEvent, User
+from identity.selectors import plan_per_call
 from identity.services.audit import GENESIS_HASH, HASHED_FIELDS, UUID_FIELDS
 from identity.services.users import normalise_username
 from organizations.models import Organization
@@ -137,7 +138,8 @@ def audit_event_page(
     qs = audit_events_filtered(org=org, filters=filters)
     if before is not None:
         qs = qs.filter(seq__lt=before)
-    rows = list(qs.order_by("-seq")[: size + 1])
+    with plan_per_call():  # time windows, prefixes, subtrees: a generic plan fits none of them
+        rows = list(qs.order_by("-seq")[: size + 1])
     events = rows[:size]
     next_before = events[-1].seq if len(rows) > size else None
     names = audit_org_names({e.org_id for e in events if e.org_id is not None})
@@ -184,7 +186,8 @@ def audit_export_rows(*, org: Organization, filters: AuditFilters) -> tuple[Iter
     """The filtered events in chain order (oldest first), at most the newest
     :data:`EXPORT_MAX_ROWS`; and whether older matching rows were left out."""
     qs = audit_events_filtered(org=org, filters=filters)
-    cut = list(qs.order_by("-seq").values_list("seq", flat=True)[EXPORT_MAX_ROWS : EXPORT_MAX_ROWS + 1])
+    with plan_per_call():
+        cut = list(qs.order_by("-seq").values_list("seq", flat=True)[EXPORT_MAX_ROWS : EXPORT_MAX_ROWS + 1])
     truncated = bool(cut)
     if truncated:
         qs = qs.filter(seq__gt=cut[0])

@@ -23,6 +23,7 @@ request while Redis is down would turn a cache outage into an outage of the toke
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -87,13 +88,27 @@ def _count(key: str, ttl: int) -> int:
         return 1
 
 
+def _bucket(address: str) -> str:
+    """What one budget covers: an IPv4 address, or an IPv6 /64 (one subscriber's network;
+    counting single IPv6 addresses would give each holder of a /64 2^64 budgets)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def hit(name: str, rate: Rate, address: str, *, now: float | None = None) -> tuple[bool, int]:
     """Count one request of ``address`` against limit ``name``.
 
     Returns (allowed, retry_after_seconds)."""
     now = time.time() if now is None else now
     window = int(now // rate.seconds)
-    digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(_bucket(address).encode()).hexdigest()[:32]
     key = f"actas:rl:{name}:{digest}:{window}"
     try:
         count = _count(key, rate.seconds + 1)

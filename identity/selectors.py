@@ -115,7 +115,7 @@ def _keyset_page(
 
 
 @contextmanager
-def _plan_per_call() -> Iterator[None]:
+def plan_per_call() -> Iterator[None]:
     """On PostgreSQL, plan the statements inside for their actual values.
 
     With prepared statements (DB_PREPARED_STATEMENTS) a statement run often gets one generic
@@ -178,11 +178,12 @@ def org_member_page(
             residents.filter(_member_search_q(search)),
             shared.filter(_member_search_q(search)),
         )
-    with _plan_per_call():
+    with plan_per_call():
         rows = _keyset_page(residents, after=cursor, limit=limit, searching=bool(search))
         shared_rows = _keyset_page(shared, after=cursor, limit=limit, searching=bool(search))
     # Merged in Python by code point, which is the database's order under a C / C.UTF-8
-    # collation (the (username, id) order the cursor continues from).
+    # collation (the (username, id) order the cursor continues from); system check actas.E001
+    # (identity/checks.py, run by migrate) refuses any other collation on PostgreSQL.
     rows = sorted([*rows, *shared_rows], key=lambda u: (u.username, str(u.pk)))[:limit]
     next_cursor = _encode_cursor(rows[size - 1]) if len(rows) > size else None
     page = rows[:size]

@@ -196,9 +196,11 @@ class TokenExchangeGrant(GrantTypeBase):
             raise errors.InvalidRequestError(
                 description="The actor is not the one the subject token allows.", request=request
             )
-        if not IDToken.objects.filter(
-            jti=str(actor["jti"]), application=client, user_id=actor["sub"]
-        ).exists():
+        try:  # an ID token's jti and sub are UUIDs; anything else is no ID token of ours
+            jti, sub = uuid.UUID(str(actor["jti"])), uuid.UUID(str(actor["sub"]))
+        except ValueError:
+            raise errors.InvalidRequestError(description=REFUSED, request=request) from None
+        if not IDToken.objects.filter(jti=jti, application=client, user_id=sub).exists():
             raise errors.InvalidRequestError(description=REFUSED, request=request)
         return {"subject": subject, "actor": actor}
 

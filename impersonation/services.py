@@ -168,23 +168,28 @@ def _start_locked(
     org: Organization,
     application: Application,
     locked: SSOSession,
+    bound: bool,
     reason: str,
     read_only: bool,
     channel: str,
 ) -> ImpersonationSession:
     """Start the impersonation bound to ``locked`` (the impersonator's SSO session, row-locked
-    by the caller and checked unbound).
+    by the caller, so no other start in it runs meanwhile).
 
     The end time is the start plus the organization's cap; the bound SSO session expires no
     later, so the browser is signed out when the time is up."""
+    if bound:
+        # The policy chain refuses this as chained; refused here too, so the
+        # one-live-impersonation-per-sign-in rule never rests on the chain alone.
+        raise policy.Refused("already-impersonating", "This sign-in is already impersonating.")
     now = timezone.now()
     settings = org_effective_settings(org)
     clean = _clean_reason(reason)
     if settings.impersonation_reason_required and not clean:
         raise policy.Refused("reason-required", "A reason is required in this organization.")
     expires = now + dt.timedelta(minutes=settings.impersonation_max_minutes)
-    # The SSO session row is locked and has no live impersonation, so the partial unique
-    # constraint (one live impersonation per sign-in) cannot be hit here.
+    # The SSO session row is locked and has no live impersonation: the partial unique
+    # constraint (one live impersonation per sign-in) is not hit here.
     session = ImpersonationSession.objects.create(
         tenant_id=org.tenant_id or org.pk,
         organization=org,
@@ -377,6 +382,7 @@ def impersonation_begin(
     is refused as chained. ``subject``: the target if the caller has loaded it already.
     Raises :class:`policy.Refused` (the caller audits it)."""
     locked = _lock_sso_session(sso_session, actor=actor)
+    bound = _bound(locked)  # read under the lock: no other start in this sign-in runs now
     attempt = policy.evaluate(
         policy.Attempt(
             impersonator=actor,
@@ -385,7 +391,7 @@ def impersonation_begin(
             application=application,
             requested_scopes=requested_scopes,
             read_only=read_only,
-            chained=_bound(locked),
+            chained=bound,
             subject=subject if subject is not None and str(subject.pk) == str(subject_id) else None,
         )
     )
@@ -396,6 +402,7 @@ def impersonation_begin(
         org=org,
         application=application,
         locked=locked,
+        bound=bound,
         reason=reason,
         read_only=read_only,
         channel=channel,

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponseBase
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, permissions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import BaseParser
@@ -301,8 +302,25 @@ _WSO2_MESSAGES = {
 }
 
 
+# What the URL patterns route (``<slug:tenant>``, ``<str:user_id>``): anything else never
+# reaches an API (it is the site's 404 page).
+PATH_PARAMETERS = {"tenant": r"^[-a-zA-Z0-9_]+$", "user_id": r"^[^/]+$"}
+
+
 class ActasAutoSchema(AutoSchema):
-    """Names each operation's required scope in its OpenAPI description."""
+    """Names each operation's required scope in its OpenAPI description, and documents what
+    the path parameters may be."""
+
+    def get_override_parameters(self) -> list[Any]:
+        path = self.path
+        return [
+            *super().get_override_parameters(),
+            *(
+                OpenApiParameter(name, str, OpenApiParameter.PATH, pattern=pattern)
+                for name, pattern in PATH_PARAMETERS.items()
+                if "{" + name + "}" in path
+            ),
+        ]
 
     def get_description(self) -> str:  # type: ignore[override]
         description: str = super().get_description()

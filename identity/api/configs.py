@@ -63,6 +63,7 @@ class ImpersonationConfig(ActasAPIView):
             200: ImpersonationConfigSerializer,
             401: OpenApiResponse(ERROR),
             403: OpenApiResponse(ERROR, description="Missing internal_config_mgt_view."),
+            404: OpenApiResponse(ERROR, description="No such tenant, or the token's organization is gone."),
         },
     )
     def get(self, request: Request, tenant: str) -> Response:
@@ -81,6 +82,9 @@ class ImpersonationConfig(ActasAPIView):
             403: OpenApiResponse(
                 ERROR, description="Missing internal_config_mgt_update, or a read-only impersonation."
             ),
+            404: OpenApiResponse(ERROR, description="No such tenant, or the token's organization is gone."),
+            413: OpenApiResponse(ERROR, description="The request body is larger than 64 KiB."),
+            415: OpenApiResponse(ERROR, description="The body is not JSON."),
         },
         examples=[
             OpenApiExample(
@@ -120,6 +124,7 @@ class OrgImpersonationConfig(ImpersonationConfig):
             200: ImpersonationConfigSerializer,
             401: OpenApiResponse(ERROR),
             403: OpenApiResponse(ERROR),
+            404: OpenApiResponse(ERROR),
         },
     )
     def get(self, request: Request, tenant: str) -> Response:
@@ -134,6 +139,9 @@ class OrgImpersonationConfig(ImpersonationConfig):
             400: OpenApiResponse(ERROR),
             401: OpenApiResponse(ERROR),
             403: OpenApiResponse(ERROR),
+            404: OpenApiResponse(ERROR),
+            413: OpenApiResponse(ERROR),
+            415: OpenApiResponse(ERROR),
         },
     )
     def patch(self, request: Request, tenant: str) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,13 +26,21 @@ ORGANIZATIONS = inline_serializer(
 )
 
 
+ERROR = inline_serializer("APIError", {"detail": serializers.CharField()})
+
+
 class MyOrganizations(ActasAPIView):
     """The organizations below the token's where its user may switch (``organization_switch``)."""
 
     @extend_schema(
         operation_id="me_organizations",
         summary="Organizations the token's user may switch to",
-        responses={200: ORGANIZATIONS},
+        responses={
+            200: ORGANIZATIONS,
+            401: OpenApiResponse(ERROR, description="No, invalid, expired or revoked access token."),
+            403: OpenApiResponse(ERROR, description="Not a user's access token."),
+            404: OpenApiResponse(ERROR, description="No such tenant, or the token's organization is gone."),
+        },
     )
     def get(self, request: Request, tenant: str) -> Response:
         user, auth = token_auth(request)

@@ -74,6 +74,14 @@ def authorization_of(request: Request) -> OAuthAuthorization | None:
 class ActasOAuth2Validator(OAuth2Validator):
     # --- clients ----------------------------------------------------------------------------
 
+    def _authenticate_basic_auth(self, request: Request) -> bool:
+        # DOT decodes the credentials with base64.b64decode, which raises ValueError (not the
+        # binascii.Error DOT catches) for non-ASCII input: a bad header, not a server error.
+        try:
+            return bool(super()._authenticate_basic_auth(request))
+        except ValueError:
+            return False
+
     def _load_application(self, client_id: str, request: Request) -> Application | None:
         client = getattr(request, "client", None)
         if isinstance(client, Application) and client.client_id == client_id:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from django.contrib import auth
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.db import transaction
 from django.http import (
     Http404,
@@ -25,6 +26,7 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -165,6 +167,16 @@ def params_malformed(params: Any) -> bool:
         limit = MAX_STORED.get(key, MAX_PARAM)
         if len(key) > 64 or any("\x00" in v or len(v) > limit for v in values):
             return True
+    return False
+
+
+def form_unparseable(request: HttpRequest) -> bool:
+    """A body Django cannot parse as a form (broken multipart, too many fields, too large):
+    answered as an OAuth ``invalid_request``, not Django's HTML 400."""
+    try:
+        request.POST  # noqa: B018 (parsed here, where the failure can be answered)
+    except (BadRequest, SuspiciousOperation, MultiPartParserError):
+        return True
     return False
 
 
@@ -423,7 +435,7 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
 def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
     # The tenant (and organization) of the URL are resolved once, by the validator
     # (identity.oauth.validator.endpoint_context): an unknown one means an unknown client.
-    if params_malformed(request.POST):
+    if form_unparseable(request) or params_malformed(request.POST):
         return _json_error("invalid_request", 400, "The request is malformed.")
     # All or nothing: a request that fails half-way leaves no token behind.
     with transaction.atomic():
@@ -437,7 +449,7 @@ def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> Ht
 def revoke(request: HttpRequest, tenant: str) -> HttpResponse:
     """RFC 7009: a client revokes its own token; unknown tokens answer 200 all the same."""
     access_tenant(handle=tenant)
-    if params_malformed(request.POST):
+    if form_unparseable(request) or params_malformed(request.POST):
         return _json_error("invalid_request", 400, "The request is malformed.")
     _url, headers, body, status = oauth.create_revocation_response(request)
     return _oauth_response(body, status, headers)
@@ -467,6 +479,8 @@ INACTIVE = {"active": False}
 def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
     """RFC 7662, for the tenant's confidential clients (resource servers)."""
     tenant_org = access_tenant(handle=tenant)
+    if form_unparseable(request):
+        return _json_error("invalid_request", 400, "The request is malformed.")
     client = _introspection_client(request)
     if client is None:
         return _json_error(

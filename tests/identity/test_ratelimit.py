@@ -99,6 +99,18 @@ def test_fixed_window_resets_and_retry_after_counts_down() -> None:
     assert hit("probe", rate, "192.0.2.1", now=start + 45) == (True, 60)  # the next window
 
 
+def test_an_ipv6_slash_64_shares_one_budget_and_ipv4_addresses_do_not() -> None:
+    rate = Rate(2, 60)
+    now = 7000.0 * 60
+    assert hit("v6", rate, "2001:db8:1:2::1", now=now)[0]
+    assert hit("v6", rate, "2001:db8:1:2:ffff::9", now=now)[0]
+    # a third address of the same /64 is over the budget; the next /64 has its own
+    assert hit("v6", rate, "2001:db8:1:2:aaaa::3", now=now) == (False, 60)
+    assert hit("v6", rate, "2001:db8:1:3::1", now=now)[0]
+    for host in range(1, 4):
+        assert hit("v4", rate, f"198.51.100.{host}", now=now)[0]
+
+
 def test_parse_rate() -> None:
     assert parse_rate("600/60") == Rate(600, 60)
     assert parse_rate("10") == Rate(10, 60)

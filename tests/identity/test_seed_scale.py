@@ -107,7 +107,12 @@ def test_seeds_a_valid_tree_the_users_and_a_working_console() -> None:
 
     # the administrator signs in and opens the Console, its Organizations and Users pages
     client = Client()
-    r = client.post("/t/scale/login/", {"username": "admin", "password": "actas-scale-1"})
+    # no well-known default: a random password, printed once
+    match = re.search(r"Administrator password \(shown once\): (\S+)", output)
+    assert match is not None, output
+    guessed = client.post("/t/scale/login/", {"username": "admin", "password": "actas-scale-1"})
+    assert guessed.status_code != 302
+    r = client.post("/t/scale/login/", {"username": "admin", "password": match.group(1)})
     assert r.status_code == 302
     for page in ("", "organizations/", "users/?scope=subtree"):
         assert client.get(f"/t/scale/console/{page}").status_code == 200, page

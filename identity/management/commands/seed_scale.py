@@ -14,6 +14,7 @@ It refuses to run twice for one tenant handle (the bootstrap refuses an existing
 from __future__ import annotations
 
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -129,7 +130,9 @@ class Command(BaseCommand):
         parser.add_argument("--fanout", type=int, default=10, help="children per organization")
         parser.add_argument("--shared", type=float, default=0.01, help="share of users shared into a child")
         parser.add_argument("--admin-username", default="admin")
-        parser.add_argument("--admin-password", default="actas-scale-1")
+        parser.add_argument(
+            "--admin-password", default="", help="the administrator's password (default: random, printed)"
+        )
         parser.add_argument(
             "--user-password", default="", help="one password for every seeded user (default: unusable)"
         )
@@ -143,6 +146,8 @@ class Command(BaseCommand):
             raise CommandError("--orgs and --fanout must be at least 1, --users at least 0, --shared 0..1")
         progress = not o["no_progress"]
         t0 = time.perf_counter()
+        # Never a well-known default: a seeded tenant on a real database must not open with it.
+        password = o["admin_password"] or secrets.token_urlsafe(12)
         with transaction.atomic():
             try:
                 system, admin = tenant_bootstrap(
@@ -150,7 +155,7 @@ class Command(BaseCommand):
                     handle=o["tenant"],
                     name=f"Scale {o['tenant']}",
                     admin_username=o["admin_username"],
-                    admin_password=o["admin_password"],
+                    admin_password=password,
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
@@ -177,6 +182,8 @@ class Command(BaseCommand):
                 f"Console: /t/{root.handle}/console/"
             )
         )
+        if not o["admin_password"]:
+            self.stdout.write(f"Administrator password (shown once): {password}")
 
     def _seed_orgs(
         self, root: Organization, count: int, fanout: int, batch: int, progress: bool

@@ -11,6 +11,7 @@ Every persona signs in with ``PASSWORD``.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 
 from identity.models import User
 from identity.services.organizations import organization_create
@@ -28,6 +30,11 @@ from organizations.models import Organization
 from organizations.selectors import org_tenant
 
 pytest_plugins = ["tests.service_fixtures"]
+
+# HYPOTHESIS_PROFILE=ci (set by .ci/run): the same generated examples on every run.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 PASSWORD = "correct-horse-battery"
 

@@ -580,7 +580,12 @@ def test_authorize_never_redirects_to_an_unregistered_uri(
         response = client.generic(
             "POST", AUTHORIZE, encoded, content_type="application/x-www-form-urlencoded"
         )
-        assert response.status_code == 303, (response.content[:300], encoded[:300])
+        if response.status_code == 400:
+            # The equivalent GET would be longer than Django redirects to (2,048 characters,
+            # DisallowedRedirect): a plain 400, no redirect anywhere. Only long requests.
+            assert len(AUTHORIZE) + 1 + len(encoded) > 1500 and "Location" not in response
+            return
+        assert response.status_code == 303, (response.status_code, encoded[:200])
         response = client.get(response["Location"])
     assert_authorize_answer(response)
 

@@ -39,7 +39,6 @@ from organizations.selectors import (
     org_descendant_filter,
     org_descendant_ids,
     org_is_descendant,
-    org_is_usable,
     org_subtree_size,
 )
 
@@ -643,7 +642,16 @@ def user_switchable_organizations(*, user: User, org: Organization, client_id: s
         .filter(status=Organization.Status.ACTIVE)
         .order_by("lft")
     )
-    # Under a disabled ancestor an organization is not usable, and the switch grant refuses it.
+    # Under a disabled ancestor an organization is not usable, and the switch grant refuses it:
+    # the tree's inactive organizations, read once, rule out whatever they enclose.
+    inactive = list(
+        Organization.objects.filter(tree_id=org.tree_id)
+        .exclude(status=Organization.Status.ACTIVE)
+        .only("lft", "rght")
+    )
     return [
-        o for o in candidates if application_available_in(application=application, org=o) and org_is_usable(o)
+        o
+        for o in candidates
+        if not any(i.lft < o.lft and i.rght > o.rght for i in inactive)
+        and application_available_in(application=application, org=o)
     ]

@@ -551,26 +551,36 @@ def tenant_api_resources(tenant: Organization) -> list[APIResource]:
 # --- impersonation: who holds what, where -----------------------------------------------------
 
 
+# One fixed statement (no ORM compilation per call; planned once per connection with prepared
+# statements): every (assignment, permission) of the user, with where it counts. ``owned``: the
+# role belongs to the organization where it is assigned (_role_owned_where_assigned_q).
+_PERMISSION_MAP_SQL = """
+SELECT u.organization_id, a.organization_id, s.name,
+       COALESCE((ra.user_id IS NOT NULL AND r.organization_id = u.organization_id)
+                OR (ra.association_id IS NOT NULL AND r.organization_id = a.organization_id), FALSE),
+       r.audience_application_id, r.organization_id, app.organization_id
+FROM identity_roleassignment ra
+JOIN identity_role r ON r.id = ra.role_id
+LEFT JOIN identity_user u ON u.id = ra.user_id
+LEFT JOIN identity_userassociation a ON a.id = ra.association_id
+JOIN identity_role_permissions rp ON rp.role_id = r.id
+JOIN identity_scope s ON s.id = rp.scope_id
+LEFT JOIN identity_application app ON app.id = r.audience_application_id
+WHERE ra.user_id = %s OR a.user_id = %s
+"""
+
+
 def user_permission_map(user: User) -> dict[uuid.UUID, frozenset[str]]:
     """Every permission ``user`` holds, by the organization where it counts: roles assigned to
     the resident user count in the resident organization, roles assigned to a shared profile
     count in that organization; a role counts where it is owned, or — the application owner's
     role — wherever its application is available. One query, plus one per distinct
     (application, organization) of a shared role."""
-    mine = RoleAssignment.objects.filter(Q(user=user) | Q(association__user=user))
-    rows = (
-        mine.filter(role__permissions__isnull=False)
-        .annotate(owned=Q(_role_owned_where_assigned_q()))
-        .values_list(
-            "user__organization_id",
-            "association__organization_id",
-            "role__permissions__name",
-            "owned",
-            "role__audience_application_id",
-            "role__organization_id",
-            "role__audience_application__organization_id",
-        )
-    )
+    uuid_db = User._meta.pk.get_db_prep_value
+    user_id = uuid_db(user.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_PERMISSION_MAP_SQL, [user_id, user_id])
+        rows = cursor.fetchall()
     found: dict[uuid.UUID, set[str]] = {}
     available: dict[tuple[int, uuid.UUID], bool] = {}
     apps: dict[int, Application] = {}

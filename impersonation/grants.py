@@ -23,6 +23,7 @@ from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
+from config.prepared import Prepared
 from identity import tokens
 from identity.models import Application, OAuthAuthorization, User
 from identity.oauth import claims as oauth_claims
@@ -53,6 +54,17 @@ JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN)
 REFUSED = "The token exchange was refused."
+
+# The actor token must be an ID token actas recorded for this client and user.
+_recorded_id_token = Prepared(
+    lambda jti, application_id, user_id: IDToken.objects.filter(
+        jti=jti, application_id=application_id, user_id=user_id
+    ).only("pk")[:1],
+    jti=uuid.UUID,
+    application_id=int,
+    user_id=uuid.UUID,
+)
+
 MAX_TOKEN = 16_384
 
 
@@ -200,7 +212,7 @@ class TokenExchangeGrant(GrantTypeBase):
             jti, sub = uuid.UUID(str(actor["jti"])), uuid.UUID(str(actor["sub"]))
         except ValueError:
             raise errors.InvalidRequestError(description=REFUSED, request=request) from None
-        if not IDToken.objects.filter(jti=jti, application=client, user_id=sub).exists():
+        if _recorded_id_token.first(jti=jti, application_id=client.pk, user_id=sub) is None:
             raise errors.InvalidRequestError(description=REFUSED, request=request)
         return {"subject": subject, "actor": actor}
 

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from config.prepared import Prepared, PreparedUpdate
 from identity import tokens
 from identity.emails import branding_effective
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
@@ -133,17 +134,52 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
     """Mark a subject token used (once): None if unknown, expired, for another client or
     used already."""
     now = timezone.now()
-    used = SubjectToken.objects.filter(
+    if not isinstance(jti, str):
+        return None
+    used = _subject_token_use.run(
         jti=jti,
-        application=application,
-        used_at__isnull=True,
-        expires_at__gt=now - dt.timedelta(seconds=tokens.LEEWAY_SECONDS),
-    ).update(used_at=now)
+        application_id=application.pk,
+        not_before=now - dt.timedelta(seconds=tokens.LEEWAY_SECONDS),
+        now=now,
+    )
     if not used:
         return None
-    return SubjectToken.objects.select_related(
+    row = _subject_token_by_jti.first(jti=jti)
+    assert row is not None  # just marked used in this transaction
+    return row
+
+
+_subject_token_use = PreparedUpdate(
+    lambda jti, application_id, not_before, now: (
+        SubjectToken.objects.filter(
+            jti=jti, application_id=application_id, used_at__isnull=True, expires_at__gt=not_before
+        ),
+        {"used_at": now},
+    ),
+    jti=str,
+    application_id=int,
+    not_before=dt.datetime,
+    now=dt.datetime,
+)
+_subject_tokens_void = PreparedUpdate(
+    lambda sso_session_id, now: (
+        SubjectToken.objects.filter(sso_session_id=sso_session_id, used_at__isnull=True),
+        {"used_at": now},
+    ),
+    sso_session_id=int,
+    now=dt.datetime,
+)
+_sso_session_cap = PreparedUpdate(
+    lambda pk, expires_at: (SSOSession.objects.filter(pk=pk), {"expires_at": expires_at}),
+    pk=int,
+    expires_at=dt.datetime,
+)
+_subject_token_by_jti = Prepared(
+    lambda jti: SubjectToken.objects.select_related(
         "impersonator", "subject", "organization", "sso_session", "application"
-    ).get(jti=jti)
+    ).filter(jti=jti),
+    jti=str,
+)
 
 
 def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
@@ -156,9 +192,17 @@ def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
     )
 
 
+_live_binding = Prepared(
+    lambda sso_session_id: ImpersonationSession.objects.filter(
+        sso_session_id=sso_session_id, ended_at__isnull=True
+    ).only("pk")[:1],
+    sso_session_id=int,
+)
+
+
 def _bound(sso_session: SSOSession) -> bool:
     """Is this sign-in already impersonating (a live impersonation bound to it)? One query."""
-    return ImpersonationSession.objects.filter(sso_session=sso_session, ended_at__isnull=True).exists()
+    return _live_binding.first(sso_session_id=sso_session.pk) is not None
 
 
 def _start_locked(
@@ -205,9 +249,9 @@ def _start_locked(
     )
     if locked.expires_at > expires:
         locked.expires_at = expires
-        locked.save(update_fields=["expires_at"])
+        _sso_session_cap.run(pk=locked.pk, expires_at=expires)
     # Subject tokens of this sign-in not yet exchanged can no longer start anything.
-    SubjectToken.objects.filter(sso_session=locked, used_at__isnull=True).update(used_at=now)
+    _subject_tokens_void.run(sso_session_id=locked.pk, now=now)
     if settings.impersonation_email_enabled and subject.email:
         _notify_subject(session=session)
     audit_record(
@@ -229,9 +273,12 @@ def _start_locked(
     return session
 
 
+_sso_session_for_update = Prepared(lambda pk: SSOSession.objects.select_for_update().filter(pk=pk), pk=int)
+
+
 def _lock_sso_session(sso_session: SSOSession, *, actor: User) -> SSOSession:
-    locked = SSOSession.objects.select_for_update().get(pk=sso_session.pk)
-    if locked.ended_at is not None or locked.user_id != actor.pk:
+    locked = _sso_session_for_update.first(pk=sso_session.pk)
+    if locked is None or locked.ended_at is not None or locked.user_id != actor.pk:
         raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
     return locked
 

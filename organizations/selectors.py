@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
+from config.prepared import Prepared
 from organizations.models import Organization, OrganizationSettings
 
 DEFAULT_IMPERSONATION_EMAIL_ENABLED = True
@@ -15,9 +16,17 @@ DEFAULT_IMPERSONATION_REASON_REQUIRED = True
 DEFAULT_IMPERSONATION_MAX_MINUTES = 60
 
 
+# Every request to /t/<handle>/ reads its tenant: compiled once per connection.
+_tenant_by_handle = Prepared(
+    lambda handle: Organization.objects.filter(handle=handle, parent__isnull=True).order_by()[:1],
+    handle=str,
+)
+
+
 def tenant_get(*, handle: str) -> Organization | None:
-    """The root organization with this handle (active or not), or None."""
-    return Organization.objects.filter(handle=handle, parent__isnull=True).first()
+    """The root organization with this handle (active or not), or None (handles of roots are
+    unique: constraint org_root_handle_unique)."""
+    return _tenant_by_handle.first(handle=str(handle))
 
 
 def org_tenant(org: Organization) -> Organization:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 
+from config.prepared import Prepared, PreparedUpdate
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused, mint_guard
@@ -44,6 +46,37 @@ from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
 
 log = logging.getLogger("actas.oauth")
+
+
+# Every token, introspection and revocation request reads its client: compiled once per connection.
+_client_in_tenant = Prepared(
+    lambda client_id, tenant_id: (
+        Application.objects.select_related("organization")
+        .filter(client_id=client_id, organization__tenant_id=tenant_id)
+        .order_by()[:1]
+    ),
+    client_id=str,
+    tenant_id=uuid.UUID,
+)
+
+
+# The authorization row remembers its first access token and its refresh family (set once).
+_authorization_first_token = PreparedUpdate(
+    lambda pk, token_id: (
+        OAuthAuthorization.objects.filter(pk=pk, first_access_token__isnull=True),
+        {"first_access_token_id": token_id},
+    ),
+    pk=int,
+    token_id=int,
+)
+_authorization_family = PreparedUpdate(
+    lambda pk, family: (
+        OAuthAuthorization.objects.filter(pk=pk, refresh_family__isnull=True),
+        {"refresh_family": family},
+    ),
+    pk=int,
+    family=uuid.UUID,
+)
 
 
 def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
@@ -91,11 +124,7 @@ class ActasOAuth2Validator(OAuth2Validator):
         if context is None or not isinstance(client_id, str) or not client_id or "\x00" in client_id:
             return None
         tenant, org = context
-        app = (
-            Application.objects.select_related("organization")
-            .filter(client_id=client_id[:255], organization__tenant_id=tenant.pk)
-            .first()
-        )
+        app = _client_in_tenant.first(client_id=client_id[:255], tenant_id=tenant.pk)
         if app is None or not org_is_usable(app.organization):
             return None
         if not application_available_in(application=app, org=org):
@@ -395,6 +424,13 @@ class ActasOAuth2Validator(OAuth2Validator):
 
     # --- tokens -----------------------------------------------------------------------------
 
+    def save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
+        # DOT opens a transaction of its own here; inside the token view's (every grant runs in
+        # one: identity.oauth.views.token) that is a savepoint, two statements per grant for
+        # nothing: the tokens stand or fall with the request either way.
+        with transaction.atomic(savepoint=False):
+            self._save_bearer_token(token, request, *args, **kwargs)
+
     def _create_access_token(
         self, expires: dt.datetime, request: Request, token: dict[str, Any], source_refresh_token: Any = None
     ) -> AccessToken:
@@ -412,9 +448,7 @@ class ActasOAuth2Validator(OAuth2Validator):
         access_token.save()
         authorization = authorization_of(request)
         if authorization is not None and authorization.first_access_token_id is None:
-            OAuthAuthorization.objects.filter(pk=authorization.pk, first_access_token__isnull=True).update(
-                first_access_token=access_token
-            )
+            _authorization_first_token.run(pk=authorization.pk, token_id=access_token.pk)
         return access_token
 
     def _create_refresh_token(
@@ -428,10 +462,8 @@ class ActasOAuth2Validator(OAuth2Validator):
             request, refresh_token_code, access_token, previous_refresh_token
         )
         authorization = authorization_of(request)
-        if authorization is not None and authorization.refresh_family is None:
-            OAuthAuthorization.objects.filter(pk=authorization.pk, refresh_family__isnull=True).update(
-                refresh_family=refresh_token.token_family
-            )
+        if authorization is not None and authorization.refresh_family is None and refresh_token.token_family:
+            _authorization_family.run(pk=authorization.pk, family=refresh_token.token_family)
             authorization.refresh_family = refresh_token.token_family
         return refresh_token
 

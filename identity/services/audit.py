@@ -24,6 +24,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from config.prepared import Prepared, PreparedUpdate
 from identity import context
 from identity.models import AuditChainHead, AuditEvent, User
 from organizations.models import Organization
@@ -108,6 +109,23 @@ def audit_chain_head_create(*, tenant: Organization) -> AuditChainHead:
     return head
 
 
+_chain_head_for_update = Prepared(
+    lambda tenant_id: AuditChainHead.objects.select_for_update().filter(tenant_id=tenant_id),
+    tenant_id=uuid.UUID,
+)
+
+
+_chain_head_advance = PreparedUpdate(
+    lambda tenant_id, seq, digest: (
+        AuditChainHead.objects.filter(tenant_id=tenant_id),
+        {"seq": seq, "hash": digest},
+    ),
+    tenant_id=uuid.UUID,
+    seq=int,
+    digest=str,
+)
+
+
 def audit_record(
     *,
     tenant: Organization | None = None,
@@ -130,10 +148,12 @@ def audit_record(
         tenant_id = org.tenant_id or org.pk
     else:
         tenant_id = tenant.pk
+    if not isinstance(tenant_id, uuid.UUID):
+        tenant_id = uuid.UUID(str(tenant_id))
     ctx = context.current()
     # No savepoint inside the caller's transaction: the event stands or falls with the change.
     with transaction.atomic(savepoint=False):
-        head = AuditChainHead.objects.select_for_update().filter(tenant_id=tenant_id).first()
+        head = _chain_head_for_update.first(tenant_id=tenant_id)
         if head is None:
             AuditChainHead.objects.get_or_create(tenant_id=tenant_id, defaults={"hash": GENESIS_HASH})
             head = AuditChainHead.objects.select_for_update().get(tenant_id=tenant_id)
@@ -164,7 +184,7 @@ def audit_record(
         event = AuditEvent.objects.create(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **stored)
         head.seq = fields["seq"]
         head.hash = digest
-        head.save(update_fields=["seq", "hash"])
+        _chain_head_advance.run(tenant_id=tenant_id, seq=head.seq, digest=digest)
     return event
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType
 
+from config.prepared import Prepared
 from organizations.models import Organization
 from organizations.selectors import org_ancestors
 
@@ -336,16 +338,28 @@ class Branding:
         return {"brand_name": self.brand_name, "support_email": self.support_email, "logo_url": self.logo_url}
 
 
+@functools.cache
+def _branding_of_org() -> Prepared[Any]:
+    """A root's branding row (identity.models imports this module: built on first use)."""
+    from identity.models import OrganizationBranding
+
+    return Prepared(
+        lambda org_id: OrganizationBranding.objects.filter(organization_id=org_id), org_id=uuid.UUID
+    )
+
+
 def branding_effective(org: Organization, *, include_self: bool = True) -> Branding:
     """Each branding field from the nearest organization up the tree that sets it. Without one,
     the brand name is the tenant's name and the other fields are empty."""
     from identity.models import OrganizationBranding
 
     path = org_ancestors(org, include_self=include_self)
-    rows = {
-        b.organization_id: b
-        for b in OrganizationBranding.objects.filter(organization__in=[o.pk for o in path])
-    }
+    stored = (
+        _branding_of_org().all(org_id=path[0].pk)  # a root: every impersonation email reads it
+        if len(path) == 1
+        else OrganizationBranding.objects.filter(organization__in=[o.pk for o in path])
+    )
+    rows = {b.organization_id: b for b in stored}
     found: dict[str, tuple[str, Organization | None]] = {}
     for node in reversed(path):
         row = rows.get(node.pk)

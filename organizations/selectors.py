@@ -148,6 +148,11 @@ class EffectiveOrgSettings:
     max_minutes_source: Organization | None
 
 
+_settings_of_org = Prepared(
+    lambda org_id: OrganizationSettings.objects.filter(organization_id=org_id), org_id=uuid.UUID
+)
+
+
 def org_effective_settings(org: Organization, *, include_self: bool = True) -> EffectiveOrgSettings:
     """Resolve the settings of ``org`` from its own row and its ancestors'. Two queries.
 
@@ -160,10 +165,12 @@ def org_effective_settings(org: Organization, *, include_self: bool = True) -> E
     With ``include_self=False`` the result is what ``org`` inherits from its parent.
     """
     path = org_ancestors(org, include_self=include_self)
-    rows = {
-        row.organization_id: row
-        for row in OrganizationSettings.objects.filter(organization__in=[o.pk for o in path])
-    }
+    found = (
+        _settings_of_org.all(org_id=path[0].pk)  # a root: every impersonation start reads it
+        if len(path) == 1
+        else OrganizationSettings.objects.filter(organization__in=[o.pk for o in path])
+    )
+    rows = {row.organization_id: row for row in found}
     email: bool | None = None
     email_source = None
     reason = DEFAULT_IMPERSONATION_REASON_REQUIRED

@@ -65,6 +65,15 @@ _recorded_id_token = Prepared(
     user_id=uuid.UUID,
 )
 
+# An organization switch of an impersonated token reads its impersonation.
+_impersonation_of_subject = Prepared(
+    lambda pk, subject_id: ImpersonationSession.objects.select_related(
+        "impersonator", "subject", "organization", "application", "sso_session"
+    ).filter(pk=pk, subject_id=subject_id),
+    pk=uuid.UUID,
+    subject_id=uuid.UUID,
+)
+
 MAX_TOKEN = 16_384
 
 
@@ -344,13 +353,7 @@ class OrganizationSwitchGrant(GrantTypeBase):
                 impersonation_pk = uuid.UUID(str(claims["impersonation_id"]))
             except ValueError:
                 raise invalid from None
-            impersonation = (
-                ImpersonationSession.objects.select_related(
-                    "impersonator", "subject", "organization", "application", "sso_session"
-                )
-                .filter(pk=impersonation_pk, subject=user)
-                .first()
-            )
+            impersonation = _impersonation_of_subject.first(pk=impersonation_pk, subject_id=user.pk)
             if impersonation is None:
                 raise invalid
             try:

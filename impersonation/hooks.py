@@ -7,6 +7,7 @@ import uuid
 
 from django.utils import timezone
 
+from config.prepared import Prepared
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
 from impersonation import policy
@@ -45,16 +46,24 @@ def resolve_principal(*, session: SSOSession, application: Application, org: Org
     )
 
 
+# Every refresh and code exchange of an impersonated authorization reads its impersonation.
+_impersonation_by_id = Prepared(
+    lambda pk: ImpersonationSession.objects.select_related(
+        "impersonator", "subject", "organization", "application"
+    ).filter(pk=pk),
+    pk=uuid.UUID,
+)
+
+
 def mint_guard(*, authorization: OAuthAuthorization, application: Application) -> int:
     """Before a code exchange or refresh of an impersonated authorization: the session must
     still be live and allowed; tokens live no longer than it."""
     if authorization.impersonation_id is None:
         raise MintRefused("not an impersonated authorization")
-    current = (
-        ImpersonationSession.objects.select_related("impersonator", "subject", "organization", "application")
-        .filter(pk=authorization.impersonation_id)
-        .first()
-    )
+    impersonation_id = authorization.impersonation_id
+    if not isinstance(impersonation_id, uuid.UUID):
+        impersonation_id = uuid.UUID(str(impersonation_id))
+    current = _impersonation_by_id.first(pk=impersonation_id)
     if current is None:
         raise MintRefused("no such impersonation")
     try:
@@ -82,13 +91,16 @@ def impersonation_of(*, session: SSOSession) -> Principal | None:
     )
 
 
+_live_impersonation = Prepared(
+    lambda pk: ImpersonationSession.objects.filter(pk=pk, ended_at__isnull=True).only("pk", "expires_at"),
+    pk=uuid.UUID,
+)
+
+
 def live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
     """The end of a live impersonation; None once it has ended or its time is up."""
-    found = (
-        ImpersonationSession.objects.filter(pk=impersonation_id, ended_at__isnull=True)
-        .values_list("expires_at", flat=True)
-        .first()
-    )
+    live = _live_impersonation.first(pk=impersonation_id)
+    found = live.expires_at if live is not None else None
     return found if found is not None and found > timezone.now() else None
 
 

@@ -38,12 +38,19 @@ def org_tenant(org: Organization) -> Organization:
     return tenant
 
 
+_org_in_tenant = Prepared(
+    lambda tenant_id, pk: Organization.objects.filter(tenant_id=tenant_id, pk=pk).order_by(),
+    tenant_id=uuid.UUID,
+    pk=uuid.UUID,
+)
+
+
 def org_get_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str) -> Organization | None:
     try:
         org_uuid = uuid.UUID(str(org_id))
     except ValueError:
         return None
-    return Organization.objects.filter(tenant=tenant, pk=org_uuid).first()
+    return _org_in_tenant.first(tenant_id=tenant.pk, pk=org_uuid)
 
 
 def org_ancestors(org: Organization, *, include_self: bool = True) -> list[Organization]:

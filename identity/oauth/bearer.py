@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from oauth2_provider.models import AccessToken
 
+from config.prepared import Prepared
 from identity import tokens
 from identity.oauth import claims as oauth_claims
 from identity.oauth.hooks import impersonation_live_until
@@ -24,6 +25,15 @@ def bearer_token(request: HttpRequest) -> str:
     return ""
 
 
+# Every API call, userinfo and organization switch reads its access token's row.
+_access_token_by_checksum = Prepared(
+    lambda checksum: AccessToken.objects.select_related("application", "user").filter(
+        token_checksum=checksum
+    )[:1],
+    checksum=str,
+)
+
+
 def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], AccessToken] | None:
     """The claims and stored row of a live access token of this tenant, else None."""
     try:
@@ -36,11 +46,7 @@ def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], A
         )
     except tokens.TokenError:
         return None
-    stored = (
-        AccessToken.objects.select_related("application", "user")
-        .filter(token_checksum=oauth_claims.token_checksum(raw))
-        .first()
-    )
+    stored = _access_token_by_checksum.first(checksum=oauth_claims.token_checksum(raw))
     if stored is None or stored.is_expired() or stored.application is None:
         return None
     if stored.user is not None and not stored.user.can_sign_in:

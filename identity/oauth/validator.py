@@ -79,6 +79,15 @@ _authorization_family = PreparedUpdate(
 )
 
 
+# Every refresh reads the authorization of its token family (refresh_family is unique).
+_authorization_of_family = Prepared(
+    lambda family: OAuthAuthorization.objects.select_related(
+        "organization", "sso_session", "application"
+    ).filter(refresh_family=family, revoked_at__isnull=True),
+    family=uuid.UUID,
+)
+
+
 def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
     """(tenant, organization) of the endpoint the request was sent to, from its URL."""
     cached = getattr(request, "actas_endpoint", None)
@@ -385,9 +394,7 @@ class ActasOAuth2Validator(OAuth2Validator):
         if rt.created + dt.timedelta(seconds=client.refresh_token_lifetime) <= timezone.now():
             return False
         authorization = (
-            OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
-            .filter(refresh_family=rt.token_family, revoked_at__isnull=True)
-            .first()
+            _authorization_of_family.first(family=rt.token_family) if rt.token_family is not None else None
         )
         user = request.user
         if authorization is None or not isinstance(user, User) or not user.can_sign_in:

@@ -570,6 +570,14 @@ WHERE ra.user_id = %s OR a.user_id = %s
 """
 
 
+def _as_uuid(value: object) -> uuid.UUID | None:
+    return value if isinstance(value, uuid.UUID) else None
+
+
+def _hex_uuid(value: object) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
+
+
 def user_permission_map(user: User) -> dict[uuid.UUID, frozenset[str]]:
     """Every permission ``user`` holds, by the organization where it counts: roles assigned to
     the resident user count in the resident organization, roles assigned to a shared profile
@@ -580,12 +588,28 @@ def user_permission_map(user: User) -> dict[uuid.UUID, frozenset[str]]:
     user_id = uuid_db(user.pk, connection)
     with connection.cursor() as cursor:
         cursor.execute(_PERMISSION_MAP_SQL, [user_id, user_id])
-        rows = cursor.fetchall()
+        fetched = cursor.fetchall()
+    # PostgreSQL answers with UUIDs; SQLite (no native UUID) with hex strings, as the ORM reads them.
+    as_uuid = _as_uuid if connection.features.has_native_uuid_field else _hex_uuid
+    rows = [
+        (
+            as_uuid(resident),
+            as_uuid(shared),
+            scope,
+            bool(owned),
+            app_id,
+            as_uuid(role_org),
+            as_uuid(app_owner),
+        )
+        for resident, shared, scope, owned, app_id, role_org, app_owner in fetched
+    ]
     found: dict[uuid.UUID, set[str]] = {}
     available: dict[tuple[int, uuid.UUID], bool] = {}
     apps: dict[int, Application] = {}
     for resident_org, shared_org, scope, owned, app_id, role_org, app_owner in rows:
         org_id = resident_org or shared_org
+        if org_id is None:  # an assignment names a user or a shared profile (a constraint)
+            continue
         if not owned:
             # Only the application owner's roles count elsewhere, and only where the
             # application is available (shared roles).

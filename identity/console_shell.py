@@ -10,7 +10,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate
+from urllib.parse import parse_qsl
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
@@ -54,6 +56,25 @@ class Console:
 ConsoleView = Callable[Concatenate[HttpRequest, Console, ...], HttpResponse]
 
 
+UTF8 = {"utf-8", "utf8"}
+
+
+def _form_not_utf8(request: HttpRequest) -> bool:
+    """A form POST that is not UTF-8: another declared charset, or bytes that do not decode.
+
+    The Console's pages are UTF-8 and browsers send their forms that way; anything else would
+    be decoded with replacement characters (or as Latin-1) into names and labels nobody typed."""
+    if request.method != "POST" or request.content_type != "application/x-www-form-urlencoded":
+        return False
+    if (request.encoding or "utf-8").lower() not in UTF8:
+        return True
+    try:  # raw bytes and %-escapes alike
+        parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def console_page(*, scope: str | None) -> Callable[[ConsoleView], Callable[..., HttpResponse]]:
     """Resolve the Console of the URL's organization and require ``scope`` there.
 
@@ -66,6 +87,8 @@ def console_page(*, scope: str | None) -> Callable[[ConsoleView], Callable[..., 
         def wrapper(
             request: HttpRequest, tenant: str, *args: Any, org: Any = None, **kwargs: Any
         ) -> HttpResponse:
+            if _form_not_utf8(request):
+                raise BadRequest("Console forms are sent as UTF-8.")
             tenant_org = access_tenant(handle=tenant)
             current = access_org_in_tenant(tenant=tenant_org, org_id=org)
             user = request.user

@@ -144,9 +144,7 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
     )
     if not used:
         return None
-    row = _subject_token_by_jti.first(jti=jti)
-    assert row is not None  # just marked used in this transaction
-    return row
+    return _subject_token_by_jti.first(jti=jti)  # marked used just now, in this transaction
 
 
 _subject_token_use = PreparedUpdate(

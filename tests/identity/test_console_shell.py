@@ -15,6 +15,8 @@ URLENCODED = "application/x-www-form-urlencoded"
 
 def _create_role(client: Client, world: World, body: bytes, content_type: str = URLENCODED) -> int:
     response = client.generic("POST", console_url(world.eu, "roles/create/"), body, content_type=content_type)
+    if response.status_code == 400:  # the site's 400 page says what to do
+        assert b"have to arrive as UTF-8" in response.content and b"Nothing was changed" in response.content
     return response.status_code
 
 

@@ -352,15 +352,17 @@ def _role_owned_where_assigned_q() -> Q:
 # role) or it belongs to the organization where it is assigned; an organization role counts
 # only where it is owned and never grants the impersonate scopes. The oracle tests in
 # tests/identity/test_selectors.py compare it with a brute force over raw rows.
-_HELD_SCOPES_SQL = """
-SELECT DISTINCT s.name
+# Every (role assignment, permission) row: ``ra`` the assignment, ``r`` its role, ``u`` the
+# resident user or ``a`` the shared profile it names, ``s`` the permission.
+_ASSIGNED_PERMISSIONS = """
 FROM identity_roleassignment ra
 JOIN identity_role r ON r.id = ra.role_id
 LEFT JOIN identity_user u ON u.id = ra.user_id
 LEFT JOIN identity_userassociation a ON a.id = ra.association_id
 JOIN identity_role_permissions rp ON rp.role_id = r.id
 JOIN identity_scope s ON s.id = rp.scope_id
-WHERE (
+"""
+_HELD_SCOPES_WHERE = """WHERE (
         (ra.user_id = %s AND u.organization_id IN ({orgs}))
      OR (a.user_id = %s AND a.organization_id IN ({orgs}))
   )
@@ -380,6 +382,7 @@ WHERE (
               OR (ra.association_id IS NOT NULL AND r.organization_id = a.organization_id)))
   )
 """
+_HELD_SCOPES_SQL = "\nSELECT DISTINCT s.name" + _ASSIGNED_PERMISSIONS + _HELD_SCOPES_WHERE  # noqa: S608 (constants)
 
 
 def _held_scope_names(
@@ -554,20 +557,17 @@ def tenant_api_resources(tenant: Organization) -> list[APIResource]:
 # One fixed statement (no ORM compilation per call; planned once per connection with prepared
 # statements): every (assignment, permission) of the user, with where it counts. ``owned``: the
 # role belongs to the organization where it is assigned (_role_owned_where_assigned_q).
-_PERMISSION_MAP_SQL = """
+_PERMISSION_MAP_SQL = (
+    """
 SELECT u.organization_id, a.organization_id, s.name,
        COALESCE((ra.user_id IS NOT NULL AND r.organization_id = u.organization_id)
                 OR (ra.association_id IS NOT NULL AND r.organization_id = a.organization_id), FALSE),
-       r.audience_application_id, r.organization_id, app.organization_id
-FROM identity_roleassignment ra
-JOIN identity_role r ON r.id = ra.role_id
-LEFT JOIN identity_user u ON u.id = ra.user_id
-LEFT JOIN identity_userassociation a ON a.id = ra.association_id
-JOIN identity_role_permissions rp ON rp.role_id = r.id
-JOIN identity_scope s ON s.id = rp.scope_id
-LEFT JOIN identity_application app ON app.id = r.audience_application_id
+       r.audience_application_id, r.organization_id, app.organization_id"""
+    + _ASSIGNED_PERMISSIONS
+    + """LEFT JOIN identity_application app ON app.id = r.audience_application_id
 WHERE ra.user_id = %s OR a.user_id = %s
 """
+)
 
 
 def _as_uuid(value: object) -> uuid.UUID | None:

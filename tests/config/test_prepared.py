@@ -15,21 +15,14 @@ from django.utils import timezone
 
 from config.prepared import Prepared, PreparedUpdate
 from identity.models import Application, AuditChainHead, SSOSession, User
-from identity.services.sessions import sso_session_end, sso_session_start
+from identity.services.sessions import _live_session_by_sid, sso_session_end, sso_session_start
 from organizations.models import Organization
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
 
-live_session = Prepared(
-    lambda sid, now: (
-        SSOSession.objects.select_related("user", "organization", "tenant")
-        .filter(sid=sid, ended_at__isnull=True, expires_at__gt=now)
-        .order_by()[:1]
-    ),
-    sid=str,
-    now=dt.datetime,
-)
+# The SSO session look-up every signed-in request makes (select_related, a JSON field, a time).
+live_session = _live_session_by_sid
 
 users_of_org = Prepared(
     lambda org_id: User.objects.filter(organization_id=org_id).order_by("username"),

@@ -113,7 +113,9 @@ class TokenExchangeGrant(GrantTypeBase):
         client: Application = request.client
         refusal: policy.Refused | None = None
         try:
-            # Used up first, in its own transaction: a refused exchange burns the token too.
+            # Used up first, outside the savepoint below: a refused exchange burns the token
+            # too. This takes the sign-in's SSO session lock, held to the end of the token
+            # view's transaction, so concurrent exchanges of one sign-in run one at a time.
             row = subject_token_consume(jti=str(claims["subject"]["jti"]), application=client)
             if row is None:
                 raise policy.Refused(

@@ -33,6 +33,12 @@ from organizations.selectors import org_ancestors, org_effective_settings, org_t
 SUBJECT_TOKEN_TYP = "jwt"  # noqa: S105 (a JOSE type)
 MAX_REASON = 500
 
+#: The order in which impersonation starts and ends take row locks, so that no two of them
+#: wait on each other: the impersonator's SSO session, then the impersonation, then the
+#: sign-in's subject tokens, then the OAuth authorizations, and the tenant's audit chain head
+#: last (every audited write takes it and keeps it until commit).
+LOCK_ORDER = ("sso_session", "impersonation", "subject_tokens", "authorizations", "audit_chain_head")
+
 
 def impersonation_refused(
     *,
@@ -132,10 +138,19 @@ def subject_token_issue(
 
 def subject_token_consume(*, jti: str, application: Application) -> SubjectToken | None:
     """Mark a subject token used (once): None if unknown, expired, for another client or
-    used already."""
+    used already. Runs inside the caller's transaction (the token view's).
+
+    Locks are taken in the one order every impersonation start and end follows (see
+    :data:`LOCK_ORDER`): the sign-in's SSO session row first, then its subject tokens. Two
+    subject tokens of one sign-in exchanged at the same moment therefore queue on the SSO
+    session instead of each holding its token while waiting for the other's."""
     now = timezone.now()
     if not isinstance(jti, str):
         return None
+    row = _subject_token_by_jti.first(jti=jti)
+    if row is None or row.application_id != application.pk:
+        return None
+    _sso_session_for_update.first(pk=row.sso_session_id)
     used = _subject_token_use.run(
         jti=jti,
         application_id=application.pk,
@@ -143,8 +158,9 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
         now=now,
     )
     if not used:
-        return None
-    return _subject_token_by_jti.first(jti=jti)  # marked used just now, in this transaction
+        return None  # used, voided by a start that won the lock, or expired
+    row.used_at = now
+    return row
 
 
 _subject_token_use = PreparedUpdate(
@@ -316,7 +332,10 @@ def impersonation_end(
     *, actor: User | None, session: ImpersonationSession, reason: str
 ) -> ImpersonationSession:
     """End an impersonation: revoke every token minted under it and end the bound SSO
-    session (the impersonator signs in again). Idempotent."""
+    session (the impersonator signs in again). Idempotent. Locks in :data:`LOCK_ORDER`: the
+    bound SSO session before the impersonation, so an End never waits on a start in the same
+    sign-in that waits on it."""
+    _sso_session_for_update.first(pk=session.sso_session_id)
     locked = ImpersonationSession.objects.select_for_update().get(pk=session.pk)
     if locked.ended_at is not None:
         return locked

@@ -12,10 +12,19 @@ from django.db import connection, connections
 from django.test import Client
 
 from identity.models import AuditEvent
-from impersonation.models import ImpersonationSession
+from identity.services.sessions import sso_session_start
+from impersonation import policy
+from impersonation.models import ImpersonationSession, SubjectToken
+from impersonation.services import impersonation_begin
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import App
-from tests.impersonation.helpers import Artifacts, exchange_tokens, get_subject_token, impersonation_app
+from tests.impersonation.helpers import (
+    Artifacts,
+    exchange_tokens,
+    get_subject_token,
+    impersonation_app,
+    subject_authorize_url,
+)
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="row locks and deadlocks are PostgreSQL's"
@@ -96,3 +105,60 @@ def test_subject_tokens_of_one_sign_in_exchanged_at_once_start_exactly_one_imper
     ]
     assert not [m for m in messages if "deadlock" in m.lower()]
     assert not [r for r in collect.records if r.name == "django.request" and r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        "\u200b",  # zero-width space
+        "\u200b\u200b\u200b",
+        "\ufeff\u2060",  # byte-order mark, word joiner
+        "\u3164",  # Hangul filler
+        "\u2800 \u2800",  # blank braille patterns
+        "\u202e\u202c",  # bidirectional override and pop
+        "\u0301",  # a combining accent on nothing
+    ],
+)
+def test_a_reason_of_invisible_characters_is_no_reason(
+    client: Client, world: World, pickup: App, invisible: str
+) -> None:
+    """Where a reason is required, it must show something: the confirmation page refuses a
+    reason a reader of the audit trail or the email would see as blank."""
+    sign_in(client, world.impersonator)
+    page = client.get(subject_authorize_url("pickup", world.target))
+    response = client.post(
+        page.context["action"],
+        {"pending": page.context["pending"], "decision": "impersonate", "reason": invisible},
+    )
+    assert response.status_code == 400
+    assert "invisible characters alone" in response.content.decode()
+    assert not SubjectToken.objects.exists()
+
+
+def test_a_visible_reason_is_kept_without_its_invisible_characters(
+    client: Client, world: World, pickup: App
+) -> None:
+    artifacts = get_subject_token(client, world, pickup, reason="\u202eTicket\u200b 42\u202c")
+    assert exchange_tokens(Client(), pickup, artifacts).status_code == 200
+    session = ImpersonationSession.objects.get(subject=world.target)
+    assert session.reason == "Ticket 42"
+    start = AuditEvent.objects.get(action="impersonation-start", target_id=str(session.pk))
+    assert start.data["reason"] == "Ticket 42"
+
+
+def test_the_service_refuses_an_invisible_reason_whoever_calls_it(world: World, pickup: App) -> None:
+    """Not only the pages: the start itself refuses a blank reason where one is required."""
+    session = sso_session_start(user=world.impersonator, org=world.root, amr=["pwd"])
+    with pytest.raises(policy.Refused) as refused:
+        impersonation_begin(
+            actor=world.impersonator,
+            subject_id=str(world.target.pk),
+            org=world.root,
+            application=pickup.app,
+            sso_session=session,
+            reason="\u200b \u200b",
+            read_only=False,
+            channel=ImpersonationSession.Channel.CONSOLE,
+        )
+    assert refused.value.code == "reason-required"
+    assert not ImpersonationSession.objects.exists()

@@ -338,9 +338,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- actas --------------------------------------------------------------------------------
+# Sign-in failure budgets (identity/authenticators.py), counted over a window from the first
+# failure: per account and client address (past it that address is refused for that account;
+# the name is kept from when the budget was per user), per client address (refused for every
+# account), and per account from all addresses, past which an address that has already failed
+# for the account waits between attempts (1 s, doubling, up to the maximum).
 ACTAS_LOGIN_MAX_FAILURES_PER_USER = env_int("ACTAS_LOGIN_MAX_FAILURES_PER_USER", 5)
 ACTAS_LOGIN_MAX_FAILURES_PER_IP = env_int("ACTAS_LOGIN_MAX_FAILURES_PER_IP", 30)
 ACTAS_LOGIN_FAILURE_WINDOW = env_int("ACTAS_LOGIN_FAILURE_WINDOW", 15 * 60)
+ACTAS_LOGIN_ACCOUNT_DELAY_AFTER = env_int("ACTAS_LOGIN_ACCOUNT_DELAY_AFTER", 10)
+ACTAS_LOGIN_ACCOUNT_DELAY_MAX = env_int("ACTAS_LOGIN_ACCOUNT_DELAY_MAX", 60)
 # How many reverse proxies sit in front of actas. With N > 0 the client address is the N-th
 # entry from the right of X-Forwarded-For (each proxy appends the address it saw); with 0
 # the header is ignored, since a client could write anything there.

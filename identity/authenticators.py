@@ -6,9 +6,28 @@
   with their resident profile. It always moves on, whether or not the user exists.
 - ``email-otp``: a one-time code sent by email to a user identified by an earlier step.
 
-Every failure answers with one generic message, whether or not the user exists; password
-and code guesses are budgeted per user and per client address; refusals are audited in their
-own transaction.
+Every failure answers with one generic message, whether or not the user exists; refusals
+are audited in their own transaction.
+
+Password and code guesses are counted in the shared cache (Redis in production), per
+*account* — the resolved user's id, or for a username that names nobody a stand-in derived
+from the organization and the username, which every budget treats exactly like an account:
+
+- per account and client address (``ACTAS_LOGIN_MAX_FAILURES_PER_USER``, 5): past it, that
+  address is refused for that account until the window (``ACTAS_LOGIN_FAILURE_WINDOW``,
+  15 minutes from the first failure) ends; other addresses are not affected, so a stranger
+  cannot lock anyone out;
+- per client address (``ACTAS_LOGIN_MAX_FAILURES_PER_IP``, 30; an IPv6 /64 counts as one
+  address): past it, the address is refused for every account;
+- per account, from all addresses together: past ``ACTAS_LOGIN_ACCOUNT_DELAY_AFTER`` (10)
+  failures in the window, an address that has already failed for the account gets one attempt
+  on it, then the next one must wait 1 s, 2 s, 4 s … up to ``ACTAS_LOGIN_ACCOUNT_DELAY_MAX``
+  (60 s), for the whole account. Attempts that arrive sooner are refused with the seconds
+  left, before any password is checked. An address with no failure for the account is never
+  held back, so guessing from many addresses slows down while the owner, from an address that
+  has not failed, signs in.
+
+A success gives its units back. Nothing sleeps: a refused attempt costs one cache round trip.
 """
 
 from __future__ import annotations
@@ -17,7 +36,9 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -33,6 +54,7 @@ from django.utils.crypto import constant_time_compare
 from identity import context
 from identity.backends import TenantUserBackend
 from identity.models import EmailOTPChallenge, User, UserAssociation
+from identity.ratelimit import address_bucket
 from identity.services.audit import audit_refusal
 from identity.services.outbox import outbox_enqueue
 from organizations.models import Organization
@@ -41,6 +63,7 @@ log = logging.getLogger(__name__)
 
 GENERIC_FAILURE = "The username or password is incorrect."
 THROTTLED = "Too many failed sign-in attempts. Wait a few minutes and try again."
+SLOWED = "Too many failed sign-in attempts on this account. Wait {seconds} second{s} and try again."
 CODE_FAILURE = "That code is not right, or it has expired. Ask for a new one."
 OTP_TTL = dt.timedelta(minutes=10)
 OTP_MAX_ATTEMPTS = 5
@@ -69,7 +92,9 @@ class FailureBudget:
     An attempt *reserves* one unit before the secret is checked and gives it back only when
     it was right, so a burst of concurrent guesses cannot all slip through between a check
     and an increment. (django-ratelimit, tried first, checks and counts in two separate steps
-    and cannot give a unit back.) With no reachable cache the budget fails closed.
+    and cannot give a unit back.) The window is fixed from the counter's first unit: the
+    counter is created with its time-to-live (``SET NX EX`` on Redis) and counted with
+    ``INCR``, which keeps it. With no reachable cache the budget fails closed.
     """
 
     def __init__(self, scope: str, value: str, limit: int) -> None:
@@ -81,42 +106,124 @@ class FailureBudget:
         window = settings.ACTAS_LOGIN_FAILURE_WINDOW
         cache.add(self.key, 0, timeout=window)
         try:
-            return int(cache.incr(self.key))
+            count = int(cache.incr(self.key))
         except ValueError:  # expired between add and incr
             cache.set(self.key, 1, timeout=window)
             return 1
+        if count == 1:
+            # Either add() just made the counter (this renews the same time-to-live) or it
+            # expired between incr()'s existence check and its INCR, which then made a
+            # counter without one; a counter that never expires would refuse for ever.
+            cache.touch(self.key, window)
+        return count
 
     def release(self) -> None:
         try:
-            cache.decr(self.key)
-        except ValueError:
-            pass
+            left = int(cache.decr(self.key))
+        except ValueError:  # expired meanwhile: nothing to give back
+            return
+        if left < 0:
+            # It expired between decr()'s existence check and its DECR, which then made a
+            # counter of -1 without a time-to-live: remove it.
+            cache.delete(self.key)
 
 
-def _budgets(org: Organization, username: str) -> tuple[FailureBudget, FailureBudget]:
-    return (
-        FailureBudget("user", f"{org.tenant_id}:{username}", settings.ACTAS_LOGIN_MAX_FAILURES_PER_USER),
-        FailureBudget("ip", context.current().ip or "", settings.ACTAS_LOGIN_MAX_FAILURES_PER_IP),
+def account_delay(failures: int) -> int:
+    """Seconds an address that has failed for an account waits between attempts on it, once
+    the account has ``failures`` failures in the window (this attempt included): none up to
+    ``ACTAS_LOGIN_ACCOUNT_DELAY_AFTER``, then 1, 2, 4 … capped at ``ACTAS_LOGIN_ACCOUNT_DELAY_MAX``."""
+    over = failures - settings.ACTAS_LOGIN_ACCOUNT_DELAY_AFTER
+    if over <= 0:
+        return 0
+    return max(1, min(settings.ACTAS_LOGIN_ACCOUNT_DELAY_MAX, 2 ** min(over - 1, 16)))
+
+
+class AccountGate:
+    """The next moment an address that has failed for an account may try it again.
+
+    One key per account that exists while attempts must wait: an attempt claims the gate by
+    creating the key with the delay as its time-to-live (``SET NX EX`` on Redis, atomic), so
+    of a concurrent burst exactly one attempt passes. The key holds the moment it opens, for
+    the retry-after the refused ones are told."""
+
+    def __init__(self, account: str) -> None:
+        digest = hashlib.sha256(account.encode()).hexdigest()[:32]
+        self.key = f"actas:signin:gate:{digest}"
+
+    def claim(self, seconds: int) -> int:
+        """Pass and close the gate for ``seconds``: 0; or, while it is closed, the seconds left."""
+        if cache.add(self.key, time.time() + seconds, timeout=seconds):
+            return 0
+        opens = cache.get(self.key)
+        return max(1, math.ceil(float(opens) - time.time())) if opens is not None else 1
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The units one attempt holds; a right secret gives them back."""
+
+    budgets: tuple[FailureBudget, ...]
+
+    def release(self) -> None:
+        for budget in self.budgets:
+            budget.release()
+
+
+def account_key(org: Organization, *, user_id: object | None, username: str) -> str:
+    """What the budgets count per account: the user's id, or for a username that names nobody
+    here a stand-in of the organization and the username, treated exactly the same way."""
+    return f"user:{user_id}" if user_id else f"unknown:{org.pk}:{username}"
+
+
+def _reserve(org: Organization, *, account: str, username: str) -> tuple[Reservation | None, str]:
+    """Reserve one unit of each budget for an attempt on ``account`` from the request's
+    address; return (reservation, "") or (None, the message to show)."""
+    address = address_bucket(context.current().ip or "")
+    pair = FailureBudget(
+        "account-address", f"{account}|{address}", settings.ACTAS_LOGIN_MAX_FAILURES_PER_USER
     )
-
-
-def _reserve(org: Organization, username: str) -> tuple[tuple[FailureBudget, ...] | None, str]:
-    """Reserve a unit of each budget; return (budgets, "") or (None, error)."""
-    budgets = _budgets(org, username)
+    per_address = FailureBudget("address", address, settings.ACTAS_LOGIN_MAX_FAILURES_PER_IP)
+    whole = FailureBudget("account", account, settings.ACTAS_LOGIN_ACCOUNT_DELAY_AFTER)
+    failures = retry_after = 0
     try:
-        counts = [b.reserve() for b in budgets]
+        pair_count, address_count = pair.reserve(), per_address.reserve()
+        spent = pair_count > pair.limit or address_count > per_address.limit
+        if not spent:
+            failures = whole.reserve()
+            # An address with no failure for this account is never held back.
+            wait = account_delay(failures) if pair_count > 1 else 0
+            retry_after = AccountGate(account).claim(wait) if wait else 0
     except Exception:  # the cache is down: refuse rather than allow unlimited guessing
         log.exception("sign-in failure budget unavailable")
         return None, THROTTLED
-    pairs = list(zip(counts, budgets, strict=True))
-    if any(count > budget.limit for count, budget in pairs):
+    if spent:
         # Record the first refusal of a window, not every one of a flood.
-        if any(count == budget.limit + 1 for count, budget in pairs):
-            audit_refusal(
-                org=org, action="login-throttled", actor=None, target_type="username", target_id=username
+        first = [
+            name
+            for name, count, budget in (
+                ("account-address", pair_count, pair),
+                ("address", address_count, per_address),
             )
+            if count == budget.limit + 1
+        ]
+        if first:
+            _audit(org, "login-throttled", username, {"budget": first[0]})
         return None, THROTTLED
-    return budgets, ""
+    reservation = Reservation((pair, per_address, whole))
+    if retry_after:
+        reservation.release()  # refused before any check: not a failure
+        return None, SLOWED.format(seconds=retry_after, s="" if retry_after == 1 else "s")
+    if failures == whole.limit + 1:
+        # The account-wide threshold is crossed (once a window): guessing from several
+        # addresses; from now on the addresses that failed wait.
+        _audit(org, "login-slowed", username, {"failures": failures})
+    return reservation, ""
+
+
+def _audit(org: Organization, action: str, username: str, data: dict[str, Any] | None = None) -> None:
+    audit_refusal(
+        org=org, action=action, actor=None, target_type="username", target_id=username, data=data or {}
+    )
 
 
 def _member(org: Organization, username: str) -> User | None:
@@ -193,18 +300,23 @@ class BasicAuthenticator(Authenticator):
         if not form.is_valid():
             return StepResult(False, GENERIC_FAILURE)
         username = (progress.identifier or form.cleaned_data["username"]).strip().lower()[:150]
-        budgets, error = _reserve(org, username)
-        if budgets is None:
+        known: User | None
+        if progress.identifier:  # identified by an earlier step (None: nobody who may sign in)
+            known = User.objects.filter(pk=progress.user_id).first() if progress.user_id else None
+        else:
+            known = User.objects.filter(organization=org, username=username).first()
+        reservation, error = _reserve(
+            org,
+            account=account_key(org, user_id=known.pk if known else None, username=username),
+            username=username,
+        )
+        if reservation is None:
             return StepResult(False, error)
         password = form.cleaned_data["password"]
-        user: User | None
-        if progress.identifier:
-            known = User.objects.filter(pk=progress.user_id).first() if progress.user_id else None
-            user = known if known and known.can_sign_in and known.check_password(password) else None
-            if known is None:
-                TenantUserBackend.hash_dummy(password)
-        else:
-            user = TenantUserBackend().authenticate(request, org=org, username=username, password=password)
+        if known is None:
+            # As long as checking a real password, so timing does not tell who exists.
+            TenantUserBackend.hash_dummy(password)
+        user = known if known is not None and known.check_password(password) and known.can_sign_in else None
         if user is None:
             audit_refusal(
                 org=org,
@@ -215,8 +327,7 @@ class BasicAuthenticator(Authenticator):
                 data={"authenticator": self.name},
             )
             return StepResult(False, GENERIC_FAILURE)
-        for budget in budgets:
-            budget.release()
+        reservation.release()
         progress.user_id = str(user.pk)
         progress.identifier = user.username
         return StepResult(True)
@@ -260,11 +371,10 @@ class EmailOTPAuthenticator(Authenticator):
 
     def _send(self, *, org: Organization, progress: FlowProgress) -> StepResult:
         notice = "If this account has an email address, a code is on its way. It expires in 10 minutes."
-        # Codes per user (known or not, so the limit reveals nothing) and per address.
+        # Codes per account (known or not, so the limit reveals nothing) and per address.
+        account = account_key(org, user_id=progress.user_id, username=progress.identifier)
         sends = (
-            FailureBudget(
-                "otp-send", f"{org.tenant_id}:{progress.identifier}", settings.ACTAS_EMAIL_OTP_MAX_SENDS
-            ),
+            FailureBudget("otp-send", account, settings.ACTAS_EMAIL_OTP_MAX_SENDS),
             FailureBudget("otp-send-ip", context.current().ip or "", settings.ACTAS_EMAIL_OTP_MAX_SENDS * 4),
         )
         try:
@@ -310,8 +420,9 @@ class EmailOTPAuthenticator(Authenticator):
             return self._send(org=org, progress=progress)
         form = self.form(progress, data)
         code = form.cleaned_data.get("code", "").strip() if form.is_valid() else ""
-        budgets, error = _reserve(org, progress.identifier)
-        if budgets is None:
+        account = account_key(org, user_id=progress.user_id, username=progress.identifier)
+        reservation, error = _reserve(org, account=account, username=progress.identifier)
+        if reservation is None:
             return StepResult(False, error)
         with transaction.atomic():
             challenge = (
@@ -343,8 +454,7 @@ class EmailOTPAuthenticator(Authenticator):
                 data={"authenticator": self.name},
             )
             return StepResult(False, CODE_FAILURE)
-        for budget in budgets:
-            budget.release()
+        reservation.release()
         return StepResult(True)
 
 

@@ -88,7 +88,7 @@ def _count(key: str, ttl: int) -> int:
         return 1
 
 
-def _bucket(address: str) -> str:
+def address_bucket(address: str) -> str:
     """What one budget covers: an IPv4 address, or an IPv6 /64 (one subscriber's network;
     counting single IPv6 addresses would give each holder of a /64 2^64 budgets)."""
     try:
@@ -108,7 +108,7 @@ def hit(name: str, rate: Rate, address: str, *, now: float | None = None) -> tup
     Returns (allowed, retry_after_seconds)."""
     now = time.time() if now is None else now
     window = int(now // rate.seconds)
-    digest = hashlib.sha256(_bucket(address).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(address_bucket(address).encode()).hexdigest()[:32]
     key = f"actas:rl:{name}:{digest}:{window}"
     try:
         count = _count(key, rate.seconds + 1)

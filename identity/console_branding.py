@@ -6,8 +6,10 @@ own subject, HTML body and plain-text body, else the parent's, else actas's defa
 renders with sample values without saving; Save refuses broken or disallowed syntax (400, the
 error on the field, nothing written); Reset to inherited deletes the own template.
 
-Viewing needs ``internal_config_mgt_view``, writing ``internal_config_mgt_update`` (both held
-by the Console's Administrator role).
+Viewing needs ``internal_config_mgt_view``; previewing and writing need
+``internal_config_mgt_update`` (both held by the Console's Administrator role). Preview and
+Save render within the sandbox's limits (``identity.emails``): a template over one is refused
+with the limit named on the field.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from identity import emails
 from identity.console_shell import Console, console_page
 from identity.csp import csp_email_preview
 from identity.emails import (
@@ -216,6 +219,17 @@ def _kind_locale(kind: str, locale: str) -> tuple[str, str]:
         raise Http404("No such language.") from exc
 
 
+# The sandbox's limits, as the edit page states them.
+_LIMITS = {
+    "pad_width": f"{emails.MAX_PAD_WIDTH:,}",
+    "loop_depth": emails.MAX_LOOP_DEPTH,
+    "loop_items": f"{emails.MAX_LOOP_ITEMS:,}",
+    "loop_iterations": f"{emails.MAX_LOOP_ITERATIONS:,}",
+    "render_kb": emails.MAX_RENDER_CHARS // 1024,
+    "render_ms": round(emails.RENDER_SECONDS * 1000),
+}
+
+
 def _edit_page(
     request: HttpRequest,
     console: Console,
@@ -254,6 +268,7 @@ def _edit_page(
         ],
         "preview": preview,
         "can_update": console.can(UPDATE),
+        "limits": _LIMITS,
     }
     return render(request, "identity/console/email_template_edit.html", context, status=status)
 
@@ -262,14 +277,14 @@ def _edit_page(
 @console_page(scope=VIEW)
 @require_http_methods(["GET", "POST"])
 def email_template_edit(request: HttpRequest, console: Console, kind: str, locale: str) -> HttpResponse:
-    """GET: the template in use here (own, inherited or default). POST ``action=preview``
-    renders it with the sample values; ``action=save`` saves it as this organization's own."""
+    """GET: the template in use here (own, inherited or default). POST (update scope)
+    ``action=preview`` renders it with the sample values; ``action=save`` saves it as this
+    organization's own."""
     kind, locale = _kind_locale(kind, locale)
     if request.method != "POST":
         return _edit_page(request, console, kind=kind, locale=locale)
+    _require_update(console)  # previewing renders what the user wrote: as costly as saving it
     action = request.POST.get("action", "save")
-    if action == "save":
-        _require_update(console)
     form = EmailTemplateForm(request.POST)
     if not form.is_valid():
         return _edit_page(request, console, kind=kind, locale=locale, form=form, status=400)

@@ -1,8 +1,9 @@
 """Writes of an organization's branding and email templates, each audited in its transaction.
 
 A template is compiled and rendered with the sample values before it is saved: broken or
-disallowed syntax raises a ValidationError naming the part (``subject``, ``html_body``,
-``text_body``) and nothing is written.
+disallowed syntax, or a template over a limit of the sandbox (padding width, loop nesting,
+loop passes, rendered size, render time: ``identity.emails``), raises a ValidationError naming
+the part (``subject``, ``html_body``, ``text_body``) and nothing is written.
 """
 
 from __future__ import annotations

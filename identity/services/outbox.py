@@ -5,9 +5,11 @@
   broker down the request still succeeds and celery beat picks the row up later.
 - ``outbox_deliver`` claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never
   send the same row at once), renders it (an editable kind with the organization's template,
-  sandboxed, through ``identity.emails``; the others with django-templated-email), sends it with the row's
-  stable ``Message-ID`` and marks it sent in the same transaction. A failure schedules a retry
-  with exponential backoff; after ``MAX_ATTEMPTS`` the row is marked failed. Delivery is
+  sandboxed, through ``identity.emails`` — or with actas's default wording, audited as
+  ``email-template-fallback``, when that template goes over a limit of the sandbox; the others
+  with django-templated-email), sends it with the row's stable ``Message-ID`` and marks it sent
+  in the same transaction. A failure schedules a retry with exponential backoff; after
+  ``MAX_ATTEMPTS`` the row is marked failed. Delivery is
   at-least-once: if the process dies after SMTP accepted a message but before the commit, it
   is sent again with the same Message-ID, which lets the receiver recognise the repeat.
   A sent row keeps no copy of its context (an email code must not outlive its email).
@@ -39,8 +41,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from templated_email import get_templated_mail
 
-from identity.emails import KINDS, RenderCache, email_render
-from identity.models import OutboxMessage
+from identity.emails import KINDS, RenderCache, TemplateFallback, email_render
+from identity.models import AuditEvent, OutboxMessage
+from identity.services.audit import audit_record
 from organizations.models import Organization
 
 log = logging.getLogger(__name__)
@@ -121,12 +124,43 @@ def _build(message: OutboxMessage, cache: RenderCache | None = None) -> EmailMes
         rendered = email_render(
             org=org, kind=message.template, locale=message.locale, values=dict(message.context), cache=cache
         )
+        if rendered.fallback is not None:
+            _audit_fallback(message, org, rendered.fallback)
         email = EmailMultiAlternatives(
             subject=rendered.subject, body=rendered.text, to=[message.to_email], headers=headers
         )
         email.attach_alternative(rendered.html, "text/html")
         return email
     return get_templated_mail(message.template, dict(message.context), to=[message.to_email], headers=headers)
+
+
+def _audit_fallback(message: OutboxMessage, org: Organization, fallback: TemplateFallback) -> None:
+    """The organization's template went over a limit of the sandbox: the email is sent with
+    actas's default wording, and the audit trail says which template and why (in the row's
+    claiming transaction)."""
+    template = fallback.template
+    log.warning(
+        "outbox message %s: the email template %s is over a limit (%s); sending the default wording",
+        message.pk,
+        template.template_id,
+        fallback.error,
+    )
+    audit_record(
+        org=org,
+        action="email-template-fallback",
+        actor=None,
+        target_type="email-template",
+        target_id=template.template_id,
+        outcome=AuditEvent.Outcome.FAILURE,
+        data={
+            "kind": template.kind,
+            "locale": template.locale,
+            "template_org": str(template.source.pk) if template.source is not None else None,
+            "outbox_message": str(message.pk),
+            "attempt": message.attempts,
+            "error": fallback.error,
+        },
+    )
 
 
 def outbox_deliver(*, message_id_value: str) -> str:

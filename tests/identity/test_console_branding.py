@@ -222,3 +222,34 @@ def test_unknown_kind_or_locale_is_404_and_open_form_validates(admin_client: Cli
     assert opened.status_code == 302 and opened["Location"].endswith(f"email-templates/{EMAIL_OTP}/pt-br/")
     bad = admin_client.get(console_url(world.root, "email-templates/"), {"kind": EMAIL_OTP, "locale": "!!"})
     assert bad.status_code == 400 and "short language tag" in bad.content.decode()
+
+
+# --- bounded rendering (issue 13) ----------------------------------------------------------
+
+
+def test_preview_needs_the_update_scope(client: Client, world: World) -> None:
+    _viewer(client, world)
+    page = client.get(console_url(world.root, EDIT)).content.decode()
+    assert 'value="preview"' not in page
+    response = client.post(console_url(world.root, EDIT), _template(action="preview"))
+    assert response.status_code == 403 and 'id="preview"' not in response.content.decode()
+
+
+def test_costly_templates_are_refused_on_preview_and_save_with_the_reason(
+    admin_client: Client, world: World
+) -> None:
+    nested = (
+        "{% for a in reason %}{% for b in reason %}{% for c in reason %}.{% endfor %}{% endfor %}{% endfor %}"
+    )
+    for overrides, message in (
+        ({"html_body": '<p>{{ reason|ljust:"5000000" }}</p>'}, "pads to at most 1,000 characters"),
+        ({"text_body": nested}, "more than 10,000 times"),
+    ):
+        for action in ("preview", "save"):
+            response = admin_client.post(console_url(world.root, EDIT), _template(action=action, **overrides))
+            body = html.unescape(response.content.decode())
+            assert response.status_code == 400, (action, overrides)
+            assert message in body and 'id="preview"' not in body
+            assert len(body) < 100_000
+    assert not EmailTemplate.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="email-template").exists()

@@ -317,3 +317,165 @@ def test_a_render_cache_looks_the_template_and_branding_up_once(
         again = email_render(org=world.eu, kind=EMAIL_OTP, values={**values, "code": "654321"}, cache=cache)
     assert "123456" in first.text and "654321" in again.text
     assert again.subject == first.subject
+
+
+# --- bounded rendering (issue 13) ----------------------------------------------------------
+# The limits are read from ``emails`` when each test runs, so that on code without them each
+# test fails on its own (the module still imports).
+
+# Three loops over the 33 characters of the sample reason: 35,937 passes.
+NESTED_LOOPS = (
+    "{% for a in reason %}{% for b in reason %}{% for c in reason %}.{% endfor %}{% endfor %}{% endfor %}"
+)
+
+
+def _errors(**parts: str) -> dict[str, list[str]]:
+    """What template_validate refuses, by part (the parts not given are harmless)."""
+    data = {"subject": "ok", "html_body": "ok", "text_body": "ok", **parts}
+    with pytest.raises(ValidationError) as exc:
+        template_validate(kind=IMPERSONATION_STARTED, **data)
+    return exc.value.message_dict
+
+
+def _refusal(field: str, **parts: str) -> str:
+    """The one error template_validate gives, on ``field``."""
+    errors = _errors(**parts)
+    assert list(errors) == [field]
+    return errors[field][0]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ user_name|ljust:"50000000" }}',
+        "{{ user_name|rjust:50000000 }}",
+        "{{ user_name|rjust:5e7 }}",
+        "{{ user_name|center:'1001' }}",
+        '{% if nothing %}{{ reason|ljust:"50000000" }}{% endif %}',  # not reached by the samples
+        '{% with wide=reason|ljust:"2000" %}{{ wide }}{% endwith %}',
+    ],
+)
+def test_padding_wider_than_the_limit_is_refused_at_save(source: str) -> None:
+    message = _refusal("text_body", text_body=source)
+    assert message.startswith("Template limit:")
+    assert f"pads to at most {emails.MAX_PAD_WIDTH:,} characters" in message
+
+
+def test_padding_within_the_limit_renders_and_a_width_from_a_value_is_checked_when_rendering() -> None:
+    values = {"x": "ab", "w": "6"}
+    source = '[{{ x|ljust:"6" }}|{{ x|center:w }}|{{ x|rjust:1000|length }}|{{ "a|ljust:9999" }}]'
+    assert render_string(source, values, html=False) == "[ab    |  ab  |1000|a|ljust:9999]"
+    with pytest.raises(emails.TemplateLimitError, match="pads to at most 1,000 characters"):
+        render_string("{{ x|rjust:w }}", {"x": "ab", "w": "50000000"}, html=False)
+
+
+def test_metered_filters_keep_their_html_behaviour() -> None:
+    # The sandbox registers Django's own filters (wrapped): linebreaks makes paragraphs of the
+    # escaped text in HTML, and leaves the text alone in plain text.
+    values = {"reason": "a<b\n\nc"}
+    assert render_string("{{ reason|linebreaks }}", values, html=True) == "<p>a&lt;b</p>\n\n<p>c</p>"
+    assert render_string("{{ reason|linebreaks }}", values, html=False) == "<p>a<b</p>\n\n<p>c</p>"
+    assert render_string("{{ reason|linebreaksbr }}", values, html=True) == "a&lt;b<br><br>c"
+
+
+def test_nested_loops_are_stopped_at_the_loop_pass_limit() -> None:
+    message = _refusal("html_body", html_body=NESTED_LOOPS)
+    assert f"ran more than {emails.MAX_LOOP_ITERATIONS:,} times" in message
+    two_deep = "{% for a in reason %}{% for b in reason %}.{% endfor %}{% endfor %}"  # 1,122 passes
+    rendered = template_validate(kind=IMPERSONATION_STARTED, subject="ok", html_body=two_deep, text_body="ok")
+    assert rendered.html == "." * 33**2
+
+
+def test_loops_nest_at_most_three_deep_and_tags_at_most_twenty() -> None:
+    four = "{% for a in x %}" * 4 + "{% endfor %}" * 4
+    assert f"loops may nest at most {emails.MAX_LOOP_DEPTH} deep" in _refusal("subject", subject=four)
+    three = "{% for a in x %}" * 3 + "{{ a }}" + "{% endfor %}" * 3
+    assert render_string(three, {"x": "ab"}, html=False) == "ab" * 4
+    deep_ifs = "{% if x %}" * 21 + "{% endif %}" * 21
+    assert f"nest at most {emails.MAX_BLOCK_DEPTH} deep" in _refusal("subject", subject=deep_ifs)
+    assert render_string("{% if x %}" * 20 + "y" + "{% endif %}" * 20, {"x": "1"}, html=False) == "y"
+
+
+def test_a_loop_runs_over_at_most_a_thousand_items() -> None:
+    loop = "{% for c in v %}{{ c }}{% endfor %}"
+    assert render_string(loop, {"v": "x" * 1000}, html=False) == "x" * 1000
+    with pytest.raises(emails.TemplateLimitError, match="at most 1,000 items"):
+        render_string(loop, {"v": "x" * 1001}, html=False)
+
+
+def test_the_rendered_size_is_bounded() -> None:
+    # In a loop: stopped as it grows (1,000 passes of 1,000 characters would make 1 MB).
+    growing = '{% for c in reason|ljust:"1000" %}{{ c|ljust:"1000" }}{% endfor %}'
+    assert "larger than 256 KB" in _refusal("text_body", text_body=growing)
+    # Without a loop: 300 padded values (300,000 characters) from a template of 7 KB.
+    assert "larger than 256 KB" in _refusal("html_body", html_body='{{ reason|ljust:"1000" }}' * 300)
+    fits = '{{ reason|ljust:"1000" }}' * 200
+    assert len(render_string(fits, {"reason": "r"}, html=True)) == 200_000
+
+
+def test_a_render_past_the_time_budget_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert emails.RENDER_SECONDS == 0.2
+    monkeypatch.setattr(emails, "RENDER_SECONDS", 0.0)  # every look at the clock is too late
+    # Stopped in a loop, before a filter, or at the latest once the part is rendered.
+    for source in ("{% for c in reason %}{{ c }}{% endfor %}", "{{ reason|upper }}", "plain text"):
+        assert "ran longer than 0 ms" in _refusal("subject", subject=source)
+
+
+def test_one_email_has_one_time_and_loop_budget_for_its_three_parts() -> None:
+    # 72 + 72 * 72 = 5,256 loop passes: one part alone is within the 10,000, two are not.
+    two_deep = '{% for a in reason|ljust:"72" %}{% for b in reason|ljust:"72" %}{% endfor %}{% endfor %}'
+    template_validate(kind=IMPERSONATION_STARTED, subject="ok", html_body=two_deep, text_body="ok")
+    assert "more than 10,000 times" in _refusal("text_body", html_body=two_deep, text_body=two_deep)
+    # The part that spends the budget is named; the parts after it are only compiled.
+    assert "times" in _refusal("html_body", html_body=NESTED_LOOPS, text_body=two_deep)
+    errors = _errors(html_body=NESTED_LOOPS, text_body="{% if %}")
+    assert "Template limit" in errors["html_body"][0] and "Template error" in errors["text_body"][0]
+
+
+def test_delivery_falls_back_to_the_default_wording_and_audits_it(world: World) -> None:
+    from django.core import mail
+    from django.core.mail import EmailMultiAlternatives
+
+    from identity.services.outbox import outbox_enqueue
+
+    # Saved before the limits existed (straight into the table): 5 MB of padding.
+    row = EmailTemplate.objects.create(
+        organization=world.root,
+        kind=EMAIL_OTP,
+        locale="en",
+        subject="Huge {{ code }}",
+        html_body='<p>{{ code|ljust:"5000000" }}</p>',
+        text_body="{{ code }}",
+    )
+    message = outbox_enqueue(
+        tenant=world.root,
+        kind="email-otp",
+        template=EMAIL_OTP,
+        to_email="erin@example.test",
+        context={"code": "482913", "minutes": "10", "org_name": "Acme", "user_name": "Erin"},
+    )
+    mail.outbox.clear()
+    assert outbox_deliver(message_id_value=str(message.pk)) == "sent"
+    [sent] = mail.outbox
+    assert isinstance(sent, EmailMultiAlternatives)
+    assert sent.subject == "Your Acme sign-in code"  # actas's default wording
+    html_part = str(sent.alternatives[0][0])
+    assert "482913" in html_part and len(html_part) < 100_000
+    event = AuditEvent.objects.get(action="email-template-fallback")
+    assert event.outcome == AuditEvent.Outcome.FAILURE and event.actor_id is None
+    assert event.target_type == "email-template" and event.target_id == str(row.pk)
+    assert event.data["kind"] == EMAIL_OTP and event.data["outbox_message"] == str(message.pk)
+    assert "pads to at most 1,000 characters" in event.data["error"]
+    # A template within the limits is used as before, with no such event.
+    row.html_body = '<p>{{ code|ljust:"10" }}!</p>'
+    row.save()
+    again = outbox_enqueue(
+        tenant=world.root,
+        kind="email-otp",
+        template=EMAIL_OTP,
+        to_email="e@example.test",
+        context={"code": "1"},
+    )
+    assert outbox_deliver(message_id_value=str(again.pk)) == "sent"
+    assert mail.outbox[-1].subject == "Huge 1"
+    assert AuditEvent.objects.filter(action="email-template-fallback").count() == 1

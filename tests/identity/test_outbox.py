@@ -209,3 +209,32 @@ def test_a_failure_inside_a_claim_leaves_the_rest_of_it_pending(
     assert states[rows[2].pk] == states[rows[3].pk] == ("pending", 0)  # claimed, then left alone
     assert "template broke" in OutboxMessage.objects.get(pk=rows[1].pk).last_error
     assert [m["To"] for m in smtp_sink.messages] == ["user0@example.test"]
+
+
+def test_a_batch_sends_the_default_wording_for_a_template_over_a_limit(tenant: Any) -> None:
+    from django.core import mail
+
+    from identity.models import AuditEvent, EmailTemplate
+
+    # An organization template saved before the sandbox had limits: three loops, 35,937 passes.
+    nested = "{% for a in code %}{% for b in code %}{% for c in code %}.{% endfor %}{% endfor %}{% endfor %}"
+    EmailTemplate.objects.create(
+        organization=tenant, kind="email_otp", locale="en", subject="Custom", html_body="x", text_body=nested
+    )
+    long_code = {**CONTEXT, "code": "0123456789" * 4}
+    rows = [
+        outbox_enqueue(
+            tenant=tenant,
+            kind="email-otp",
+            template="email_otp",
+            to_email=f"u{i}@example.test",
+            context=long_code,
+        )
+        for i in range(2)
+    ]
+    mail.outbox.clear()
+    assert outbox_deliver_batch(message_id_value=str(rows[0].pk)) == {"sent": 2}
+    assert [m.subject for m in mail.outbox] == ["Your Acme sign-in code"] * 2
+    events = AuditEvent.objects.filter(action="email-template-fallback").order_by("seq")
+    assert [e.data["outbox_message"] for e in events] == [str(r.pk) for r in rows]
+    assert all("more than 10,000 times" in e.data["error"] for e in events)

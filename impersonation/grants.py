@@ -35,7 +35,6 @@ from identity.selectors import (
     oauth_user_scopes,
     user_is_member,
 )
-from identity.services.sessions import sso_session_get_live
 from impersonation import policy
 from impersonation.models import ImpersonationSession, SubjectToken
 from impersonation.services import (
@@ -236,8 +235,15 @@ class TokenExchangeGrant(GrantTypeBase):
         subject_claims, actor_claims = claims["subject"], claims["actor"]
         if str(row.impersonator_id) != actor_claims["sub"] or str(row.subject_id) != subject_claims["sub"]:
             raise policy.Refused("subject-token-mismatch", "The tokens do not belong together.")
-        session = sso_session_get_live(sid=str(actor_claims["sid"]))
-        if session is None or session.pk != row.sso_session_id or session.user_id != row.impersonator_id:
+        # The subject token's sign-in, as row-locked by subject_token_consume: it must be the
+        # actor token's (its sid), live, and the impersonator's.
+        session = row.sso_session
+        if (
+            not constant_time_compare(session.sid, str(actor_claims["sid"]))
+            or session.ended_at is not None
+            or session.expires_at <= timezone.now()
+            or session.user_id != row.impersonator_id
+        ):
             raise policy.Refused("sso-session", "The impersonator's sign-in is not live.")
         if client.client_type == Application.CLIENT_PUBLIC:
             verifier = getattr(request, "code_verifier", None) or ""
@@ -257,6 +263,7 @@ class TokenExchangeGrant(GrantTypeBase):
             channel=ImpersonationSession.Channel.TOKEN_EXCHANGE,
             requested_scopes=row.scope.split(),
             subject=row.subject,
+            sso_session_locked=True,
         )
         scopes = attempt.approved_scopes
         if request.scope:

@@ -184,7 +184,7 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
     row = _subject_token_by_jti.first(jti=jti)
     if row is None or row.application_id != application.pk:
         return None
-    _sso_session_for_update.first(pk=row.sso_session_id)
+    locked = _sso_session_for_update.first(pk=row.sso_session_id)
     used = _subject_token_use.run(
         jti=jti,
         application_id=application.pk,
@@ -194,6 +194,8 @@ def subject_token_consume(*, jti: str, application: Application) -> SubjectToken
     if not used:
         return None  # used, voided by a start that won the lock, or expired
     row.used_at = now
+    if locked is not None:
+        row.sso_session = locked  # as locked just now: the exchange needs no second read
     return row
 
 
@@ -324,8 +326,9 @@ def _start_locked(
 _sso_session_for_update = Prepared(lambda pk: SSOSession.objects.select_for_update().filter(pk=pk), pk=int)
 
 
-def _lock_sso_session(sso_session: SSOSession, *, actor: User) -> SSOSession:
-    locked = _sso_session_for_update.first(pk=sso_session.pk)
+def _lock_sso_session(sso_session: SSOSession, *, actor: User, held: bool = False) -> SSOSession:
+    """``sso_session`` row-locked (``held``: it was read with its lock in this transaction)."""
+    locked = sso_session if held else _sso_session_for_update.first(pk=sso_session.pk)
     if locked is None or locked.ended_at is not None or locked.user_id != actor.pk:
         raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
     return locked
@@ -473,13 +476,16 @@ def impersonation_begin(
     channel: str,
     requested_scopes: Sequence[str] = (),
     subject: User | None = None,
+    sso_session_locked: bool = False,
 ) -> tuple[ImpersonationSession, policy.Attempt]:
     """Start an impersonation after the whole policy chain: the one path for the Console and
     the token exchange. One impersonation per sign-in, started once: the SSO session row is
     locked first, so a second start in it (another subject, or the same one with other terms)
     is refused as chained. ``subject``: the target if the caller has loaded it already.
+    ``sso_session_locked``: the caller has row-locked ``sso_session`` in this transaction
+    already (the token exchange, through :func:`subject_token_consume`).
     Raises :class:`policy.Refused` (the caller audits it)."""
-    locked = _lock_sso_session(sso_session, actor=actor)
+    locked = _lock_sso_session(sso_session, actor=actor, held=sso_session_locked)
     bound = _bound(locked)  # read under the lock: no other start in this sign-in runs now
     attempt = policy.evaluate(
         policy.Attempt(

@@ -1223,7 +1223,10 @@ def probe_cell(cell: Cell, server: Server) -> None:
         data = json.loads(r.body)
         if "access_token" not in data:
             raise BenchError(f"HTTP 200 without access_token: {r.text()}")
-        if imp is not None and data.get("refresh_token"):
+        # A switched token's refresh token belongs to the child organization: in the pool of
+        # root-organization tokens it would later be switched again and refused (a switch only
+        # goes down the tree), which earlier runs reported as "access tokens refused".
+        if imp is not None and data.get("refresh_token") and cell.case != "organization_switch":
             imp.refresh_pool.append(data["refresh_token"])
         cell.error = ""
     except (BenchError, OSError, ValueError, StopIteration) as e:

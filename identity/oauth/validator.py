@@ -40,7 +40,7 @@ from identity.selectors import (
     oauth_user_scopes,
     user_is_member,
 )
-from identity.services.audit import audit_refusal
+from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke, oauth_id_token_issue
 from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
@@ -79,13 +79,18 @@ _authorization_family = PreparedUpdate(
 )
 
 
-# Every refresh reads the authorization of its token family (refresh_family is unique).
+# Every refresh reads the authorization of its token family (refresh_family is unique), and
+# the impersonator the refresh is audited under, if any.
 _authorization_of_family = Prepared(
     lambda family: OAuthAuthorization.objects.select_related(
-        "organization", "sso_session", "application"
+        "organization", "sso_session", "application", "impersonator"
     ).filter(refresh_family=family, revoked_at__isnull=True),
     family=uuid.UUID,
 )
+
+# Audit actions of what is minted under an impersonation (besides its start, the exchange).
+IMPERSONATION_SIGN_IN = "impersonation-sign-in"
+IMPERSONATION_REFRESH = "impersonation-token-refresh"
 
 
 def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
@@ -267,7 +272,7 @@ class ActasOAuth2Validator(OAuth2Validator):
             request.user = principal.user
         with transaction.atomic():
             super().save_authorization_code(client_id, code, request, *args, **kwargs)
-            OAuthAuthorization.objects.create(
+            authorization = OAuthAuthorization.objects.create(
                 application=request.client,
                 user=request.user,
                 organization=org,
@@ -278,6 +283,12 @@ class ActasOAuth2Validator(OAuth2Validator):
                 impersonation_id=principal.impersonation_id if isinstance(principal, Principal) else None,
                 read_only=principal.read_only if isinstance(principal, Principal) else False,
             )
+            if authorization.impersonator_id is not None:
+                # A browser bound to an impersonation signed in to an application as the
+                # target: recorded here, with the browser's address, once per sign-in.
+                self._audit_impersonated(
+                    authorization, action=IMPERSONATION_SIGN_IN, subject=request.user, scopes=request.scopes
+                )
 
     def validate_code(
         self, client_id: str, code: str, client: Application, request: Request, *args: Any, **kwargs: Any
@@ -437,6 +448,37 @@ class ActasOAuth2Validator(OAuth2Validator):
         # nothing: the tokens stand or fall with the request either way.
         with transaction.atomic(savepoint=False):
             self._save_bearer_token(token, request, *args, **kwargs)
+            authorization = authorization_of(request)
+            if (
+                request.grant_type == Application.GRANT_REFRESH_TOKEN_TYPE
+                and authorization is not None
+                and authorization.impersonator_id is not None
+                and isinstance(request.user, User)
+            ):
+                self._audit_impersonated(
+                    authorization,
+                    action=IMPERSONATION_REFRESH,
+                    subject=request.user,
+                    scopes=str(token.get("scope", "")).split(),
+                )
+
+    def _audit_impersonated(
+        self, authorization: OAuthAuthorization, *, action: str, subject: User, scopes: list[str]
+    ) -> None:
+        """One event naming the impersonator for a mint under an impersonation, in the mint's
+        transaction: it commits with the code or tokens, or neither does."""
+        audit_record(
+            org=authorization.organization,
+            action=action,
+            actor=authorization.impersonator,
+            impersonator=authorization.impersonator,
+            subject=subject,
+            target_type="impersonation",
+            target_id=authorization.impersonation_id,
+            client_id=authorization.application.client_id,
+            scopes=" ".join(scopes),
+            data={"authorization": authorization.pk, "read_only": authorization.read_only},
+        )
 
     def _create_access_token(
         self, expires: dt.datetime, request: Request, token: dict[str, Any], source_refresh_token: Any = None

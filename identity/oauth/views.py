@@ -471,13 +471,28 @@ def _introspection_client(request: HttpRequest) -> Application | None:
 INACTIVE = {"active": False}
 
 
+def _audience(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
+
+def _may_introspect(client: Application, *, token_client_id: str, audience: list[str]) -> bool:
+    """RFC 7662 §4: only the token's own client, or a resource server its audience names (an
+    application of the tenant by client id; actas's own tokens name their client), learns
+    anything about it; any other client is told the token is inactive."""
+    return client.client_id == token_client_id or client.client_id in audience
+
+
 @csrf_exempt
 @login_not_required
 @never_cache
 @require_POST
 @introspect_rate_limited
 def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
-    """RFC 7662, for the tenant's confidential clients (resource servers)."""
+    """RFC 7662, for the tenant's confidential clients: a token is described only to its own
+    client or to a resource server its audience names; to any other, it is inactive."""
     tenant_org = access_tenant(handle=tenant)
     if form_unparseable(request):
         return _json_error("invalid_request", 400, "The request is malformed.")
@@ -493,6 +508,8 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
     found = live_access_token(tenant_org, raw)
     if found is not None:
         claims, _stored = found
+        if not _may_introspect(client, token_client_id=str(claims["client_id"]), audience=_audience(claims)):
+            return _no_store(JsonResponse(INACTIVE))
         answer: dict[str, Any] = {
             "active": True,
             "token_type": "Bearer",
@@ -521,7 +538,8 @@ def introspect(request: HttpRequest, tenant: str) -> HttpResponse:
         return _no_store(JsonResponse(answer))
     refresh = (
         RefreshToken.objects.select_related("application__organization", "user", "access_token")
-        .filter(token_checksum=oauth_claims.token_checksum(raw), revoked__isnull=True)
+        # A refresh token is only ever its own client's business.
+        .filter(token_checksum=oauth_claims.token_checksum(raw), revoked__isnull=True, application=client)
         .first()
     )
     if (

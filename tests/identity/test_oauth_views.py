@@ -819,3 +819,65 @@ def test_logout_hint_must_be_an_id_token(client: Client, world: World, pickup: A
     issued = _tokens(client, world, pickup)
     access = client.get("/t/acme/oidc/logout", {"id_token_hint": issued["access_token"]})
     assert access.status_code == 400
+
+
+# --- introspection: who may learn about a token (RFC 7662 §4) ------------------------------------
+
+
+def _introspect(client: Client, app: App, raw: str) -> dict[str, Any]:
+    response = client.post(
+        "/t/acme/oauth2/introspect", {"token": raw}, HTTP_AUTHORIZATION=basic(app.client_id, app.secret)
+    )
+    assert response.status_code == 200, response.content
+    return dict(response.json())
+
+
+def test_introspection_tells_another_client_of_the_tenant_nothing(
+    client: Client, world: World, pickup: App
+) -> None:
+    reports = make_app(world, client_id="reports")
+    issued = _tokens(client, world, pickup)
+    for raw in (issued["access_token"], issued["refresh_token"]):
+        assert _introspect(client, reports, raw) == {"active": False}
+        own = _introspect(client, pickup, raw)
+        assert own["active"] is True and own["sub"] == str(world.target.pk) and own["client_id"] == "pickup"
+
+
+def test_introspection_answers_a_client_the_access_tokens_audience_names(
+    client: Client, world: World, pickup: App
+) -> None:
+    """actas's own tokens name only their client in ``aud``; a token whose audience names a
+    resource server too (another application of the tenant) is answered to that one, and still
+    to no third client."""
+    import datetime as dt
+
+    from django.utils import timezone
+    from oauth2_provider.models import set_token_value
+
+    from identity.oauth.claims import access_token_claims
+
+    reports, stranger = make_app(world, client_id="reports"), make_app(world, client_id="stranger")
+    now = int(time.time())
+    claims = access_token_claims(
+        tenant=world.root,
+        org=world.root,
+        client=pickup.app,
+        user=world.target,
+        scopes=["openid"],
+        issued_at=now,
+        expires_in=600,
+        extra={"aud": ["pickup", "reports"]},
+    )
+    raw = tokens.mint(claims, typ="at+jwt")
+    row = AccessToken(
+        user=world.target,
+        application=pickup.app,
+        scope="openid",
+        expires=timezone.now() + dt.timedelta(seconds=600),
+    )
+    set_token_value(row, raw)
+    row.save()
+    answer = _introspect(client, reports, raw)
+    assert answer["active"] is True and answer["aud"] == ["pickup", "reports"]
+    assert answer["client_id"] == "pickup" and answer["sub"] == str(world.target.pk)
+    assert _introspect(client, stranger, raw) == {"active": False}

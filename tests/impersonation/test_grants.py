@@ -822,3 +822,56 @@ def test_actor_token_for_another_audience_is_invalid_request(
     theirs = get_subject_token(Client(), world, other)
     response = exchange_tokens(client, pickup, Artifacts(mine.subject_token, theirs.id_token))
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+# --- issue 13 item 5 ------------------------------------------------------------------------------
+
+
+def test_another_client_of_the_tenant_learns_nothing_of_an_impersonated_token(
+    client: Client, world: World, pickup: App
+) -> None:
+    body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
+    other = impersonation_app(world, client_id="other4")
+    for raw in (body["access_token"], body["refresh_token"]):
+        answer = client.post(
+            "/t/acme/oauth2/introspect", {"token": raw}, HTTP_AUTHORIZATION=basic("other4", other.secret)
+        )
+        assert answer.status_code == 200 and answer.json() == {"active": False}
+        own = client.post(
+            "/t/acme/oauth2/introspect", {"token": raw}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret)
+        ).json()
+        assert own["sub"] == str(world.target.pk) and own["act"] == {"sub": str(world.impersonator.pk)}
+
+
+def test_fresh_refreshed_tokens_switch_and_a_switched_familys_tokens_stay_in_their_organization(
+    client: Client, world: World, pickup: App
+) -> None:
+    """bench/run.py's "access tokens refused" (issue 13 item 5d): every freshly refreshed
+    impersonated token of a root-organization family switches, however quickly refreshed one
+    after the other; the refused ones were refreshed from the refresh token an
+    ``organization_switch`` answered with (the bench's probe put it in its pool), so they are
+    for Acme EU already, and a switch goes down the tree, never to the token's own organization."""
+    from identity.models import Role
+    from identity.services.roles import role_assign
+
+    role_assign(actor=None, role=Role.objects.get(name="pickup viewer"), org=world.eu, user=world.target)
+
+    def post(data: dict[str, str]) -> Any:
+        return client.post("/t/acme/oauth2/token", data, HTTP_AUTHORIZATION=basic("pickup", pickup.secret))
+
+    refresh_token = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()[
+        "refresh_token"
+    ]
+    for _ in range(8):
+        refreshed = post({"grant_type": "refresh_token", "refresh_token": refresh_token}).json()
+        refresh_token = refreshed["refresh_token"]
+        switched = _switch(client, pickup, refreshed["access_token"], world.eu)
+        assert switched.status_code == 200, switched.content
+    # The switch's own refresh token refreshes into Acme EU, with act ...
+    again = post({"grant_type": "refresh_token", "refresh_token": switched.json()["refresh_token"]})
+    assert again.status_code == 200, again.content
+    access = _claims(again.json()["access_token"])
+    assert access["org_id"] == str(world.eu.pk) and access["act"] == {"sub": str(world.impersonator.pk)}
+    # ... and switching that token to Acme EU is the refusal the bench counted.
+    refused = _switch(client, pickup, again.json()["access_token"], world.eu)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"

@@ -309,6 +309,7 @@ ACTAS_SSO_SESSION_END_HOOKS = ["impersonation.hooks.on_sso_session_end"]
 ACTAS_SSO_IMPERSONATION = "impersonation.hooks.impersonation_of"
 ACTAS_IMPERSONATION_LIVE_UNTIL = "impersonation.hooks.live_until"
 ACTAS_IMPERSONATION_READ_ONLY = "impersonation.hooks.read_only"
+ACTAS_IMPERSONATION_REVALIDATE = "impersonation.hooks.revalidate"
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {

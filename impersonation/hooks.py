@@ -12,7 +12,12 @@ from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
 from impersonation import policy
 from impersonation.models import ImpersonationSession
-from impersonation.services import impersonation_end, impersonation_guard, live_session_for
+from impersonation.services import (
+    impersonation_end,
+    impersonation_guard,
+    impersonations_revalidate,
+    live_session_for,
+)
 from organizations.models import Organization
 
 MESSAGES = {
@@ -107,3 +112,23 @@ def live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
 def read_only(*, impersonation_id: uuid.UUID) -> bool:
     """Whether the impersonation was started read-only (its tokens may not write)."""
     return ImpersonationSession.objects.filter(pk=impersonation_id, read_only=True).exists()
+
+
+def revalidate(
+    *,
+    actor: User | None,
+    tenant_id: uuid.UUID,
+    user_ids: tuple[object, ...],
+    org: Organization | None,
+    application_id: int | None,
+    everyone: bool,
+) -> int:
+    """A change in identity may have taken away live impersonations' grounds: end those."""
+    return impersonations_revalidate(
+        actor=actor,
+        tenant_id=tenant_id,
+        user_ids=user_ids,
+        org=org,
+        application_id=application_id,
+        everyone=everyone,
+    )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+import uuid
 from collections.abc import Sequence
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.prepared import Prepared, PreparedUpdate
@@ -20,7 +22,7 @@ from identity import tokens
 from identity.emails import branding_effective
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
-from identity.selectors import role_assignments_in_org, tenant_system_role
+from identity.selectors import application_available_in, role_assignments_in_org, tenant_system_role
 from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke
 from identity.services.outbox import outbox_enqueue
@@ -29,7 +31,7 @@ from identity.services.tenants import ADMINISTRATOR_ROLE
 from impersonation import policy
 from impersonation.models import ImpersonationSession, SubjectToken
 from organizations.models import Organization
-from organizations.selectors import org_ancestors, org_effective_settings, org_tenant
+from organizations.selectors import org_ancestors, org_descendant_ids, org_effective_settings, org_tenant
 
 SUBJECT_TOKEN_TYP = "jwt"  # noqa: S105 (a JOSE type)
 MAX_REASON = 500
@@ -366,7 +368,11 @@ def _notify_subject(*, session: ImpersonationSession) -> None:
 
 @transaction.atomic
 def impersonation_end(
-    *, actor: User | None, session: ImpersonationSession, reason: str
+    *,
+    actor: User | None,
+    session: ImpersonationSession,
+    reason: str,
+    cause: policy.Refused | None = None,
 ) -> ImpersonationSession:
     """End an impersonation: revoke every token minted under it and end the bound SSO
     session (the impersonator signs in again). Idempotent. Locks in :data:`LOCK_ORDER`: the
@@ -397,32 +403,80 @@ def impersonation_end(
         target_type="impersonation",
         target_id=locked.pk,
         client_id=locked.application.client_id,
-        data={"reason": reason, "authorizations_revoked": revoked},
+        data={
+            "reason": reason,
+            "authorizations_revoked": revoked,
+            # Why it could not go on (a re-check that failed): the policy's code and detail.
+            **({"cause": cause.code, "detail": cause.detail} if cause is not None else {}),
+        },
     )
     return locked
+
+
+def _application_grounds(session: ImpersonationSession) -> None:
+    """The application the impersonation started with still allows it in its organization:
+    shared there, and, for an impersonation started by token exchange, with subject tokens
+    and the token-exchange grant still on."""
+    application = session.application
+    if session.channel == ImpersonationSession.Channel.TOKEN_EXCHANGE and not (
+        application.subject_token_enabled
+        and application.allows_grant_type(Application.GRANT_TOKEN_EXCHANGE_TYPE)
+    ):
+        raise policy.Refused(
+            "application-impersonation-off",
+            f"{application.client_id} no longer allows subject tokens and the token exchange.",
+        )
+    if not application_available_in(application=application, org=session.organization):
+        raise policy.Refused(
+            "application-unavailable",
+            f"{application.client_id} is no longer available in {session.organization.name}.",
+        )
+
+
+def impersonation_grounds(session: ImpersonationSession) -> policy.Refused | None:
+    """What takes away a live impersonation's grounds, or None while it may go on: both
+    accounts' status (disabled, locked, the target protected), the organization and its
+    ancestors being active, dominance, the application still allowing impersonation there,
+    and the impersonator's permission for it. Reads the rows as they are now (in the caller's
+    transaction: a change just made counts)."""
+    try:
+        policy.recheck(impersonator=session.impersonator, subject=session.subject, org=session.organization)
+        _application_grounds(session)
+        policy.check_impersonator_permission(
+            policy.Attempt(
+                impersonator=session.impersonator,
+                subject_id=str(session.subject_id),
+                org=session.organization,
+                application=session.application,
+                requested_scopes=(),
+            )
+        )
+    except policy.Refused as refusal:
+        return refusal
+    return None
 
 
 def impersonation_guard(*, session: ImpersonationSession, application: Application) -> int:
     """Re-check a live impersonation before minting under it (a refresh, an SSO sign-in, an
     organization switch). Returns the seconds left.
 
-    Time, both accounts' status and dominance can end the session (promoting the target,
-    demoting or disabling the impersonator ends it). The impersonator's permission for
-    ``application`` in the session's organization is checked too: for the application the
-    session started with, losing it ends the session; for another application it only refuses
-    that sign-in. Raises :class:`policy.Refused`."""
+    Time and the impersonation's grounds (:func:`impersonation_grounds`) can end it. For
+    another application than the one it started with, the impersonator's permission for that
+    application is checked too: losing it only refuses that sign-in. Raises
+    :class:`policy.Refused`."""
     now = timezone.now()
     if session.ended_at is not None:
         raise policy.Refused("ended", "The impersonation has ended.")
     if session.expires_at <= now:
         impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.EXPIRED)
         raise policy.Refused("expired", "The impersonation has reached its time limit.")
-    try:
-        policy.recheck(impersonator=session.impersonator, subject=session.subject, org=session.organization)
-    except policy.Refused:
-        impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY)
-        raise
-    try:
+    refusal = impersonation_grounds(session)
+    if refusal is not None:
+        impersonation_end(
+            actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY, cause=refusal
+        )
+        raise refusal
+    if application.pk != session.application_id:
         policy.check_impersonator_permission(
             policy.Attempt(
                 impersonator=session.impersonator,
@@ -432,11 +486,50 @@ def impersonation_guard(*, session: ImpersonationSession, application: Applicati
                 requested_scopes=(),
             )
         )
-    except policy.Refused:
-        if application.pk == session.application_id:
-            impersonation_end(actor=None, session=session, reason=ImpersonationSession.EndReason.POLICY)
-        raise
     return int((session.expires_at - now).total_seconds())
+
+
+@transaction.atomic
+def impersonations_revalidate(
+    *,
+    actor: User | None,
+    tenant_id: uuid.UUID,
+    user_ids: Sequence[object] = (),
+    org: Organization | None = None,
+    application_id: int | None = None,
+    everyone: bool = False,
+) -> int:
+    """After a change that can take away the grounds of live impersonations, end at once, in
+    the change's transaction, every one that has lost them: its tokens are revoked, the bound
+    sign-in ends and the audit trail says why (``impersonation-end`` with the failed check).
+
+    Which live impersonations of the tenant are re-checked: those whose impersonator or
+    target is in ``user_ids``, that run in ``org`` or below it, or that started with
+    ``application_id``; ``everyone``: all of them (a role's permissions changed). Returns how
+    many ended."""
+    live = ImpersonationSession.objects.filter(tenant_id=tenant_id, ended_at__isnull=True)
+    if not everyone:
+        which = Q()
+        if user_ids:
+            which |= Q(impersonator_id__in=list(user_ids)) | Q(subject_id__in=list(user_ids))
+        if org is not None:
+            which |= Q(organization_id__in=org_descendant_ids(org, include_self=True))
+        if application_id is not None:
+            which |= Q(application_id=application_id)
+        if not which:
+            return 0
+        live = live.filter(which)
+    ended = 0
+    for session in live.select_related(
+        "impersonator", "subject", "organization", "application", "tenant", "sso_session"
+    ).order_by("started_at", "pk"):
+        refusal = impersonation_grounds(session)
+        if refusal is not None:
+            impersonation_end(
+                actor=actor, session=session, reason=ImpersonationSession.EndReason.POLICY, cause=refusal
+            )
+            ended += 1
+    return ended
 
 
 def _evaluate(

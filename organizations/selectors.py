@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from config.prepared import Prepared
 from organizations.models import Organization, OrganizationSettings
@@ -142,6 +142,18 @@ def org_is_usable(org: Organization) -> bool:
     if org.parent_id is None:
         return True
     return not org.get_ancestors(include_self=False).exclude(status=Organization.Status.ACTIVE).exists()
+
+
+def org_id_is_usable(org_id: uuid.UUID) -> bool:
+    """:func:`org_is_usable` for an organization known by id only (a token's ``org_id``): it
+    exists and neither it nor an ancestor is disabled. One indexed query: the row by primary
+    key, and whether a disabled node of its tree encloses it."""
+    blocked = Organization.objects.filter(
+        tree_id=OuterRef("tree_id"), lft__lte=OuterRef("lft"), rght__gte=OuterRef("rght")
+    ).exclude(status=Organization.Status.ACTIVE)
+    found = Organization.objects.filter(pk=org_id).annotate(blocked=Exists(blocked)).values_list("blocked")
+    row = found.first()
+    return row is not None and not row[0]
 
 
 @dataclass(frozen=True)

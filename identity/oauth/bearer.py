@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import HttpRequest
@@ -13,6 +14,7 @@ from identity import tokens
 from identity.oauth import claims as oauth_claims
 from identity.oauth.hooks import impersonation_live_until
 from organizations.models import Organization
+from organizations.selectors import org_id_is_usable
 
 
 def bearer_token(request: HttpRequest) -> str:
@@ -53,6 +55,16 @@ def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], A
         return None  # disabled or locked since
     if stored.application.client_id != claims.get("client_id"):
         return None
+    # A token of a child organization stops when it or an ancestor is disabled (one indexed
+    # query; a tenant's root cannot be disabled, so its tokens need none).
+    org_id = claims.get("org_id")
+    if org_id is not None and str(org_id) != str(tenant.pk):
+        try:
+            usable = org_id_is_usable(uuid.UUID(str(org_id)))
+        except ValueError:
+            usable = False
+        if not usable:
+            return None
     # Minted under an impersonation: good only while it lives (End, the cap, a failed re-check),
     # whatever its own expiry says.
     if "impersonation_id" in claims and impersonation_live_until(claims["impersonation_id"]) is None:

@@ -128,3 +128,33 @@ def impersonation_read_only(impersonation_id: object) -> bool:
         return False
     lookup = _hook("ACTAS_IMPERSONATION_READ_ONLY", _never_read_only)
     return bool(lookup(impersonation_id=pk))
+
+
+def _no_revalidate(**kwargs: Any) -> int:
+    return 0
+
+
+def impersonations_revalidate(
+    *,
+    actor: User | None,
+    tenant_id: uuid.UUID,
+    user_ids: tuple[object, ...] = (),
+    org: Organization | None = None,
+    application_id: int | None = None,
+    everyone: bool = False,
+) -> int:
+    """Called by the services whose changes can take away a live impersonation's grounds
+    (an account disabled, locked or protected; a role assigned, unassigned or changed; an
+    organization disabled; an application's impersonation settings or sharing changed), in
+    the change's transaction: every such impersonation that has lost them ends at once
+    (``ACTAS_IMPERSONATION_REVALIDATE``). Returns how many ended."""
+    revalidate = _hook("ACTAS_IMPERSONATION_REVALIDATE", _no_revalidate)
+    ended: int = revalidate(
+        actor=actor,
+        tenant_id=tenant_id,
+        user_ids=user_ids,
+        org=org,
+        application_id=application_id,
+        everyone=everyone,
+    )
+    return ended

@@ -18,6 +18,7 @@ from identity.models import (
     LoginFlow,
     User,
 )
+from identity.oauth.hooks import impersonations_revalidate
 from identity.services.audit import audit_record
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
@@ -187,6 +188,10 @@ def application_share(
     ).delete()
     for org in organizations:
         ApplicationShare.objects.get_or_create(application=application, organization=org)
+    # Impersonations in organizations it is no longer shared with end.
+    impersonations_revalidate(
+        actor=actor, tenant_id=owner.tenant_id or owner.pk, application_id=application.pk
+    )
     audit_record(
         org=owner,
         action="application-share",
@@ -466,6 +471,12 @@ def application_update_protocol(
         application.hash_client_secret = True
     if changes:
         application.save()
+        # Subject tokens or the token exchange turned off: its impersonations end.
+        impersonations_revalidate(
+            actor=actor,
+            tenant_id=application.organization.tenant_id or application.organization_id,
+            application_id=application.pk,
+        )
         _audit_update(
             application,
             actor,
@@ -518,6 +529,12 @@ def application_remove_api_authorization(
     ).delete()
     if not deleted:
         raise ValidationError({"resource": ["This API resource is not authorized for the application."]})
+    # Without the impersonation API authorized, nobody holds the impersonate scope for it.
+    impersonations_revalidate(
+        actor=actor,
+        tenant_id=application.organization.tenant_id or application.organization_id,
+        application_id=application.pk,
+    )
     audit_record(
         org=application.organization,
         action="application-api-unauthorize",

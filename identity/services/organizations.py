@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from identity.models import User
+from identity.oauth.hooks import impersonations_revalidate
 from identity.services.audit import audit_chain_head_create, audit_record
 from organizations import services as tree
 from organizations.models import Organization, OrganizationSettings
@@ -47,6 +48,10 @@ def tenant_root_create(*, actor: User | None, name: str, handle: str) -> Organiz
 def organization_set_status(*, actor: User | None, org: Organization, status: str) -> Organization:
     before = org.status
     tree.org_set_status(org=org, status=status)
+    if status != Organization.Status.ACTIVE:
+        # Impersonations in it and below it end now; the other tokens of those organizations
+        # stop at the next use (identity.oauth.bearer checks the organization is usable).
+        impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, org=org)
     audit_record(
         org=org,
         action="organization-status-change",

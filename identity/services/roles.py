@@ -16,6 +16,7 @@ from identity.models import (
     User,
     UserAssociation,
 )
+from identity.oauth.hooks import impersonations_revalidate
 from identity.selectors import (
     application_authorized_scopes,
     application_available_in,
@@ -115,6 +116,8 @@ def role_set_permissions(
     scopes = _resolve_scopes(org=org, audience_application=role.audience_application, names=permissions)
     before = sorted(role.permissions.values_list("name", flat=True))
     role.permissions.set(scopes)
+    # Whoever holds the role may now dominate less, or be dominated less.
+    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, everyone=True)
     audit_record(
         org=org,
         action="role-update",
@@ -153,6 +156,8 @@ def role_assign(*, actor: User | None, role: Role, org: Organization, user: User
             assignment = RoleAssignment.objects.create(role=role, **principal)
     except IntegrityError as exc:  # a double-submitted form
         raise already from exc
+    # A target promoted beyond their impersonator is no longer theirs to act as.
+    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, user_ids=(user.pk,))
     audit_record(
         org=org,
         action="role-assign",
@@ -172,6 +177,8 @@ def role_unassign(*, actor: User | None, role: Role, org: Organization, user: Us
     deleted, _ = RoleAssignment.objects.filter(role=role, **principal).delete()
     if not deleted:
         raise ValidationError({"user": ["This user does not have this role."]})
+    # An impersonator who loses the role that let them impersonate stops at once.
+    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, user_ids=(user.pk,))
     audit_record(
         org=org,
         action="role-unassign",

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from identity.models import User, UserAssociation
+from identity.oauth.hooks import impersonations_revalidate
 from identity.services.audit import audit_record, audit_refusal
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
@@ -129,6 +130,11 @@ def user_set_flags(
             setattr(user, field, value)
     if changes:
         user.save(update_fields=list(changes))
+        # Disabling, locking or protecting an account ends the impersonations it was part of,
+        # before this change's own audit event (locks in impersonation's one order).
+        impersonations_revalidate(
+            actor=actor, tenant_id=user.organization.tenant_id or user.organization_id, user_ids=(user.pk,)
+        )
         audit_record(
             org=user.organization,
             action="user-status-change",
@@ -292,6 +298,11 @@ def user_update_scim(
             before = saved.is_active
             saved.is_active = is_active
             saved.save(update_fields=["is_active"])
+            impersonations_revalidate(
+                actor=actor,
+                tenant_id=saved.organization.tenant_id or saved.organization_id,
+                user_ids=(saved.pk,),
+            )
             audit_record(
                 org=saved.organization,
                 action="user-status-change",

@@ -69,8 +69,10 @@ def _grow(world: World, app: App, *, n: int = 6) -> None:
             audience_application=app.app,
             permissions=[f"orders_{i}"],
         )
-        role_assign(actor=None, role=role, org=world.root, user=world.target)
+        # The impersonator first: a target holding a permission their impersonator lacks, even
+        # for a moment, ends the impersonation at once.
         role_assign(actor=None, role=role, org=world.root, user=world.impersonator)
+        role_assign(actor=None, role=role, org=world.root, user=world.target)
         org = organization_create(
             actor=None, parent=world.root, name=f"Branch {app.client_id} {i}", handle=f"b-{app.client_id}-{i}"
         )

@@ -12,6 +12,7 @@ from identity.services.applications import login_flow_set
 from identity.services.roles import role_assign
 from identity.services.users import user_set_flags
 from impersonation.models import ImpersonationSession
+from impersonation.selectors import active_impersonations
 from tests.conftest import World, console_url, sign_in
 from tests.identity.oauth_helpers import REDIRECT, authorize_url, basic, exchange, pkce_pair
 from tests.impersonation.helpers import impersonation_app, impersonator_role, query
@@ -230,3 +231,29 @@ def test_a_crafted_cursor_is_harmless(admin_client: Client, world: World, when: 
 
     cursor = base64.urlsafe_b64encode(f"{when}|{uuid.uuid4()}".encode()).decode().rstrip("=")
     assert admin_client.get(console_url(world.root, "impersonations/"), {"before": cursor}).status_code == 200
+
+
+def test_an_administrator_who_loses_the_impersonator_role_is_stopped_at_once(
+    client: Client, world: World
+) -> None:
+    """A Console impersonation (My Account) ends when the Impersonator role is taken away in
+    the Console, not at the impersonator's next click."""
+    impersonation_app(world)
+    role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.impersonator)
+    browser = sign_in(Client(), world.impersonator)
+    assert _start(browser, world).status_code == 302
+    session = ImpersonationSession.objects.get()
+    admin = sign_in(client, world.admin)
+    page = admin.get(console_url(world.root, f"roles/{world.system.impersonator.pk}/"))
+    assert page.status_code == 200
+    removed = admin.post(
+        console_url(world.root, f"roles/{world.system.impersonator.pk}/unassign/"),
+        {"user_id": str(world.impersonator.pk)},
+    )
+    assert removed.status_code == 302, removed.content[:300]
+    session.refresh_from_db()
+    assert session.ended_at is not None and session.end_reason == "policy"
+    end = AuditEvent.objects.get(action="impersonation-end")
+    assert end.actor_id == world.admin.pk and end.data["cause"] == "no-permission"
+    assert session.sso_session.ended_at is not None
+    assert active_impersonations(org=world.root) == []  # what Console → Impersonations lists as active

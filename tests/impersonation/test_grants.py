@@ -413,7 +413,7 @@ def test_the_cap_bounds_every_token_and_ends_it(client: Client, world: World, pi
 
 
 @pytest.mark.parametrize("change", ["promote-target", "demote-impersonator", "disable-impersonator"])
-def test_mid_session_changes_end_it_at_the_next_refresh(
+def test_mid_session_changes_end_it_and_its_refresh_token(
     client: Client, world: World, pickup: App, change: str
 ) -> None:
     from identity.services.roles import role_assign, role_unassign

@@ -16,6 +16,7 @@ from identity.models import APIResource, Application, AuditEvent, Role, User
 from identity.services.applications import (
     application_authorize_api,
     application_remove_api_authorization,
+    application_share,
     application_update_protocol,
 )
 from identity.services.organizations import organization_set_status
@@ -430,3 +431,26 @@ def test_token_checks_cost_one_indexed_query_at_most_for_a_child_organization(
             assert _bearer(probe, "/t/acme/oauth2/userinfo", token) == 200
         counts[name] = len(queries)
     assert counts["eu"] == counts["root"] + 1 == counts["sales"], counts
+
+
+def test_withdrawing_the_applications_sharing_ends_the_impersonations_it_allowed(
+    client: Client, world: World, pickup: App
+) -> None:
+    role_assign(actor=None, role=impersonator_role(), org=world.eu, user=world.eu_admin)
+    artifacts = get_subject_token(
+        Client(),
+        world,
+        pickup,
+        subject=world.eu_user,
+        impersonator=world.eu_admin,
+        org=world.eu,
+        scope="openid internal_org_user_impersonate",
+    )
+    body = exchange_tokens(Client(), pickup, artifacts, base=f"/t/acme/o/{world.eu.pk}").json()
+    assert _introspected(Client(), pickup, body["access_token"])
+    application_share(actor=world.admin, application=pickup.app, mode=Application.SharedAccess.NONE)
+    session = ImpersonationSession.objects.get()
+    assert session.ended_at is not None
+    end = AuditEvent.objects.get(action="impersonation-end", target_id=str(session.pk))
+    assert end.data["cause"] in ("application-unavailable", "no-permission")
+    assert not _introspected(Client(), pickup, body["access_token"])

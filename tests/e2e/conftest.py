@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import World
+from tests.e2e.a11y import assert_accessible
 
 CHROMIUM = os.environ.get("ACTAS_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -77,6 +78,31 @@ def _screenshot_on_failure(request: pytest.FixtureRequest, contexts: list[Any]) 
         page.screenshot(path=str(directory / f"failed-{index}.png"), full_page=True)
 
 
+A11Y = os.environ.get("ACTAS_A11Y", "1")  # "0": off; "report": print, do not fail
+
+
+def audit(page: Any, *, where: str = "") -> None:
+    """axe-core's WCAG 2.1 AA rules on an actas page (``tests.e2e.a11y``)."""
+    if A11Y == "0":
+        return
+    try:
+        assert_accessible(page, where=where)
+    except AssertionError as failure:
+        if A11Y != "report":
+            raise
+        print(f"\nA11Y {failure}")
+
+
+def _audit_last_pages(request: pytest.FixtureRequest, contexts: list[Any]) -> None:
+    """After a passing test, the pages it ends on are audited too."""
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.passed:
+        return
+    for context in contexts:
+        for page in context.pages:
+            audit(page, where=f"{request.node.name} (last page)")
+
+
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context()
@@ -84,6 +110,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page.set_default_timeout(15_000)
     yield page
     _screenshot_on_failure(request, [context])
+    _audit_last_pages(request, [context])
     context.close()
 
 
@@ -119,6 +146,7 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
     yield open_page
     _screenshot_on_failure(request, contexts)
+    _audit_last_pages(request, contexts)
     for context in contexts:
         context.close()
 
@@ -137,6 +165,7 @@ def shot(request: pytest.FixtureRequest) -> Any:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{next(counter):02d}-{name}.png"
         page.screenshot(path=str(path), full_page=True)
+        audit(page, where=f"{request.node.name} step {name}")
         return path
 
     return take

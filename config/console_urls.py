@@ -29,6 +29,8 @@ urlpatterns = [
     path("users/", identity_console.user_list, name="users"),
     path("users/create/", identity_console.user_create_view, name="user-create"),
     path("users/<uuid:user_id>/", identity_console.user_detail, name="user-detail"),
+    path("users/<uuid:user_id>/sharing/", identity_console.user_sharing, name="user-sharing"),
+    path("users/<uuid:user_id>/sharing/remove/", identity_console.user_unshare_view, name="user-unshare"),
     path("settings/", identity_console.console_settings, name="settings"),
     path("settings/administrators/add/", identity_console.console_admin_add, name="settings-admin-add"),
     path(

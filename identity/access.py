@@ -184,3 +184,25 @@ def access_not_impersonating(*, request: HttpRequest) -> None:
         raise PermissionDenied(
             "This is not allowed while you are impersonating someone. End the impersonation first."
         )
+
+
+def access_user_sharing(*, org: Organization, user: User) -> User:
+    """``user`` when their sharing is managed in ``org``'s Console: only the Console of the
+    organization a user is resident in shares them with (and unshares them from) the
+    organizations below it."""
+    if user.organization_id != org.pk:
+        raise PermissionDenied(
+            f"{user.username} is resident in {user.organization.name}: "
+            "their sharing is managed in that organization's Console."
+        )
+    return user
+
+
+def access_share_organization(*, org: Organization, org_id: uuid.UUID | str) -> Organization:
+    """An organization strictly below ``org`` (the administrator's Console) to share a user
+    with or unshare them from; any other organization is refused."""
+    pk = _uuid_or_404(org_id, "organization")
+    target = org_get_in_tenant(tenant=org_tenant(org), org_id=pk)
+    if target is None or not org_is_descendant(target, of=org):
+        raise PermissionDenied(f"You can only share people with organizations below {org.name}.")
+    return target

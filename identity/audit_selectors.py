@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from identity.models import AuditChainHead, AuditEvent, User
+from identity.audit_labels import AuditNames, EventView, as_uuid, describe
+from identity.models import APIResource, Application, AuditChainHead, AuditEvent, Role, User
 from identity.selectors import plan_per_call
 from identity.services.audit import GENESIS_HASH, HASHED_FIELDS, UUID_FIELDS
 from identity.services.users import normalise_username
@@ -50,6 +51,7 @@ class AuditPage:
     events: list[AuditEvent]
     next_before: int | None  # pass as ``before`` for the next (older) page
     org_names: dict[uuid.UUID, str] = field(default_factory=dict)
+    views: list[EventView] = field(default_factory=list)  # the events in words, in page order
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
@@ -134,7 +136,8 @@ def audit_event_page(
     *, org: Organization, filters: AuditFilters, before: int | None = None, size: int = 25
 ) -> AuditPage:
     """One page, newest first, of the events ``org``'s administrators see; ``before`` is the
-    ``seq`` the page starts below. Two queries (events, organization names)."""
+    ``seq`` the page starts below, each event also in words (:func:`audit_event_views`). The
+    events in one query, then at most one query per kind of name the page refers to."""
     qs = audit_events_filtered(org=org, filters=filters)
     if before is not None:
         qs = qs.filter(seq__lt=before)
@@ -142,8 +145,105 @@ def audit_event_page(
         rows = list(qs.order_by("-seq")[: size + 1])
     events = rows[:size]
     next_before = events[-1].seq if len(rows) > size else None
-    names = audit_org_names({e.org_id for e in events if e.org_id is not None})
-    return AuditPage(events=events, next_before=next_before, org_names=names)
+    views = audit_event_views(events)
+    names = {e.org_id: v.org_name for e, v in zip(events, views, strict=True) if e.org_id and v.org_name}
+    return AuditPage(events=events, next_before=next_before, org_names=names, views=views)
+
+
+def _uuids(values: set[str]) -> list[uuid.UUID]:
+    return [pk for pk in (as_uuid(v) for v in values) if pk is not None]
+
+
+def audit_names(events: Sequence[AuditEvent]) -> AuditNames:
+    """The names the events refer to (organizations, roles, applications, API resources,
+    users), each kind in one query whatever the number of events, and only for kinds some
+    event refers to. Names are looked up inside the events' tenants."""
+    tenants = {e.tenant_id for e in events}
+    orgs: set[str] = set()
+    roles: set[str] = set()
+    apps: set[str] = set()
+    resources: set[str] = set()
+    users: set[str] = set()
+    for e in events:
+        data = e.data if isinstance(e.data, dict) else {}
+        if e.org_id:
+            orgs.add(str(e.org_id))
+        if e.client_id:
+            apps.add(e.client_id)
+        kind = e.target_type
+        if kind == "organization" and e.target_id:
+            orgs.add(e.target_id)
+        elif kind == "role" and e.target_id:
+            roles.add(e.target_id)
+        elif kind == "application" and e.target_id:
+            apps.add(e.target_id)
+        elif kind == "api-resource" and as_uuid(e.target_id) is not None:
+            resources.add(e.target_id)
+        elif kind == "user" and e.target_id and not e.subject_id:
+            users.add(e.target_id)
+        if e.action == "application-share" and isinstance(data.get("organizations"), list):
+            orgs.update(str(o) for o in data["organizations"])
+        if isinstance(data.get("resource"), str):
+            resources.add(data["resource"])
+    in_tenant = Q(tenant_id__in=tenants) | Q(pk__in=tenants)
+    org_names = (
+        {
+            str(pk): name
+            for pk, name in Organization.objects.filter(in_tenant, pk__in=_uuids(orgs)).values_list(
+                "pk", "name"
+            )
+        }
+        if orgs
+        else {}
+    )
+    org_scope = Q(organization_id__in=tenants) | Q(organization__tenant_id__in=tenants)
+    role_names = (
+        {
+            str(pk): name
+            for pk, name in Role.objects.filter(org_scope, pk__in=_uuids(roles)).values_list("pk", "name")
+        }
+        if roles
+        else {}
+    )
+    app_names = (
+        dict(Application.objects.filter(org_scope, client_id__in=apps).values_list("client_id", "name"))
+        if apps
+        else {}
+    )
+    resource_names: dict[str, str] = {}
+    if resources:
+        ids = _uuids(resources)
+        found = APIResource.objects.filter(
+            Q(pk__in=ids) | Q(identifier__in=[r for r in resources if as_uuid(r) is None]),
+            tenant_id__in=tenants,
+        ).values_list("pk", "identifier", "name")
+        for pk, identifier, name in found:
+            resource_names[str(pk)] = name
+            resource_names[identifier] = name
+    user_names = (
+        {
+            str(pk): username
+            for pk, username in User.objects.filter(org_scope, pk__in=_uuids(users)).values_list(
+                "pk", "username"
+            )
+        }
+        if users
+        else {}
+    )
+    return AuditNames(
+        organizations=org_names,
+        roles=role_names,
+        applications=app_names,
+        api_resources=resource_names,
+        users=user_names,
+    )
+
+
+def audit_event_views(events: Sequence[AuditEvent]) -> list[EventView]:
+    """The events in people's words (label, sentence, initiator, changes), names resolved in
+    bulk: a handful of queries for any number of events."""
+    names = audit_names(events)
+    return [describe(e, names) for e in events]
 
 
 def audit_event_get(*, org: Organization, seq: int) -> AuditEvent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -9,22 +10,33 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
-from identity.access import access_console_role, access_console_user, access_grant
-from identity.authenticators import AUTHENTICATORS
+from identity.access import (
+    access_console,
+    access_console_role,
+    access_console_user,
+    access_grant,
+    access_share_organization,
+    access_user_sharing,
+)
+from identity.console_loginflow import LoginFlowBuilder, builder_post, builder_redirect, named_steps
 from identity.console_shell import Console, console_page
 from identity.forms import (
-    LoginFlowForm,
     RoleAssignForm,
     RoleCreateForm,
     RolePermissionsForm,
     RoleUnassignForm,
     UserCreateForm,
+    UserPickerForm,
+    UserShareForm,
+    UserUnshareForm,
     apply_service_errors,
 )
 from identity.models import Application, Role, Scope, User
 from identity.selectors import (
+    UserPage,
     application_authorized_scopes,
     applications_available_in,
     login_flow_is_own,
@@ -32,11 +44,14 @@ from identity.selectors import (
     org_member_page,
     org_members,
     role_assignments_in_org,
+    role_holder_ids,
     roles_in_org,
     tenant_system_application,
     tenant_system_role,
     user_memberships,
     user_roles_in_org,
+    user_share_candidate_page,
+    user_shared_orgs_below,
 )
 from identity.services.applications import login_flow_reset, login_flow_set
 from identity.services.roles import (
@@ -47,7 +62,8 @@ from identity.services.roles import (
     role_unassign,
 )
 from identity.services.tenants import ADMINISTRATOR_ROLE
-from identity.services.users import normalise_username, user_create
+from identity.services.users import normalise_username, user_create, user_share_with, user_unshare
+from organizations.models import Organization
 from organizations.selectors import org_effective_settings
 
 
@@ -121,8 +137,85 @@ def user_detail(request: HttpRequest, console: Console, user_id: str) -> HttpRes
             "is_shared": member.organization_id != console.org.pk,
             "memberships": user_memberships(member, within=console.org),
             "roles": user_roles_in_org(user=member, org=console.org),
+            # Sharing is managed in the Console of the user's resident organization.
+            "can_share": member.organization_id == console.org.pk
+            and "internal_user_mgt_update" in console.scopes,
         },
     )
+
+
+# --- Sharing a user with the organizations below their own ---------------------------------
+
+
+def _sharing_page(
+    request: HttpRequest, console: Console, member: User, form: UserShareForm, *, status: int = 200
+) -> HttpResponse:
+    picker = UserPickerForm(request.GET)
+    search = picker.cleaned_data["q"] if picker.is_valid() else ""
+    after = (picker.cleaned_data["after"] or None) if picker.is_valid() else None
+    page = user_share_candidate_page(
+        user=member, org=console.org, search=search, after=after, size=settings.ACTAS_CONSOLE_PAGE_SIZE
+    )
+    return render(
+        request,
+        "identity/console/user_sharing.html",
+        {
+            "console": console,
+            "member": member,
+            "shared": user_shared_orgs_below(user=member, org=console.org),
+            "page": page,
+            "form": form,
+            "q": search,
+            "after": after,
+        },
+        status=status,
+    )
+
+
+@console_page(scope="internal_user_mgt_update")
+@require_http_methods(["GET", "POST"])
+def user_sharing(request: HttpRequest, console: Console, user_id: str) -> HttpResponse:
+    """Share a user with organizations below their own (and see where they are shared)."""
+    member = access_user_sharing(org=console.org, user=access_console_user(org=console.org, user_id=user_id))
+    form = UserShareForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        orgs = [
+            access_share_organization(org=console.org, org_id=pk) for pk in form.cleaned_data["organizations"]
+        ]
+        try:
+            created = user_share_with(actor=console.user, user=member, orgs=orgs)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            names = ", ".join(a.organization.name for a in created)
+            if created:
+                messages.success(request, f"{member.username} is now shared with {names}.")
+            else:
+                messages.info(request, f"{member.username} was already shared with those organizations.")
+            return HttpResponseRedirect(console.url("user-detail", member.pk))
+    return _sharing_page(request, console, member, form, status=400 if request.method == "POST" else 200)
+
+
+@console_page(scope="internal_user_mgt_update")
+@require_POST
+def user_unshare_view(request: HttpRequest, console: Console, user_id: str) -> HttpResponse:
+    """Stop sharing a user with one organization (their roles and sign-ins there end)."""
+    member = access_user_sharing(org=console.org, user=access_console_user(org=console.org, user_id=user_id))
+    form = UserUnshareForm(request.POST)
+    back = console.url("user-detail", member.pk)
+    if not form.is_valid():
+        messages.error(request, "Choose the organization to stop sharing with.")
+        return HttpResponseRedirect(back)
+    if form.cleaned_data["back"] == "sharing":
+        back = console.url("user-sharing", member.pk)
+    target = access_share_organization(org=console.org, org_id=form.cleaned_data["organization"])
+    try:
+        user_unshare(actor=console.user, user=member, org=target)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{member.username} is no longer shared with {target.name}.")
+    return HttpResponseRedirect(back)
 
 
 # --- Roles --------------------------------------------------------------------------------
@@ -213,7 +306,7 @@ def _role_page(
             "kind": _role_kind(role, console),
             "permissions": current,
             "assignments": role_assignments_in_org(role=role, org=console.org),
-            "assign_form": assign_form or RoleAssignForm(),
+            "picker": _role_picker(console, role, errors=assign_form),
             "permissions_form": permissions_form,
         },
         status=status,
@@ -247,26 +340,127 @@ def role_permissions(request: HttpRequest, console: Console, role_id: str) -> Ht
     return _role_page(request, console, role, status=400, permissions_form=form)
 
 
-def _assign_from_form(console: Console, role: Role, form: RoleAssignForm) -> User | None:
-    """Assign ``role`` to the member named in ``form``; errors land on the form.
+# --- the user picker (Roles → assign, Console Settings → add administrator) ---------------
+
+
+@dataclass
+class Picker:
+    """One user picker: a search over the organization's members (resident and shared in)
+    whose results each carry a button that POSTs the person's id to ``action``."""
+
+    id: str
+    action: str
+    title: str
+    button: str  # the visible words of each result's button
+    button_hidden: str  # words a screen reader hears between the button and the username
+    held: str  # shown instead of the button for people who have the role already
+    org: Organization
+    can_search: bool
+    q: str = ""
+    page: UserPage | None = None
+    holders: frozenset[object] = frozenset()
+    errors: RoleAssignForm | None = None
+
+
+def _picker_search(request: HttpRequest | None, console: Console, role: Role, picker: Picker) -> Picker:
+    """Fill ``picker`` with the results of the request's search (``q``, ``after``)."""
+    if request is None:
+        return picker
+    form = UserPickerForm(request.GET)
+    valid = form.is_valid()
+    picker.q = form.cleaned_data["q"] if valid else ""
+    picker.page = org_member_page(
+        org=console.org,
+        search=picker.q,
+        after=(form.cleaned_data["after"] or None) if valid else None,
+        size=settings.ACTAS_CONSOLE_PAGE_SIZE,
+    )
+    picker.holders = role_holder_ids(role=role, org=console.org, user_ids=[u.pk for u in picker.page.users])
+    return picker
+
+
+def _role_picker(
+    console: Console, role: Role, *, errors: RoleAssignForm | None = None, request: HttpRequest | None = None
+) -> Picker:
+    picker = Picker(
+        id="assign",
+        action=console.url("role-assign", role.pk),
+        title="Assign to a user",
+        button="Assign",
+        button_hidden=f"{role.name} to",
+        held="Has this role",
+        org=console.org,
+        can_search="internal_user_mgt_list" in console.scopes,
+        errors=errors,
+    )
+    return _picker_search(request, console, role, picker)
+
+
+def _admin_picker(
+    console: Console, *, errors: RoleAssignForm | None = None, request: HttpRequest | None = None
+) -> Picker:
+    administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
+    picker = Picker(
+        id="add-admin",
+        action=console.url("settings-admin-add"),
+        title="Add an administrator",
+        button="Add administrator",
+        button_hidden="role to",
+        held="Administrator already",
+        org=console.org,
+        can_search="internal_user_mgt_list" in console.scopes,
+        errors=errors,
+    )
+    return _picker_search(request, console, administrator, picker)
+
+
+def _picker_results(
+    request: HttpRequest, console: Console, picker: Picker, *, heading: str, nav: str, back: tuple[str, str]
+) -> HttpResponse:
+    """The picker's results: the fragment for htmx, else a page of their own."""
+    # Searching people is listing users: it needs that permission too.
+    access_console(user=console.user, org=console.org, scope="internal_user_mgt_list", path=console.path)
+    picker.title = ""  # the page's own heading names it
+    context = {"console": console, "picker": picker, "heading": heading, "nav": nav, "back": back}
+    if request.headers.get("HX-Request") == "true":
+        response = render(request, "identity/console/_user_picker_results.html", context)
+    else:
+        response = render(request, "identity/console/user_picker.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _member_by_username(console: Console, form: RoleAssignForm) -> User | None:
+    """The member an exact username names (the form posted before the user picker).
 
     A username is unique within its resident organization only: a resident wins; two users
-    shared in from different organizations under one name are ambiguous and refused. The
-    administrator must hold every permission of the role (no privilege escalation)."""
-    if not form.is_valid():
-        return None
+    shared in from different organizations under one name are ambiguous and refused."""
     username = normalise_username(form.cleaned_data["username"])
     candidates = list(org_members(console.org).filter(username=username).select_related("organization"))
     residents = [u for u in candidates if u.organization_id == console.org.pk]
     member = residents[0] if residents else (candidates[0] if len(candidates) == 1 else None)
     if member is None:
         form.add_error(
-            "username",
+            None,
             "Several members shared into this organization have this username; ask their "
             "organization's administrator."
             if candidates
             else "No member of this organization has this username.",
         )
+    return member
+
+
+def _assign_from_form(console: Console, role: Role, form: RoleAssignForm) -> User | None:
+    """Assign ``role`` to the member chosen in the user picker (``user_id``; an exact
+    ``username`` is accepted too); errors land on the form. The administrator must hold every
+    permission of the role (no privilege escalation)."""
+    if not form.is_valid():
+        return None
+    if form.cleaned_data["user_id"]:
+        member: User | None = access_console_user(org=console.org, user_id=form.cleaned_data["user_id"])
+    else:
+        member = _member_by_username(console, form)
+    if member is None:
         return None
     try:
         access_grant(
@@ -277,7 +471,7 @@ def _assign_from_form(console: Console, role: Role, form: RoleAssignForm) -> Use
         )
         role_assign(actor=console.user, role=role, org=console.org, user=member)
     except PermissionDenied as exc:
-        form.add_error("username", str(exc))
+        form.add_error(None, str(exc))
         return None
     except ValidationError as exc:
         apply_service_errors(form, exc)
@@ -286,9 +480,20 @@ def _assign_from_form(console: Console, role: Role, form: RoleAssignForm) -> Use
 
 
 @console_page(scope="internal_role_mgt_update")
-@require_POST
+@require_http_methods(["GET", "POST"])
 def role_assign_view(request: HttpRequest, console: Console, role_id: str) -> HttpResponse:
+    """GET: the user picker's results (the fragment htmx asks for as you type, or a page of
+    its own without JavaScript). POST: assign the role to the person clicked."""
     role = access_console_role(org=console.org, role_id=role_id)
+    if request.method == "GET":
+        return _picker_results(
+            request,
+            console,
+            _role_picker(console, role, request=request),
+            heading=f"Assign {role.name}",
+            nav="roles",
+            back=(console.url("role-detail", role.pk), role.name),
+        )
     form = RoleAssignForm(request.POST)
     member = _assign_from_form(console, role, form)
     if member is not None:
@@ -330,7 +535,7 @@ def _settings_page(
     *,
     status: int = 200,
     admin_form: RoleAssignForm | None = None,
-    flow_form: LoginFlowForm | None = None,
+    flow_builder: LoginFlowBuilder | None = None,
 ) -> HttpResponse:
     administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
     console_app = _console_application(console)
@@ -343,11 +548,10 @@ def _settings_page(
             "console": console,
             "administrator": administrator,
             "administrators": role_assignments_in_org(role=administrator, org=console.org),
-            "admin_form": admin_form or RoleAssignForm(),
-            "steps": steps,
+            "admin_picker": _admin_picker(console, errors=admin_form),
+            "steps": named_steps(steps),
             "own_flow": own_flow,
-            "flow_form": flow_form or LoginFlowForm(initial={"steps": LoginFlowForm.as_text(steps)}),
-            "authenticators": [(name, a.label) for name, a in AUTHENTICATORS.items()],
+            "builder": flow_builder or _flow_builder(console, steps=steps, own_flow=own_flow),
         },
         status=status,
     )
@@ -359,8 +563,18 @@ def console_settings(request: HttpRequest, console: Console) -> HttpResponse:
 
 
 @console_page(scope="internal_role_mgt_update")
-@require_POST
+@require_http_methods(["GET", "POST"])
 def console_admin_add(request: HttpRequest, console: Console) -> HttpResponse:
+    """GET: the user picker's results; POST: make the person clicked an administrator."""
+    if request.method == "GET":
+        return _picker_results(
+            request,
+            console,
+            _admin_picker(console, request=request),
+            heading="Add an administrator",
+            nav="settings",
+            back=(console.url("settings"), "Console Settings"),
+        )
     administrator = tenant_system_role(tenant=console.tenant, name=ADMINISTRATOR_ROLE)
     form = RoleAssignForm(request.POST)
     member = _assign_from_form(console, administrator, form)
@@ -389,9 +603,21 @@ def console_admin_remove(request: HttpRequest, console: Console) -> HttpResponse
     return HttpResponseRedirect(console.url("settings"))
 
 
+def _flow_builder(console: Console, *, steps: list[list[str]], own_flow: bool) -> LoginFlowBuilder:
+    """The login-flow builder of this organization's Console flow, showing the saved flow."""
+    return LoginFlowBuilder(
+        steps=steps,
+        saved=steps,
+        action_url=console.url("settings-login-flow"),
+        page_url=console.url("settings"),
+        reset_label=f"Use {console.tenant.name}'s flow" if own_flow and not console.is_root else "",
+    )
+
+
 @console_page(scope="internal_application_mgt_update")
 @require_POST
 def console_login_flow(request: HttpRequest, console: Console) -> HttpResponse:
+    """The builder's buttons: change the draft, save it, or return to the parent's flow."""
     console_app = _console_application(console)
     if request.POST.get("reset"):
         try:
@@ -400,16 +626,16 @@ def console_login_flow(request: HttpRequest, console: Console) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, "This organization now uses its parent's Console login flow.")
-        return HttpResponseRedirect(console.url("settings"))
-    form = LoginFlowForm(request.POST)
-    if form.is_valid():
-        try:
-            login_flow_set(
-                actor=console.user, application=console_app, org=console.org, steps=form.cleaned_data["steps"]
-            )
-        except ValidationError as exc:
-            form.add_error("steps", exc)
-        else:
-            messages.success(request, "Console login flow saved.")
-            return HttpResponseRedirect(console.url("settings"))
-    return _settings_page(request, console, status=400, flow_form=form)
+        return builder_redirect(request, console.url("settings"))
+    steps = login_flow_steps(application=console_app, org=console.org)
+    own_flow = login_flow_is_own(application=console_app, org=console.org)
+    return builder_post(
+        request,
+        _flow_builder(console, steps=steps, own_flow=own_flow),
+        save=lambda draft: login_flow_set(
+            actor=console.user, application=console_app, org=console.org, steps=draft
+        ),
+        done_url=console.url("settings"),
+        done_message="Console login flow saved.",
+        page=lambda builder, status: _settings_page(request, console, status=status, flow_builder=builder),
+    )

@@ -29,7 +29,7 @@ from identity.access import (
     access_grant,
     access_not_impersonating,
 )
-from identity.authenticators import AUTHENTICATORS
+from identity.console_loginflow import LoginFlowBuilder, builder_post, builder_redirect, named_steps
 from identity.console_shell import Console, console_page
 from identity.forms import (
     APIAuthorizeForm,
@@ -42,7 +42,6 @@ from identity.forms import (
     ApplicationProtocolForm,
     ApplicationRoleForm,
     ApplicationShareForm,
-    LoginFlowForm,
     ScopeForm,
     ScopeFormSet,
     apply_service_errors,
@@ -61,6 +60,7 @@ from identity.services.applications import (
     application_authorize_api,
     application_create,
     application_delete,
+    application_impersonation_enabled,
     application_regenerate_secret,
     application_remove_api_authorization,
     application_share,
@@ -91,6 +91,31 @@ TABS = (
     ("application-advanced", "Advanced"),
     ("application-shared-access", "Shared Access"),
 )
+
+
+class ProtocolForm(ApplicationProtocolForm):
+    """The Protocol tab. The token-exchange grant is not a grant type to tick here: it is part
+    of the Impersonation switch (``subject_token_enabled``), which turns on subject tokens and
+    the token exchange together (``application_update_protocol``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        exchange = Application.GRANT_TOKEN_EXCHANGE_TYPE
+        grants = self.fields["grant_types"]
+        assert isinstance(grants, forms.MultipleChoiceField)
+        grants.choices = [(v, label) for v, label in Application.GRANT_TYPE_CHOICES if v != exchange]
+        self.initial["grant_types"] = [g for g in self.initial.get("grant_types", []) if g != exchange]
+        switch = self.fields["subject_token_enabled"]
+        switch.label = "Allow impersonation"
+        switch.help_text = "Turns on subject tokens and the token-exchange grant together."
+        expiry = self.fields["subject_token_expiry"]
+        expiry.help_text = "How long a subject token stays valid before it must be exchanged. Default 180."
+
+    @staticmethod
+    def initial_for(app: Application) -> dict[str, object]:
+        initial = ApplicationProtocolForm.initial_for(app)
+        initial["subject_token_enabled"] = application_impersonation_enabled(app)
+        return initial
 
 
 def _require(console: Console, scope: str) -> None:
@@ -247,9 +272,7 @@ def application_detail(request: HttpRequest, console: Console, app_id: str) -> H
 def application_protocol(request: HttpRequest, console: Console, app_id: str) -> HttpResponse:
     app = _app(console, app_id)
     locked = bool(app.system_key)
-    form = ApplicationProtocolForm(
-        request.POST or None, initial=ApplicationProtocolForm.initial_for(app), locked=locked
-    )
+    form = ProtocolForm(request.POST or None, initial=ProtocolForm.initial_for(app), locked=locked)
     if _is_post(request):
         _writable(console, app)
         if form.is_valid():
@@ -276,6 +299,7 @@ def application_protocol(request: HttpRequest, console: Console, app_id: str) ->
         status=400 if _is_post(request) else 200,
         form=form,
         locked=locked,
+        impersonation_on=application_impersonation_enabled(app),
     )
 
 
@@ -431,48 +455,55 @@ def application_roles(request: HttpRequest, console: Console, app_id: str) -> Ht
 @console_page(scope=VIEW)
 @require_http_methods(["GET", "POST"])
 def application_login_flow(request: HttpRequest, console: Console, app_id: str) -> HttpResponse:
-    """The flow used to sign in to this application in this organization. An organization the
-    application is shared with may set its own and return to the owner's."""
+    """The flow used to sign in to this application in this organization, edited with the
+    login-flow builder. An organization the application is shared with may set its own and
+    return to the owner's."""
     app = _app(console, app_id)
-    form: LoginFlowForm | None = None
-    if _is_post(request):
-        _require(console, UPDATE)
-        if request.POST.get("reset"):
-            try:
-                login_flow_reset(actor=console.user, application=app, org=console.org)
-            except ValidationError as exc:
-                messages.error(request, " ".join(exc.messages))
-            else:
-                messages.success(
-                    request, f"{console.org.name} now uses {app.organization.name}'s login flow."
-                )
-            return HttpResponseRedirect(console.url("application-login-flow", app.pk))
-        form = LoginFlowForm(request.POST)
-        if form.is_valid():
-            try:
-                login_flow_set(
-                    actor=console.user, application=app, org=console.org, steps=form.cleaned_data["steps"]
-                )
-            except ValidationError as exc:
-                form.add_error("steps", exc)
-            else:
-                messages.success(request, "Login flow saved.")
-                return HttpResponseRedirect(console.url("application-login-flow", app.pk))
     steps = login_flow_steps(application=app, org=console.org)
-    if form is None:
-        form = LoginFlowForm(initial={"steps": LoginFlowForm.as_text(steps)})
-    return _tab_page(
-        request,
-        console,
-        app,
-        tab="application-login-flow",
-        template="application_login_flow.html",
-        status=400 if _is_post(request) else 200,
+    own_flow = login_flow_is_own(application=app, org=console.org)
+    url = console.url("application-login-flow", app.pk)
+    builder = LoginFlowBuilder(
         steps=steps,
-        own_flow=login_flow_is_own(application=app, org=console.org),
-        flow_form=form,
-        authenticators=[(name, a.label) for name, a in AUTHENTICATORS.items()],
-        can_edit_flow=console.can(UPDATE),
+        saved=steps,
+        action_url=url,
+        page_url=url,
+        reset_label=f"Use {app.organization.name}'s flow"
+        if own_flow and app.organization_id != console.org.pk
+        else "",
+    )
+
+    def page(builder: LoginFlowBuilder, status: int) -> HttpResponse:
+        return _tab_page(
+            request,
+            console,
+            app,
+            tab="application-login-flow",
+            template="application_login_flow.html",
+            status=status,
+            steps=named_steps(steps),
+            own_flow=own_flow,
+            builder=builder,
+            can_edit_flow=console.can(UPDATE),
+        )
+
+    if not _is_post(request):
+        return page(builder, 200)
+    _require(console, UPDATE)
+    if request.POST.get("reset"):
+        try:
+            login_flow_reset(actor=console.user, application=app, org=console.org)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"{console.org.name} now uses {app.organization.name}'s login flow.")
+        return builder_redirect(request, url)
+    return builder_post(
+        request,
+        builder,
+        save=lambda draft: login_flow_set(actor=console.user, application=app, org=console.org, steps=draft),
+        done_url=url,
+        done_message="Login flow saved.",
+        page=page,
     )
 
 

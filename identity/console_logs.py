@@ -31,8 +31,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
+from identity.audit_labels import ACTIONS
 from identity.audit_selectors import (
     EXPORT_MAX_ROWS,
     SEQ_MAX,
@@ -41,9 +43,9 @@ from identity.audit_selectors import (
     audit_event_fields,
     audit_event_get,
     audit_event_page,
+    audit_event_views,
     audit_export_rows,
     audit_last_verification,
-    audit_org_names,
 )
 from identity.console_shell import Console, console_page
 from identity.models import AuditEvent
@@ -52,51 +54,87 @@ from identity.services.audit_verification import audit_chain_verify
 
 VIEW = "internal_audit_view"
 DEFAULT_WINDOW = dt.timedelta(minutes=15)
-INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends (seconds optional)
+# The window is written and shown in 24-hour ISO form, in UTC: 2026-12-07 14:05.
+DISPLAY_FORMAT = "%Y-%m-%d %H:%M"
+LINK_FORMAT = "%Y-%m-%dT%H:%M"  # in links; any ISO 8601 form is read back
+TIME_PATTERN = r"\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+\-]\d{2}:?\d{2})?)?\s*"
 QUICK_WINDOWS = (
     ("Last 15 minutes", 15),
     ("Last hour", 60),
     ("Last 24 hours", 24 * 60),
     ("Last 7 days", 7 * 24 * 60),
 )
+# The action filter suggests every known action code, with its label.
+ACTION_CHOICES = sorted(((code, w.label) for code, w in ACTIONS.items()), key=lambda c: c[1])
 FILTER_NAMES = ("from", "to", "action", "initiator", "target_type", "target", "impersonator", "outcome")
 
 
-class UTCDateTimeField(forms.DateTimeField):
-    """A datetime-local value read as UTC (whatever the server's time zone), or any ISO 8601
-    time with an offset."""
+class UTCDateTimeField(forms.Field):
+    """A time in 24-hour ISO 8601 form: ``2026-12-07 14:05`` (or with ``T``, seconds, a
+    fraction), read as UTC; or with an offset (``Z``, ``+02:00``), converted to UTC; or a date
+    alone (its midnight, UTC). Shown back as ``2026-12-07 14:05``."""
 
-    input_formats = [INPUT_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+    widget = forms.TextInput
+    default_error_messages = {
+        "invalid": "Enter a time as YYYY-MM-DD HH:MM in 24-hour UTC time, for example 2026-12-07 14:05.",
+    }
 
     def to_python(self, value: Any) -> dt.datetime | None:
-        if isinstance(value, str):
-            value = value.strip()
-        result = super().to_python(value)
-        if result is None:
+        if value in self.empty_values:
             return None
-        return result.astimezone(dt.UTC)
+        if isinstance(value, dt.datetime):
+            parsed = value
+        else:
+            text = str(value).strip()
+            if not text or len(text) > 40:
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+            try:
+                parsed = dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
 
     def prepare_value(self, value: Any) -> Any:
+        """Any time it can read is shown back as ``2026-12-07 14:05`` (UTC); what it cannot
+        read is shown as typed, next to its error."""
+        if isinstance(value, str) and value.strip():
+            try:
+                value = self.to_python(value)
+            except forms.ValidationError:
+                return value
         if isinstance(value, dt.datetime):
-            return value.astimezone(dt.UTC).strftime(INPUT_FORMAT)
+            return value.astimezone(dt.UTC).strftime(DISPLAY_FORMAT)
         return value
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        return {
+            **super().widget_attrs(widget),
+            "placeholder": "YYYY-MM-DD HH:MM",
+            "pattern": TIME_PATTERN,
+            "inputmode": "numeric",
+            "autocomplete": "off",
+            "spellcheck": "false",
+        }
 
 
 class LogFilterForm(forms.Form):
     from_ = UTCDateTimeField(
         label="From (UTC)",
         required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Leave empty to search from the beginning.",
+        help_text="24-hour time, e.g. 2026-12-07 14:05. Leave empty to search from the beginning.",
     )
     to = UTCDateTimeField(
         label="To (UTC)",
         required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Leave empty for up to now.",
+        help_text="24-hour time, e.g. 2026-12-07 18:30. Leave empty for up to now.",
     )
     action = forms.CharField(
-        required=False, max_length=100, help_text="Exact action, or a prefix ending with * (impersonation-*)."
+        required=False,
+        max_length=100,
+        help_text="Exact action code, or a prefix ending with * (impersonation-*).",
+        widget=forms.TextInput(attrs={"list": "audit-actions", "autocomplete": "off"}),
     )
     initiator = forms.CharField(required=False, max_length=150, help_text="Username or user ID.")
     target_type = forms.CharField(required=False, max_length=64, label="Target type")
@@ -175,7 +213,7 @@ def _verification_context(console: Console) -> dict[str, Any]:
 
 def _quick_windows(now: dt.datetime) -> list[tuple[str, str]]:
     links = [
-        (label, urlencode({"from": (now - dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M")}))
+        (label, urlencode({"from": (now - dt.timedelta(minutes=m)).strftime(LINK_FORMAT)}))
         for label, m in QUICK_WINDOWS
     ]
     return [*links, ("All time", "from=")]
@@ -189,6 +227,7 @@ def log_list(request: HttpRequest, console: Console) -> HttpResponse:
         "console": console,
         "form": form,
         "quick_windows": _quick_windows(timezone.now().astimezone(dt.UTC)),
+        "action_choices": ACTION_CHOICES,
         **_verification_context(console),
     }
     if not form.is_valid():
@@ -200,7 +239,7 @@ def log_list(request: HttpRequest, console: Console) -> HttpResponse:
     context.update(
         {
             "page": page,
-            "rows": [(e, page.org_names.get(e.org_id) if e.org_id else None) for e in page.events],
+            "rows": page.views,
             "before": before,
             "query": form.query(),
             "older_query": form.query(before=page.next_before) if page.next_before else "",
@@ -216,14 +255,15 @@ def log_detail(request: HttpRequest, console: Console, seq: int) -> HttpResponse
     if event is None:
         raise Http404("No such event.")
     fields = audit_event_fields(event)
-    org_name = audit_org_names({event.org_id}).get(event.org_id) if event.org_id else None
+    (view,) = audit_event_views([event])
     return render(
         request,
         "identity/console/logs_detail.html",
         {
             "console": console,
             "event": event,
-            "org_name": org_name,
+            "view": view,
+            "org_name": view.org_name,
             "data_json": json.dumps(
                 event.data, indent=2, sort_keys=True, ensure_ascii=False, cls=DjangoJSONEncoder
             ),
@@ -239,7 +279,10 @@ def log_verify(request: HttpRequest, console: Console) -> HttpResponse:
     if report is None:
         messages.info(request, "The chain was verified less than a minute ago: its result is shown below.")
     elif report.ok:
-        messages.success(request, f"The audit chain is intact: {report.events} events verified.")
+        verified = ngettext("%(count)d event verified", "%(count)d events verified", report.events) % {
+            "count": report.events
+        }
+        messages.success(request, f"The audit chain is intact: {verified}.")
     else:
         messages.error(request, f"The audit chain is broken at event {report.broken_seq}: {report.reason}.")
     return HttpResponseRedirect(console.url("logs"))

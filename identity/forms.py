@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -76,9 +78,61 @@ class RolePermissionsForm(forms.Form):
 
 
 class RoleAssignForm(forms.Form):
-    username = forms.CharField(
-        max_length=150, help_text="A user resident in or shared into this organization."
+    """Who gets a role: the person clicked in the user picker (``user_id``). An exact
+    ``username`` is still accepted from clients that post one."""
+
+    user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    username = forms.CharField(max_length=150, required=False)
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if not data.get("user_id") and not (data.get("username") or "").strip():
+            raise ValidationError("Choose a person.")
+        return data
+
+
+class UserPickerForm(forms.Form):
+    """The user picker's search: the start of a username, email address or name."""
+
+    q = forms.CharField(
+        max_length=100,
+        required=False,
+        label="Find by username, email or name",
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "spellcheck": "false"}),
     )
+    after = forms.CharField(max_length=400, required=False)
+
+
+class UUIDListField(forms.Field):
+    """Several UUIDs (checkboxes with one name); at most ``max_items``."""
+
+    widget = forms.MultipleHiddenInput
+
+    def __init__(self, *, max_items: int = 100, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.max_items = max_items
+
+    def to_python(self, value: object) -> list[uuid.UUID]:
+        if not value:
+            return []
+        items = value if isinstance(value, list | tuple) else [value]
+        if len(items) > self.max_items:
+            raise ValidationError(f"Choose at most {self.max_items} at a time.")
+        try:
+            return list(dict.fromkeys(uuid.UUID(str(item)) for item in items))
+        except ValueError as exc:
+            raise ValidationError("Choose from the list.") from exc
+
+
+class UserShareForm(forms.Form):
+    organizations = UUIDListField(
+        max_items=100, error_messages={"required": "Choose at least one organization."}
+    )
+
+
+class UserUnshareForm(forms.Form):
+    organization = forms.UUIDField(widget=forms.HiddenInput)
+    back = forms.ChoiceField(choices=[("user", "user"), ("sharing", "sharing")], required=False)
 
 
 class RoleUnassignForm(forms.Form):
@@ -95,28 +149,6 @@ def apply_service_errors(form: forms.Form, exc: ValidationError) -> None:
                 form.add_error(target, error)
     else:
         form.add_error(None, exc)
-
-
-class LoginFlowForm(forms.Form):
-    """A login flow as text: one step per line, alternatives separated by commas."""
-
-    steps = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-        max_length=2000,
-        help_text="One step per line; the options of a step separated by commas.",
-    )
-
-    def clean_steps(self) -> list[list[str]]:
-        text: str = self.cleaned_data["steps"]
-        return [
-            [name.strip() for name in line.split(",") if name.strip()]
-            for line in text.splitlines()
-            if line.strip()
-        ]
-
-    @staticmethod
-    def as_text(steps: list[list[str]]) -> str:
-        return "\n".join(", ".join(step) for step in steps)
 
 
 # --- Applications -------------------------------------------------------------------------

@@ -689,3 +689,84 @@ def user_switchable_organizations(*, user: User, org: Organization, client_id: s
         if not any(i.lft < o.lft and i.rght > o.rght for i in inactive)
         and application_available_in(application=application, org=o)
     ]
+
+
+# --- sharing users and picking people in the Console --------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgSharePage:
+    orgs: list[Organization]
+    next_cursor: str | None
+    # Organizations on this page the user is shared with already.
+    shared_ids: frozenset[uuid.UUID] = frozenset()
+    # Organizations on this page that are disabled or lie below a disabled one.
+    unusable_ids: frozenset[uuid.UUID] = frozenset()
+
+
+def _encode_org_cursor(org: Organization) -> str:
+    raw = f"{org.name}\x00{org.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def user_share_candidate_page(
+    *, user: User, org: Organization, search: str = "", after: str | None = None, size: int = 25
+) -> OrgSharePage:
+    """One page of the organizations strictly below ``org`` (the Console's organization),
+    ordered by (name, id) with keyset pagination; ``search`` matches the start of the name.
+    Three queries whatever the subtree's size: the page, the user's shares among it, and the
+    tree's inactive organizations."""
+    qs = Organization.objects.filter(**org_descendant_filter(org, prefix="", include_self=False))
+    search = search.strip()
+    if search:
+        qs = qs.filter(name__istartswith=search)
+    cursor = _decode_cursor(after) if after else None
+    if cursor is not None:
+        name, pk = cursor
+        qs = qs.filter(Q(name__gt=name) | Q(name=name, pk__gt=pk))
+    rows = list(qs.select_related("parent").order_by("name", "pk")[: size + 1])
+    next_cursor = _encode_org_cursor(rows[size - 1]) if len(rows) > size else None
+    page = rows[:size]
+    shared = frozenset(
+        UserAssociation.objects.filter(user=user, organization__in=[o.pk for o in page]).values_list(
+            "organization_id", flat=True
+        )
+    )
+    inactive = (
+        list(
+            Organization.objects.filter(tree_id=org.tree_id)
+            .exclude(status=Organization.Status.ACTIVE)
+            .only("lft", "rght")
+        )
+        if page
+        else []
+    )
+    unusable = frozenset(o.pk for o in page if any(i.lft <= o.lft and i.rght >= o.rght for i in inactive))
+    return OrgSharePage(orgs=page, next_cursor=next_cursor, shared_ids=shared, unusable_ids=unusable)
+
+
+def role_holder_ids(*, role: Role, org: Organization, user_ids: Iterable[uuid.UUID]) -> frozenset[uuid.UUID]:
+    """Which of ``user_ids`` hold ``role`` in ``org`` (directly as residents, or through their
+    shared profile). One query."""
+    ids = list(user_ids)
+    if not ids:
+        return frozenset()
+    rows = RoleAssignment.objects.filter(role=role).filter(
+        Q(user__in=ids, user__organization=org) | Q(association__user__in=ids, association__organization=org)
+    )
+    found: set[uuid.UUID] = set()
+    for user_id, association_user_id in rows.values_list("user_id", "association__user_id"):
+        found.add(user_id or association_user_id)
+    return frozenset(found)
+
+
+def user_shared_orgs_below(*, user: User, org: Organization) -> list[Organization]:
+    """The organizations strictly below ``org`` that ``user`` is shared into, by name, each
+    with its parent. One query."""
+    return list(
+        Organization.objects.filter(
+            shared_users__user=user, **org_descendant_filter(org, prefix="", include_self=False)
+        )
+        .select_related("parent")
+        .order_by("name", "pk")
+    )

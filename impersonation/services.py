@@ -26,7 +26,7 @@ from identity.selectors import application_available_in, role_assignments_in_org
 from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke
 from identity.services.outbox import outbox_enqueue
-from identity.services.sessions import sso_session_end
+from identity.services.sessions import sso_session_continue, sso_session_end
 from identity.services.tenants import ADMINISTRATOR_ROLE
 from impersonation import policy
 from impersonation.models import ImpersonationSession, SubjectToken
@@ -411,6 +411,35 @@ def impersonation_end(
         },
     )
     return locked
+
+
+@transaction.atomic
+def impersonation_end_by_impersonator(
+    *, actor: User, session: ImpersonationSession
+) -> tuple[ImpersonationSession, SSOSession | None]:
+    """The impersonator ends their own impersonation from the browser it is bound to (the
+    banner's End impersonation, or End in Console → Impersonations there): everything
+    :func:`impersonation_end` does — every token minted under it revoked, the bound SSO
+    session ended, so no cookie or ID token of it resumes anything — and then, in the same
+    transaction, a new SSO session of the impersonator's own for that browser
+    (:func:`sso_session_continue`, audited ``login-continued``): they stay signed in as
+    themselves, no fresher than before. Returns the ended impersonation and the new sign-in
+    (None when the impersonation had ended already, or the old sign-in's own time is up).
+    Locks in :data:`LOCK_ORDER` (the new sign-in is a new row, written before the last audit
+    event)."""
+    if session.impersonator_id != actor.pk:
+        raise PermissionDenied("Only the impersonator ends an impersonation this way.")
+    # Whether this call is the one that ends it, read under the locks impersonation_end takes
+    # (the same rows, in the same order): a second End (a double click) continues nothing.
+    _sso_session_for_update.first(pk=session.sso_session_id)
+    current = ImpersonationSession.objects.select_for_update().get(pk=session.pk)
+    if current.ended_at is not None:
+        return current, None
+    ended = impersonation_end(actor=actor, session=current, reason=ImpersonationSession.EndReason.ENDED)
+    continued = sso_session_continue(
+        previous=ended.sso_session, reason=f"impersonation-{ImpersonationSession.EndReason.ENDED}"
+    )
+    return ended, continued
 
 
 def _application_grounds(session: ImpersonationSession) -> None:

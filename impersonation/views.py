@@ -14,12 +14,13 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib import auth
+from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -28,6 +29,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from identity.access import access_org_in_tenant, access_tenant
 from identity.csp import csp_redirecting_form
 from identity.loginflow import flow_satisfied_by_session
+from identity.middleware import SSO_SESSION_KEY
 from identity.models import Application, SSOSession, User
 from identity.oauth import views as oauth_views
 from identity.oauth.bearer import bearer_token, live_access_token
@@ -41,6 +43,7 @@ from impersonation.services import (
     MAX_REASON,
     impersonation_check,
     impersonation_end,
+    impersonation_end_by_impersonator,
     impersonation_reason_check,
     live_session_for,
     subject_token_issue,
@@ -133,7 +136,17 @@ def _subject_token_authorize(request: HttpRequest, tenant: str, org: uuid.UUID |
         application.subject_token_enabled
         and application.allows_grant_type(Application.GRANT_TOKEN_EXCHANGE_TYPE)
     ):
-        return target.error("unauthorized_client")
+        # The one refusal an administrator fixes with a switch: the description names it.
+        url = oauth_views.error_redirect_url(
+            target.redirect_uri, error="unauthorized_client", state=target.state, fragment=target.fragment
+        )
+        description = (
+            f"Impersonation is turned off for {application.name}. Turn it on in the Console: "
+            f"Applications → {application.name} → Protocol → Impersonation."
+        )
+        return oauth_views.client_redirect(
+            application, f"{url}&{urlencode({'error_description': description})}"
+        )
     scopes = params.get("scope", "").replace(",", " ").split()
     if policy.impersonate_scope_for(current) not in scopes:
         return target.error("invalid_scope")
@@ -334,6 +347,74 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
 
 # --- End impersonation ----------------------------------------------------------------------
 
+#: Where the impersonator started from (the Console page of the user), kept in the browser
+#: session with the impersonation it belongs to; End returns there.
+RETURN_KEY = "actas.impersonation.return"
+MAX_RETURN_PATH = 2048
+
+
+class SeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def _safe_path(path: object) -> bool:
+    """A path on this site only: no scheme, no host, no protocol-relative ``//``, no
+    backslash, no control characters."""
+    return (
+        isinstance(path, str)
+        and 0 < len(path) <= MAX_RETURN_PATH
+        and path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in path)
+        and url_has_allowed_host_and_scheme(path, allowed_hosts=None, require_https=False)
+    )
+
+
+def remember_return(request: HttpRequest, *, impersonation: ImpersonationSession, path: str) -> None:
+    """Remember ``path`` (a same-site path, else nothing) as where End returns for ``impersonation``."""
+    if _safe_path(path):
+        request.session[RETURN_KEY] = {"impersonation": str(impersonation.pk), "path": path}
+
+
+def _take_return(request: HttpRequest, impersonation: ImpersonationSession) -> str:
+    stored = request.session.pop(RETURN_KEY, None)
+    if isinstance(stored, dict) and stored.get("impersonation") == str(impersonation.pk):
+        path = stored.get("path")
+        if _safe_path(path):
+            assert isinstance(path, str)
+            return path
+    return ""
+
+
+def ended_message(ended: ImpersonationSession) -> str:
+    return (
+        f"You are no longer impersonating {ended.subject.display_name} ({ended.subject.username}). "
+        "Every token issued during the impersonation is revoked; you are still signed in as yourself."
+    )
+
+
+def end_in_this_browser(
+    request: HttpRequest, current: ImpersonationSession
+) -> tuple[ImpersonationSession, str | None]:
+    """The impersonator ends ``current`` from the browser it is bound to: every token of the
+    impersonation is revoked and its sign-in ends, and this browser carries on with a new
+    sign-in of the impersonator's own (a new session key and SSO session id, so the old
+    cookie resumes nothing). Returns the ended impersonation and the path to go back to
+    ("" when none was kept), or None when the browser is signed out instead (its own sign-in's
+    time was up)."""
+    back = _take_return(request, current)
+    ended, continued = impersonation_end_by_impersonator(actor=current.impersonator, session=current)
+    if continued is None:
+        auth.logout(request)  # a new, empty browser session (a new key)
+        return ended, None
+    request.session.cycle_key()
+    request.session[SSO_SESSION_KEY] = continued.sid
+    for key in [k for k in request.session.keys() if k.startswith(PENDING_PREFIX)]:
+        request.session.pop(key, None)
+    request._actas_auth = (continued.user, continued)  # type: ignore[attr-defined]
+    return ended, back
+
 
 def _bearer_session(request: HttpRequest, tenant: Organization) -> ImpersonationSession | None:
     """The live impersonation an access token was minted under, if the token is valid."""
@@ -367,12 +448,21 @@ def end(request: HttpRequest, tenant: str) -> HttpResponse:
         return oauth_views.error_page(
             request, title="Nothing to end", message="This browser is not impersonating anyone.", status=404
         )
-    impersonation_end(
-        actor=current.impersonator, session=current, reason=ImpersonationSession.EndReason.ENDED
+    ended, back = end_in_this_browser(request, current)
+    if back is None:
+        return render(
+            request,
+            "impersonation/ended.html",
+            {"tenant": tenant_org, "impersonation": ended, "signed_in": False},
+        )
+    if back:
+        messages.success(request, ended_message(ended))
+        return SeeOther(back)
+    return render(
+        request,
+        "impersonation/ended.html",
+        {"tenant": tenant_org, "impersonation": ended, "signed_in": True},
     )
-    # Signed out here and now: a new, empty browser session (a new key).
-    auth.logout(request)
-    return render(request, "impersonation/ended.html", {"tenant": tenant_org, "impersonation": current})
 
 
 @csrf_exempt

@@ -8,9 +8,11 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from identity.audit_labels import API_CALL_ACTIONS, EventView
+from identity.audit_selectors import audit_event_views
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
 from identity.selectors import application_authorized_scopes, applications_available_in
 from impersonation import policy
@@ -100,7 +102,7 @@ def user_live_sso_sessions(user: User) -> list[SSOSession]:
 class AccessEntry:
     session: ImpersonationSession
     applications: list[Application] = field(default_factory=list)
-    changes: list[AuditEvent] = field(default_factory=list)
+    changes: list[EventView] = field(default_factory=list)  # oldest first, in words
     more_changes: int = 0
 
     @property
@@ -168,6 +170,26 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID] | None:
 _BOOKKEEPING = ("impersonation-",)
 
 
+def _changes_during(*, tenant: Organization, user: User, entry: AccessEntry) -> QuerySet[AuditEvent]:
+    """What the impersonator did to ``user`` while ``entry``'s impersonation lasted, one event
+    per change. A write through an API with an impersonated token records two events in one
+    request: the API call (``resource-…-via-impersonation``) and the change the service made
+    (``user-profile-update``, …); the call is left out when its request recorded the change,
+    and kept when it recorded nothing else (a refused call, say)."""
+    session = entry.session
+    during = AuditEvent.objects.filter(
+        tenant_id=tenant.pk,
+        impersonator_id=session.impersonator_id,
+        subject_id=user.pk,
+        created_at__gte=session.started_at,
+        created_at__lte=entry.ended_at if not entry.active else timezone.now(),
+    )
+    for prefix in _BOOKKEEPING:
+        during = during.exclude(action__startswith=prefix)
+    recorded = during.exclude(action__in=API_CALL_ACTIONS).exclude(request_id="").values("request_id")
+    return during.exclude(action__in=API_CALL_ACTIONS, request_id__in=recorded)
+
+
 def access_history(
     *, user: User, tenant: Organization, before: tuple[dt.datetime, uuid.UUID] | None, size: int = PAGE_SIZE
 ) -> AccessPage:
@@ -198,20 +220,16 @@ def access_history(
         entry = by_id[authorization.impersonation_id]  # type: ignore[index]
         if all(app.pk != authorization.application_id for app in entry.applications):
             entry.applications.append(authorization.application)
+    listed: dict[uuid.UUID, list[AuditEvent]] = {}
     for entry in entries:
-        session = entry.session
-        changes = AuditEvent.objects.filter(
-            tenant_id=tenant.pk,
-            impersonator_id=session.impersonator_id,
-            subject_id=user.pk,
-            created_at__gte=session.started_at,
-            created_at__lte=entry.ended_at if not entry.active else timezone.now(),
-        )
-        for prefix in _BOOKKEEPING:
-            changes = changes.exclude(action__startswith=prefix)
-        listed = list(changes.order_by("seq")[: CHANGES_SHOWN + 1])
-        entry.changes = listed[:CHANGES_SHOWN]
-        entry.more_changes = changes.count() - CHANGES_SHOWN if len(listed) > CHANGES_SHOWN else 0
+        changes = _changes_during(tenant=tenant, user=user, entry=entry)
+        found = list(changes.order_by("seq")[: CHANGES_SHOWN + 1])
+        listed[entry.session.pk] = found[:CHANGES_SHOWN]
+        entry.more_changes = changes.count() - CHANGES_SHOWN if len(found) > CHANGES_SHOWN else 0
+    # in words, with the names of every event of the page resolved at once
+    views = iter(audit_event_views([e for entry in entries for e in listed[entry.session.pk]]))
+    for entry in entries:
+        entry.changes = [next(views) for _ in listed[entry.session.pk]]
     return AccessPage(entries, older)
 
 
@@ -223,3 +241,17 @@ def reported_impersonations(*, tenant: Organization, ids: list[uuid.UUID]) -> se
         tenant_id=tenant.pk, action=MISUSE_REPORTED, target_id__in=[str(i) for i in ids]
     ).values_list("target_id", flat=True)
     return {uuid.UUID(value) for value in found}
+
+
+# --- while impersonated --------------------------------------------------------------------------
+
+
+def impersonation_by_id(impersonation_id: uuid.UUID | None) -> ImpersonationSession | None:
+    """The impersonation My Account's token was minted under (its read-only flag, its people)."""
+    if impersonation_id is None:
+        return None
+    return (
+        ImpersonationSession.objects.select_related("impersonator", "subject", "organization")
+        .filter(pk=impersonation_id)
+        .first()
+    )

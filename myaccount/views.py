@@ -5,7 +5,9 @@ Deny by default: every page goes through :func:`portal_page`, which resolves the
 organization (404 when unknown, a clear 404 page when My Account is not shared there), and
 shows nothing without a live My Account access token — without one, a GET starts the
 authorization-code flow and any other method goes back to the start without changing
-anything. While the token is impersonated (it carries ``act``) only Applications is open.
+anything. While the token is impersonated (it carries ``act``) the impersonator sees the
+user's Profile (editable unless the impersonation is read-only, the email address never),
+Applications and Security (read-only); Access to my account and every other change stay closed.
 Django's own sign-in state (``request.user``) is never used for who is shown.
 """
 
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -23,20 +26,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identity.access import access_org_in_tenant, access_tenant
 from identity.models import Application, User
 from identity.selectors import application_available_in, tenant_system_application
-from identity.services.users import user_profile_update
 from impersonation.models import ImpersonationSession
 from impersonation.services import impersonation_end as impersonation_end_service
 from impersonation.services import impersonation_report_misuse
 from myaccount import client, selectors
 from myaccount.access import access_own_impersonation
 from myaccount.forms import MisuseReportForm, ProfileForm
-from myaccount.services import myaccount_sign_out_other_sessions
+from myaccount.services import myaccount_profile_update, myaccount_sign_out_other_sessions
 from organizations.models import Organization
 from organizations.selectors import org_is_usable
 
@@ -71,6 +74,16 @@ class Portal:
     @property
     def impersonator(self) -> User | None:
         return self.identity.impersonator
+
+    @functools.cached_property
+    def impersonation(self) -> ImpersonationSession | None:
+        """The impersonation the token was minted under (None for the user's own)."""
+        return selectors.impersonation_by_id(self.identity.impersonation_id)
+
+    @property
+    def read_only(self) -> bool:
+        """A read-only impersonation: nothing can be changed."""
+        return self.impersonation is not None and self.impersonation.read_only
 
     @property
     def is_root(self) -> bool:
@@ -151,8 +164,8 @@ PortalView = Callable[Concatenate[HttpRequest, Portal, ...], HttpResponse]
 def portal_page(*, impersonated: bool) -> Callable[[PortalView], Callable[..., HttpResponse]]:
     """Resolve the portal of the URL's organization and who My Account's live token is for.
 
-    ``impersonated``: whether the page is open while the token is impersonated (only
-    Applications is); otherwise a GET goes to Applications and anything else is refused."""
+    ``impersonated``: whether the page is open while the token is impersonated (Profile,
+    Applications, Security); otherwise a GET goes to Applications and anything else is refused."""
 
     def decorate(view: PortalView) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
@@ -221,31 +234,43 @@ def _apply_errors(form: Any, error: ValidationError) -> None:
 
 
 @require_http_methods(["GET", "POST"])
-@portal_page(impersonated=False)
+@portal_page(impersonated=True)
 def profile(request: HttpRequest, portal: Portal) -> HttpResponse:
+    """The user's profile; while impersonating, the user's, changed by the impersonator through
+    the same service (audited as done by the impersonator on the user's behalf)."""
     user = portal.user
+    acting_as = user.display_name if portal.impersonator is not None else ""
     status = 200
     if request.method == "POST":
-        form = ProfileForm(request.POST)
-        if form.is_valid():
+        form = ProfileForm(request.POST, impersonating=acting_as)
+        status = 400
+        # A read-only impersonation reaches the service only to be refused (and audited).
+        if portal.read_only or form.is_valid():
+            values = form.cleaned_data if not portal.read_only else {}
             try:
-                user_profile_update(
-                    actor=user,
+                myaccount_profile_update(
                     user=user,
-                    impersonator=portal.impersonator,
-                    given_name=form.cleaned_data["given_name"],
-                    family_name=form.cleaned_data["family_name"],
-                    email=form.cleaned_data["email"],
+                    org=portal.org,
+                    impersonation=portal.impersonation,
+                    given_name=values.get("given_name", user.given_name),
+                    family_name=values.get("family_name", user.family_name),
+                    email=values.get("email", user.email),
+                    path=request.path,
+                    client_id=portal.app.client_id,
+                    scope=str(portal.identity.claims.get("scope", "")),
                 )
+            except PermissionDenied:
+                status = 403
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
-                messages.success(request, "Your profile is saved.")
+                saved = f"{user.display_name}'s profile is saved." if acting_as else "Your profile is saved."
+                messages.success(request, saved)
                 return SeeOther(portal.url("profile"))
-        status = 400
     else:
         form = ProfileForm(
-            initial={"given_name": user.given_name, "family_name": user.family_name, "email": user.email}
+            initial={"given_name": user.given_name, "family_name": user.family_name, "email": user.email},
+            impersonating=acting_as,
         )
     return _render(
         request, portal, "myaccount/profile.html", {"form": form}, section="profile", status=status
@@ -255,16 +280,48 @@ def profile(request: HttpRequest, portal: Portal) -> HttpResponse:
 # --- Applications ------------------------------------------------------------------------------
 
 
+# An application launched from an organization's My Account is told which organization with
+# ``orgId`` — the name actas's /authorize takes — so it signs in there, not at the root.
+LAUNCH_ORG_PARAM = "orgId"
+
+
+def launch_url(access_url: str, *, portal: Portal) -> str:
+    """Where an application's link in My Account goes: its access URL; from a child
+    organization's My Account, with ``orgId=<organization id>`` added (any ``orgId`` the
+    access URL already has is replaced)."""
+    if portal.is_root:
+        return access_url
+    parts = urlsplit(access_url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != LAUNCH_ORG_PARAM]
+    query = urlencode([*kept, (LAUNCH_ORG_PARAM, str(portal.org.pk))])
+    return urlunsplit(parts._replace(query=query))
+
+
+@dataclass(frozen=True)
+class Launch:
+    """An application as Applications lists it: where its link goes, and why it cannot be
+    entered as the user ("" when it can)."""
+
+    application: Application
+    url: str
+    blocked: str = ""
+
+
 @require_GET
 @portal_page(impersonated=True)
 def applications(request: HttpRequest, portal: Portal) -> HttpResponse:
     if portal.impersonator is not None:
-        launchable = selectors.impersonation_applications(
+        found = selectors.impersonation_applications(
             impersonator=portal.impersonator, subject=portal.user, org=portal.org
         )
+        launchable = [
+            Launch(item.application, launch_url(item.application.access_url, portal=portal), item.blocked)
+            for item in found
+        ]
         context: dict[str, Any] = {"launchable": launchable}
     else:
-        context = {"apps": selectors.user_applications(user=portal.user, org=portal.org)}
+        apps = selectors.user_applications(user=portal.user, org=portal.org)
+        context = {"apps": [Launch(app, launch_url(app.access_url, portal=portal)) for app in apps]}
     return _render(request, portal, "myaccount/applications.html", context, section="applications")
 
 
@@ -272,14 +329,17 @@ def applications(request: HttpRequest, portal: Portal) -> HttpResponse:
 
 
 @require_GET
-@portal_page(impersonated=False)
+@portal_page(impersonated=True)
 def security(request: HttpRequest, portal: Portal) -> HttpResponse:
+    """Where the user is signed in; while impersonating, read-only (and none of them is this
+    browser's: it is signed in as the impersonator)."""
     sessions = selectors.user_live_sso_sessions(portal.user)
+    current_sid = "" if portal.impersonator is not None else portal.identity.sso_session.sid
     return _render(
         request,
         portal,
         "myaccount/security.html",
-        {"sessions": sessions, "current_sid": portal.identity.sso_session.sid},
+        {"sessions": sessions, "current_sid": current_sid},
         section="security",
     )
 
@@ -373,7 +433,12 @@ def impersonation_report(request: HttpRequest, portal: Portal, impersonation: uu
                 request,
                 "Thank you. Your report is recorded"
                 + (
-                    f" and {notified} administrator{'s' if notified != 1 else ''} have been told."
+                    ngettext(
+                        " and %(count)d administrator has been told.",
+                        " and %(count)d administrators have been told.",
+                        notified,
+                    )
+                    % {"count": notified}
                     if notified
                     else "."
                 ),

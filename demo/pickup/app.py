@@ -3,8 +3,16 @@
 Sign in: ``POST /signin`` → actas ``/authorize`` (code, PKCE S256, state, nonce) →
 ``GET /callback?code=…`` → code redeemed with HTTP Basic, ID token verified.
 
-Impersonate: ``POST /impersonate`` → actas ``/authorize`` with ``response_type=id_token
-subject_token`` and ``requested_subject`` → actas's own confirmation page → ``GET /callback#…``.
+Launch: ``GET /?orgId=<organization id>`` is how an organization's My Account opens Pickup (its
+access URL with the organization added). Like an OpenID Connect login initiated by a third party,
+Pickup answers with the same sign-in, at that organization's endpoints
+(``/t/<tenant>/o/<org>/oauth2/authorize`` and ``…/token``): a browser whose actas sign-in
+impersonates someone there comes back with the target's tokens, with ``act``. The request is
+bound to this browser by state, nonce and PKCE as any other.
+
+Impersonate: ``POST /impersonate`` → actas ``/authorize`` of the chosen organization with
+``response_type=id_token subject_token`` and ``requested_subject`` → actas's own confirmation
+page → ``GET /callback#…``.
 The answer is in the URL fragment, which browsers never send to a server, so that page runs a
 few lines of script posting the fragment back to ``POST /callback``; Pickup then exchanges the
 subject token and the impersonator's ID token (RFC 8693) for the target's access token.
@@ -31,7 +39,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlencode
 
-from demo.pickup.oidc import ActasError, Provider, TokenRejected, Tokens
+from demo.pickup.oidc import ROOT, ActasError, Provider, TokenRejected, Tokens
 
 COOKIE: Final = "pickup_session"
 MAX_SESSIONS: Final = 1000
@@ -46,8 +54,12 @@ MAX_FIELDS: Final = 16
 MAX_REASON: Final = 500
 
 SIGN_IN_SCOPE: Final = "openid profile email internal_user_mgt_view"
-# profile and email let Pickup name the target through userinfo.
+ORG_SIGN_IN_SCOPE: Final = "openid profile email internal_org_user_mgt_view"
+# profile and email let Pickup name the target through userinfo. Below the root, impersonating
+# takes the Organization User Impersonation scope.
 IMPERSONATE_SCOPE: Final = "openid profile email internal_user_impersonate internal_user_mgt_view"
+ORG_IMPERSONATE_SCOPE: Final = "openid profile email internal_org_user_impersonate internal_org_user_mgt_view"
+LAUNCH_PARAM: Final = "orgId"  # the organization an application is launched for
 FRAGMENT_FIELDS: Final = ("state", "subject_token", "id_token", "error")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -99,6 +111,7 @@ class Pending:
     kind: Literal["signin", "impersonate"]
     nonce: str
     verifier: str  # PKCE; empty for impersonation
+    org: str = ROOT  # whose endpoints it was sent to, and whose token endpoint gets the answer
     created: float = field(default_factory=time.monotonic)
 
 
@@ -106,6 +119,7 @@ class Pending:
 class SignedIn:
     tokens: Tokens
     id_token: str  # the logout hint: the user's own, or under impersonation the impersonator's
+    org: str = ROOT  # the organization whose endpoints issued the tokens (and refresh them)
 
 
 @dataclass
@@ -117,6 +131,8 @@ class Session:
     pending: OrderedDict[str, Pending] = field(default_factory=OrderedDict)
     signed_in: SignedIn | None = None
     names: OrderedDict[str, str] = field(default_factory=OrderedDict)  # sub → what Pickup calls them
+    # The organizations the last "Impersonate a user" form offered: value (ROOT or an id) → name.
+    choices: dict[str, str] = field(default_factory=dict)
     flash: list[str] = field(default_factory=list)
 
     def say(self, message: str) -> None:
@@ -130,7 +146,9 @@ class Session:
             while len(self.names) > MAX_NAMES:
                 self.names.popitem(last=False)
 
-    def start(self, kind: Literal["signin", "impersonate"], *, verifier: str = "") -> tuple[str, str]:
+    def start(
+        self, kind: Literal["signin", "impersonate"], *, verifier: str = "", org: str = ROOT
+    ) -> tuple[str, str]:
         """A new pending request; its (state, nonce)."""
         now = time.monotonic()
         for state in [s for s, p in self.pending.items() if now - p.created > PENDING_AGE]:
@@ -138,7 +156,7 @@ class Session:
         while len(self.pending) >= MAX_PENDING:
             self.pending.popitem(last=False)
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self.pending[state] = Pending(kind, nonce, verifier)
+        self.pending[state] = Pending(kind, nonce, verifier, org)
         return state, nonce
 
     def finish(self, state: str, kind: Literal["signin", "impersonate"]) -> Pending | None:
@@ -296,18 +314,33 @@ class Pickup:
     # --- signed out: the two ways in --------------------------------------------------------
 
     def sign_in(self, request: Request, session: Session) -> Response:
+        return self._sign_in(session, org=ROOT)
+
+    def launch(self, org_id: str, session: Session) -> Response:
+        """``GET /?orgId=<id>``: opened from an organization's My Account: sign in there.
+        Always a new sign-in (actas's session may be someone else's by now, e.g. bound to an
+        impersonation); with single sign-on it asks nothing."""
+        try:
+            org = str(uuid.UUID(org_id))
+        except ValueError:
+            session.say("The link that opened Pickup names no organization it can sign in to.")
+            return redirect("/")
+        return self._sign_in(session, org=org)
+
+    def _sign_in(self, session: Session, *, org: str) -> Response:
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
-        state, nonce = session.start("signin", verifier=verifier)
+        state, nonce = session.start("signin", verifier=verifier, org=org)
         return self._authorize(
             {
                 "response_type": "code",
-                "scope": SIGN_IN_SCOPE,
+                "scope": SIGN_IN_SCOPE if org == ROOT else ORG_SIGN_IN_SCOPE,
                 "state": state,
                 "nonce": nonce,
                 "code_challenge": challenge.decode(),
                 "code_challenge_method": "S256",
-            }
+            },
+            org=org,
         )
 
     def impersonate(self, request: Request, session: Session) -> Response:
@@ -321,21 +354,27 @@ class Pickup:
         if len(reason) > MAX_REASON:
             session.say(f"Give a reason of at most {MAX_REASON} characters.")
             return redirect("/")
-        state, nonce = session.start("impersonate")
+        # Only an organization the form offered (signed out, it offers none: the root).
+        org = request.form.get("org", ROOT)
+        if org != ROOT and org not in session.choices:
+            session.say("Choose the organization from the list.")
+            return redirect("/")
+        state, nonce = session.start("impersonate", org=org)
         return self._authorize(
             {
                 "response_type": "id_token subject_token",
-                "scope": IMPERSONATE_SCOPE,
+                "scope": IMPERSONATE_SCOPE if org == ROOT else ORG_IMPERSONATE_SCOPE,
                 "requested_subject": subject,
                 "impersonation_reason": reason,
                 "state": state,
                 "nonce": nonce,
-            }
+            },
+            org=org,
         )
 
-    def _authorize(self, params: dict[str, str]) -> Response:
+    def _authorize(self, params: dict[str, str], *, org: str) -> Response:
         try:
-            endpoint = self.provider.metadata().authorization_endpoint
+            endpoint = self.provider.authorization_endpoint(org)
         except ActasError as error:
             return Response(HTTPStatus.BAD_GATEWAY, page("actas is not available", str(error)))
         query = urlencode(
@@ -363,12 +402,13 @@ class Pickup:
                     redirect_uri=self.config.redirect_uri,
                     verifier=pending.verifier,
                     nonce=pending.nonce,
+                    org=pending.org,
                 )
             except ActasError as error:
                 session.say(f"Sign-in failed: {error}")
             else:
                 session.learn_name(signed.id_claims)
-                session.signed_in = SignedIn(signed.tokens, signed.id_token)
+                session.signed_in = SignedIn(signed.tokens, signed.id_token, pending.org)
         return redirect("/")
 
     def fragment_callback(self, request: Request, session: Session) -> Response:
@@ -382,14 +422,14 @@ class Pickup:
             try:
                 impersonator = self.provider.verify(answer["id_token"], typ="jwt", nonce=pending.nonce)
                 tokens = self.provider.exchange(
-                    subject_token=answer["subject_token"], actor_token=answer["id_token"]
+                    subject_token=answer["subject_token"], actor_token=answer["id_token"], org=pending.org
                 )
             except ActasError as error:
                 session.say(f"Impersonation failed: {error}")
             else:
                 act = tokens.claims.get("act")
                 if isinstance(act, dict) and act.get("sub") == impersonator["sub"]:
-                    session.signed_in = SignedIn(tokens, answer["id_token"])
+                    session.signed_in = SignedIn(tokens, answer["id_token"], pending.org)
                 else:
                     session.say("Impersonation failed: the token's act is not the one who signed in.")
         return redirect("/")
@@ -397,6 +437,8 @@ class Pickup:
     # --- signed in --------------------------------------------------------------------------
 
     def home(self, request: Request, session: Session) -> Response:
+        if LAUNCH_PARAM in request.query:
+            return self.launch(request.query[LAUNCH_PARAM], session)
         signed = session.signed_in
         info: dict[str, Any] = {}
         if signed is not None:
@@ -409,6 +451,9 @@ class Pickup:
                 session.say(f"Could not ask actas who this is: {error}")
             else:
                 session.learn_name(info)
+        session.choices = {}
+        if signed is not None and not isinstance(signed.tokens.claims.get("act"), dict):
+            session.choices = self._impersonation_choices(session, signed)
         flash, session.flash = session.flash, []
         if signed is None:
             return Response(HTTPStatus.OK, page("Pickup", signed_out_body(session.csrf), flash))
@@ -416,16 +461,31 @@ class Pickup:
             HTTPStatus.OK, page("Pickup", signed_in_body(session, signed.tokens.claims, info), flash)
         )
 
+    def _impersonation_choices(self, session: Session, signed: SignedIn) -> dict[str, str]:
+        """Where the signed-in user may impersonate from Pickup: the organization they signed
+        in to, then those below it where they are a member (actas's /me/organizations)."""
+        claims = signed.tokens.claims
+        choices = {signed.org: str(claims.get("org_name") or "this organization")}
+        try:
+            below = self.provider.organizations(signed.tokens.access_token)
+        except ActasError as error:
+            session.say(f"Could not list your other organizations: {error}")
+            below = []
+        for org in below:
+            if org.id != str(claims.get("org_id", "")):
+                choices.setdefault(org.id, org.name)
+        return choices
+
     def refresh(self, request: Request, session: Session) -> Response:
         signed = session.signed_in
         if signed is not None:
             try:
-                tokens = self.provider.refresh(signed.tokens.refresh_token)
+                tokens = self.provider.refresh(signed.tokens.refresh_token, signed.org)
             except ActasError as error:
                 session.signed_in = None
                 session.say(f"Refresh failed, signed out: {error}")
             else:
-                session.signed_in = SignedIn(tokens, signed.id_token)
+                session.signed_in = SignedIn(tokens, signed.id_token, signed.org)
                 act = tokens.claims.get("act")
                 kept = f"; act kept (impersonator {act['sub']})" if isinstance(act, dict) else ""
                 session.say(f"Refreshed: a new access token{kept}.")
@@ -497,7 +557,7 @@ h1{margin:0}header p{margin:.2rem 0 1.5rem;color:#5b6775}section{margin:1.5rem 0
 .flash{background:#e8f1fb;padding:.5rem 1rem;border-radius:6px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{color:#5b6775}dd{margin:0}
 code{word-break:break-all}form.inline{display:inline}label{display:block;margin:.5rem 0}
-input[type=text]{width:100%;padding:.3rem;box-sizing:border-box}
+input[type=text],select{width:100%;padding:.3rem;box-sizing:border-box}
 button{margin:.3rem .3rem .3rem 0;padding:.4rem .9rem}
 """
 
@@ -524,16 +584,30 @@ def _form(action: str, csrf: str, label: str, fields: str = "") -> str:
     )
 
 
-def impersonate_form(csrf: str) -> str:
+def impersonate_form(csrf: str, choices: Mapping[str, str] | None = None) -> str:
+    """``choices``: the organizations to pick from (value → name); None: the root only."""
+    where = ""
+    if choices:
+        options = "".join(
+            f'<option value="{escape(v)}">{escape(name)}</option>' for v, name in choices.items()
+        )
+        where = f'<label>Organization<select name="org">{options}</select></label>'
     fields = (
-        "<label>User id of the person to impersonate (<code>requested_subject</code>)"
+        f"{where}<label>User id of the person to impersonate (<code>requested_subject</code>)"
         '<input type="text" name="requested_subject" required maxlength="36"></label>'
         f'<label>Reason<input type="text" name="reason" maxlength="{MAX_REASON}"></label>'
+    )
+    scope = (
+        "You impersonate a user of the organization you choose: the one you signed in to, or one "
+        "below it where you are a member (actas signs you in there if needed)."
+        if choices
+        else "This impersonates in the tenant's root organization; to impersonate in another "
+        "organization, sign in there first (open Pickup from its My Account)."
     )
     return (
         "<section><h2>Impersonate a user</h2><p>For an administrator holding Pickup's impersonator role. "
         "actas asks you to sign in if needed, then to confirm on its own page. A user's id is on their "
-        "page in actas's Console (Users).</p>"
+        f"page in actas's Console (Users).</p><p>{escape(scope)}</p>"
         f"{_form('/impersonate', csrf, 'Impersonate', fields)}</section>"
     )
 
@@ -557,21 +631,23 @@ def signed_in_body(session: Session, claims: Mapping[str, Any], info: Mapping[st
     act = claims.get("act")
     sub = str(claims.get("sub", ""))
     target = session.names.get(sub, sub)
+    org_name = str(claims.get("org_name", ""))
+    where = f" in {org_name}" if org_name else ""
     parts: list[str] = []
     if isinstance(act, dict):
         actor = str(act.get("sub", ""))
         known = session.names.get(actor)
         impersonator = f"{known} — user id {actor}" if known else f"user id {actor}"
-        parts.append(
-            f'<p class="banner" role="status">Acting as {escape(target)} for {escape(impersonator)}</p>'
-        )
+        acting = f"Acting as {target}{where} for {impersonator}"
+        parts.append(f'<p class="banner" role="status">{escape(acting)}</p>')
     expires = int(claims.get("exp", 0))
     rows = [
         ("User id (sub)", sub),
         ("Name", str(info.get("name", ""))),
         ("Username", str(info.get("preferred_username", ""))),
         ("Email", str(info.get("email", ""))),
-        ("Organization", str(claims.get("org_name", ""))),
+        ("Organization", org_name),
+        ("Organization id (org_id)", str(claims.get("org_id", ""))),
         ("Scopes", str(claims.get("scope", ""))),
         (
             "Access token expires",
@@ -580,16 +656,17 @@ def signed_in_body(session: Session, claims: Mapping[str, Any], info: Mapping[st
         ),
     ]
     if isinstance(act, dict):
+        rows.append(("Impersonator (act)", str(act.get("sub", ""))))
         rows.append(("Impersonation id", str(claims.get("impersonation_id", ""))))
     listing = "".join(f"<dt>{escape(k)}</dt><dd><code>{escape(v)}</code></dd>" for k, v in rows if v)
     buttons = _form("/refresh", session.csrf, "Refresh token")
     if isinstance(act, dict):
         buttons += _form("/end", session.csrf, "End impersonation")
     buttons += _form("/signout", session.csrf, "Sign out")
-    heading = "Who Pickup sees" if isinstance(act, dict) else f"Signed in as {target}"
+    heading = "Who Pickup sees" if isinstance(act, dict) else f"Signed in as {target}{where}"
     parts.append(f"<section><h2>{escape(heading)}</h2><dl>{listing}</dl>{buttons}</section>")
     if not isinstance(act, dict):
-        parts.append(impersonate_form(session.csrf))
+        parts.append(impersonate_form(session.csrf, session.choices))
     return "".join(parts)
 
 

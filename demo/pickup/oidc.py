@@ -1,6 +1,11 @@
 """Pickup's side of the protocol with actas: discovery, token verification against the JWKS,
-the token endpoint (authorization code, RFC 8693 token exchange, refresh), userinfo and
-End impersonation. Every call has a timeout and every answer a size limit."""
+the token endpoint (authorization code, RFC 8693 token exchange, refresh), userinfo, the
+organizations the user may switch to and End impersonation. Every call has a timeout and every
+answer a size limit.
+
+A child organization signs in at its own endpoints, ``/t/<tenant>/o/<org id>/oauth2/authorize``
+and ``…/token``; its tokens have the tenant's issuer and carry ``org_id`` / ``org_name``. Pickup
+names an organization by its id, and the tenant's root organization by ``ROOT`` ("")."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ ALGORITHMS: Final = ["RS256", "ES256"]
 TIMEOUT: Final = 10
 MAX_ANSWER: Final = 64 * 1024
 LEEWAY: Final = 30  # seconds of clock skew tolerated
+MAX_ORGANIZATIONS: Final = 50  # of /me/organizations, more are not offered
+ROOT: Final = ""  # the tenant's root organization, whose endpoints discovery names
 
 TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN)
 JWT_TYPE: Final = "urn:ietf:params:oauth:token-type:jwt"
@@ -50,6 +57,12 @@ class Tokens:
     access_token: str
     refresh_token: str
     claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -116,23 +129,43 @@ class Provider:
             raise ActasError("token not valid: nonce mismatch")
         return claims
 
+    def authorization_endpoint(self, org: str = ROOT) -> str:
+        return self._endpoint(self.metadata().authorization_endpoint, org)
+
+    def token_endpoint(self, org: str = ROOT) -> str:
+        return self._endpoint(self.metadata().token_endpoint, org)
+
+    def _endpoint(self, root: str, org: str) -> str:
+        """The root organization's endpoint as discovery names it, or the same endpoint of the
+        child organization ``org``: ``<base>/t/<tenant>/oauth2/x`` → ``…/t/<tenant>/o/<org>/oauth2/x``."""
+        if org == ROOT:
+            return root
+        base, found, rest = root.rpartition("/oauth2/")
+        if not found:
+            raise ActasError(f"discovery names an unexpected endpoint: {root}")
+        return f"{base}/o/{quote(org, safe='')}/oauth2/{rest}"
+
     # --- the token endpoint -----------------------------------------------------------------
 
-    def redeem_code(self, *, code: str, redirect_uri: str, verifier: str, nonce: str) -> SignIn:
+    def redeem_code(
+        self, *, code: str, redirect_uri: str, verifier: str, nonce: str, org: str = ROOT
+    ) -> SignIn:
+        """The code at the token endpoint of the organization that issued it."""
         tokens, answer = self._token(
             {
                 "grant_type": "authorization_code",
                 "code": code,
                 "redirect_uri": redirect_uri,
                 "code_verifier": verifier,
-            }
+            },
+            org,
         )
         id_token = str(answer.get("id_token", ""))
         return SignIn(tokens, id_token, self.verify(id_token, typ="jwt", nonce=nonce))
 
-    def exchange(self, *, subject_token: str, actor_token: str) -> Tokens:
+    def exchange(self, *, subject_token: str, actor_token: str, org: str = ROOT) -> Tokens:
         """RFC 8693: the subject token and the impersonator's ID token for an access token
-        for the target, with ``act``."""
+        for the target, with ``act``, at the organization that issued the subject token."""
         tokens, _answer = self._token(
             {
                 "grant_type": TOKEN_EXCHANGE,
@@ -141,16 +174,17 @@ class Provider:
                 "actor_token": actor_token,
                 "actor_token_type": ID_TOKEN_TYPE,
                 "requested_token_type": ACCESS_TOKEN_TYPE,
-            }
+            },
+            org,
         )
         return tokens
 
-    def refresh(self, refresh_token: str) -> Tokens:
-        tokens, _answer = self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+    def refresh(self, refresh_token: str, org: str = ROOT) -> Tokens:
+        tokens, _answer = self._token({"grant_type": "refresh_token", "refresh_token": refresh_token}, org)
         return tokens
 
-    def _token(self, form: dict[str, str]) -> tuple[Tokens, dict[str, Any]]:
-        status, answer = _call("POST", self.metadata().token_endpoint, data=form, auth=self._auth)
+    def _token(self, form: dict[str, str], org: str) -> tuple[Tokens, dict[str, Any]]:
+        status, answer = _call("POST", self.token_endpoint(org), data=form, auth=self._auth)
         if status != 200:
             raise ActasError(f"the token endpoint answered {answer.get('error') or f'HTTP {status}'}")
         access_token = str(answer.get("access_token", ""))
@@ -170,6 +204,22 @@ class Provider:
         if status != 200:
             raise ActasError(f"userinfo answered HTTP {status}")
         return answer
+
+    def organizations(self, access_token: str) -> list[Organization]:
+        """The organizations below the token's where its user is a member (and Pickup is
+        shared): where the user may also sign in, and impersonate if allowed there."""
+        url = f"{self.actas_url}/t/{self.tenant}/api/users/v1/me/organizations"
+        status, answer = _call("GET", url, bearer=access_token)
+        if status == 401:
+            raise TokenRejected("the organizations API answered HTTP 401")
+        rows = answer.get("organizations")
+        if status != 200 or not isinstance(rows, list):
+            raise ActasError(f"the organizations API answered HTTP {status}")
+        return [
+            Organization(id=str(row["id"]), name=str(row.get("name") or row["id"]))
+            for row in rows[:MAX_ORGANIZATIONS]
+            if isinstance(row, dict) and isinstance(row.get("id"), str)
+        ]
 
     def end_impersonation(self, access_token: str) -> dict[str, Any]:
         url = f"{self.actas_url}/t/{self.tenant}/api/impersonation/v1/end"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -24,7 +25,27 @@ from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 
 KNOWN_GRANTS = {g for g, _ in Application.GRANT_TYPE_CHOICES}
-KNOWN_AUTHENTICATORS = ("BasicAuthenticator", "SharedUserIdentifierExecutor", "email-otp")
+USERNAME_PASSWORD = "BasicAuthenticator"  # noqa: S105 (an authenticator's name)
+SHARED_USER_IDENTIFIER = "SharedUserIdentifierExecutor"
+EMAIL_OTP = "email-otp"
+# The authenticators a login-flow step may offer, in the order the Console lists them, with the
+# names people see (the Console never shows the internal identifiers).
+AUTHENTICATOR_DISPLAY_NAMES = {
+    USERNAME_PASSWORD: "Username & Password",
+    SHARED_USER_IDENTIFIER: "Shared User Identifier",
+    EMAIL_OTP: "Email one-time code",
+}
+KNOWN_AUTHENTICATORS = tuple(AUTHENTICATOR_DISPLAY_NAMES)
+
+
+def display_name(authenticator: str) -> str:
+    return AUTHENTICATOR_DISPLAY_NAMES.get(authenticator, "an unknown authentication")
+
+
+def _listed(names: Iterable[str]) -> str:
+    """The display names as "A", "A and B" or "A, B and C"."""
+    shown = [display_name(n) for n in names]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 def generate_client_secret() -> str:
@@ -203,32 +224,91 @@ def application_share(
     return application
 
 
-def login_flow_validate(steps: object) -> list[list[str]]:
-    """Check a flow: a non-empty list of steps, each a non-empty list of distinct known
-    authenticators; the Shared User Identifier, when used, is the only option of step 1 and is
-    followed by a step that checks a credential; a code by email never comes first."""
-    if not isinstance(steps, list) or not steps:
-        raise ValidationError("A login flow needs at least one step.")
-    clean: list[list[str]] = []
-    for index, step in enumerate(steps, start=1):
-        if not isinstance(step, list) or not step or not all(isinstance(a, str) for a in step):
-            raise ValidationError(f"Step {index} needs at least one authenticator.")
-        unknown = [a for a in step if a not in KNOWN_AUTHENTICATORS]
-        if unknown:
-            raise ValidationError(f"Step {index}: unknown authenticator {', '.join(unknown)}.")
+@dataclass(frozen=True)
+class FlowProblem:
+    """A rule a login flow breaks: ``step`` is the 0-based step it concerns, or None for the
+    flow as a whole."""
+
+    step: int | None
+    message: str
+
+
+def login_flow_problems(steps: Sequence[Sequence[str]]) -> list[FlowProblem]:
+    """Every rule a draft flow breaks, in the words the Console shows (display names, never
+    internal identifiers), so an editor can show them next to the step before saving.
+
+    A flow is a non-empty list of steps, each a non-empty list of distinct known
+    authenticators, none repeated from an earlier step; the Shared User Identifier, when used,
+    is the only option of step 1 and is followed by a step that authenticates; an email
+    one-time code never comes first (it needs a user identified by an earlier step)."""
+    problems: list[FlowProblem] = []
+    if not steps:
+        return [FlowProblem(None, "A login flow needs at least one step.")]
+    seen: set[str] = set()
+    for index, step in enumerate(steps):
+        number = index + 1
+        if not step:
+            problems.append(
+                FlowProblem(index, f"Step {number} has no authentication: add one or remove the step.")
+            )
+            continue
+        if any(name not in KNOWN_AUTHENTICATORS for name in step):
+            problems.append(FlowProblem(index, f"Step {number} has an authentication actas does not know."))
+            continue
         if len(set(step)) != len(step):
-            raise ValidationError(f"Step {index} lists an authenticator twice.")
-        if index == 1 and "email-otp" in step:
-            raise ValidationError("A code by email needs an earlier step that identifies the user.")
-        if "SharedUserIdentifierExecutor" in step and (index != 1 or len(step) != 1):
-            raise ValidationError("The Shared User Identifier must be the only option of the first step.")
-        repeated = sorted({a for a in step for earlier in clean if a in earlier})
+            problems.append(FlowProblem(index, f"Step {number} lists an authentication twice."))
+        if SHARED_USER_IDENTIFIER in step:
+            if index != 0:
+                problems.append(
+                    FlowProblem(index, f"{display_name(SHARED_USER_IDENTIFIER)} can only be in step 1.")
+                )
+            elif len(set(step)) > 1:
+                others = _listed(n for n in dict.fromkeys(step) if n != SHARED_USER_IDENTIFIER)
+                problems.append(
+                    FlowProblem(
+                        index,
+                        f"{display_name(SHARED_USER_IDENTIFIER)} must be the only authentication in "
+                        f"step 1: remove {others}.",
+                    )
+                )
+        if index == 0 and EMAIL_OTP in step:
+            problems.append(
+                FlowProblem(
+                    index,
+                    f"{display_name(EMAIL_OTP)} cannot be in step 1: it needs an earlier step that "
+                    "identifies the user.",
+                )
+            )
+        repeated = [n for n in dict.fromkeys(step) if n in seen]
         if repeated:
-            raise ValidationError(f"Step {index} repeats {', '.join(repeated)} from an earlier step.")
-        clean.append(list(step))
-    if clean[0] == ["SharedUserIdentifierExecutor"] and len(clean) == 1:
-        raise ValidationError("The Shared User Identifier needs a second step that checks credentials.")
-    return clean
+            problems.append(
+                FlowProblem(index, f"Step {number} repeats {_listed(repeated)} from an earlier step.")
+            )
+        seen.update(step)
+    if list(steps[0]) == [SHARED_USER_IDENTIFIER] and len(steps) == 1:
+        problems.append(
+            FlowProblem(
+                0,
+                f"{display_name(SHARED_USER_IDENTIFIER)} only asks who the user is: add a second step "
+                f"that authenticates them, such as {display_name(USERNAME_PASSWORD)}.",
+            )
+        )
+    return problems
+
+
+def login_flow_validate(steps: object) -> list[list[str]]:
+    """The flow as a clean list of steps, or ValidationError with every rule it breaks
+    (``login_flow_problems``)."""
+    if (
+        not isinstance(steps, list)
+        or not all(isinstance(step, list) for step in steps)
+        or not all(isinstance(name, str) for step in steps for name in step)
+    ):
+        raise ValidationError("A login flow is a list of steps, each a list of authentications.")
+    problems = login_flow_problems(steps)
+    if problems:
+        raise ValidationError([p.message for p in problems])
+    return [list(step) for step in steps]
 
 
 @transaction.atomic
@@ -398,16 +478,23 @@ def application_update_protocol(
     """The OAuth settings. Returns the application and, when it has just become
     confidential, its new client secret (shown once; otherwise empty).
 
-    A system application keeps its client type, grant types and redirect URIs: the Console
-    and My Account depend on them."""
-    grants = sorted(set(grant_types))
+    ``subject_token_enabled`` is the Impersonation switch: impersonation needs both subject
+    tokens (at /authorize) and the token-exchange grant (at /token), and neither is any use
+    without the other, so it turns both on or both off; whether ``grant_types`` lists token
+    exchange does not matter.
+
+    A system application keeps its client type, grant types (apart from the token exchange the
+    Impersonation switch brings) and redirect URIs: the Console and My Account depend on them."""
+    exchange = Application.GRANT_TOKEN_EXCHANGE_TYPE
+    grants = sorted(set(grant_types) - {exchange} | ({exchange} if subject_token_enabled else set()))
+    impersonation_before = application_impersonation_enabled(application)
     errors: dict[str, list[str]] = {}
     redirects = _clean_uri_list("redirect_uris", redirect_uris, errors)
     logouts = _clean_uri_list("post_logout_redirect_uris", post_logout_redirect_uris, errors)
     if _is_system(application):
         locked = {
             "client_type": client_type != application.client_type,
-            "grant_types": grants != sorted(application.grant_types or []),
+            "grant_types": set(grants) - {exchange} != set(application.grant_types or []) - {exchange},
             "redirect_uris": redirects != application.redirect_uris.split(),
             "post_logout_redirect_uris": logouts != application.post_logout_redirect_uris.split(),
         }
@@ -485,9 +572,18 @@ def application_update_protocol(
                 "tab": "protocol",
                 "changes": changes,
                 "secret_replaced": becomes_confidential or becomes_public,
+                "impersonation": {"from": impersonation_before, "to": subject_token_enabled},
             },
         )
     return application, plain_secret
+
+
+def application_impersonation_enabled(application: Application) -> bool:
+    """Can the application impersonate: subject tokens on and the token-exchange grant allowed
+    (what /authorize checks before it hands out a subject token)."""
+    return bool(application.subject_token_enabled) and application.allows_grant_type(
+        Application.GRANT_TOKEN_EXCHANGE_TYPE
+    )
 
 
 @transaction.atomic

@@ -162,3 +162,41 @@ def sso_session_reauthenticate(*, session: SSOSession, methods: list[str]) -> SS
         data={"methods": methods},
     )
     return locked
+
+
+@transaction.atomic
+def sso_session_continue(*, previous: SSOSession, reason: str) -> SSOSession | None:
+    """A new SSO session for the user of ``previous``, which has just ended for a reason that
+    was not their own sign-out (the end of an impersonation bound to it): the browser stays
+    signed in as that user, under a new opaque id, so nothing issued under the old one (nor a
+    replayed cookie naming it) carries on. It is no fresher than ``previous``: the same
+    authentication time and methods, and it expires when ``previous`` would have without the
+    cap an impersonation put on it. None when that time has passed, or ``previous`` has not
+    ended (then there is nothing to continue). Audited ``login-continued``."""
+    ended = SSOSession.objects.select_related("user", "organization").get(pk=previous.pk)
+    now = timezone.now()
+    expires = ended.created_at + dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE)
+    if ended.ended_at is None or expires <= now or not ended.user.can_sign_in:
+        return None
+    session = SSOSession.objects.create(
+        sid=secrets.token_urlsafe(32),
+        tenant_id=ended.tenant_id,
+        organization=ended.organization,
+        user=ended.user,
+        amr=list(ended.amr),
+        auth_time=ended.auth_time,
+        last_seen_at=now,
+        expires_at=expires,
+        ip=ended.ip,
+        user_agent=ended.user_agent,
+    )
+    audit_record(
+        org=ended.organization,
+        action="login-continued",
+        actor=ended.user,
+        subject=ended.user,
+        target_type="sso_session",
+        target_id=session.pk,
+        data={"previous": ended.pk, "reason": reason[:64], "amr": list(ended.amr)},
+    )
+    return session

@@ -8,11 +8,13 @@ from django.core.validators import EmailValidator, RegexValidator
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from identity.models import User, UserAssociation
+from identity.models import OAuthAuthorization, RoleAssignment, SSOSession, User, UserAssociation
 from identity.oauth.hooks import impersonations_revalidate
 from identity.services.audit import audit_record, audit_refusal
+from identity.services.oauth import oauth_authorization_revoke
+from identity.services.sessions import sso_session_end
 from organizations.models import Organization
-from organizations.selectors import org_is_descendant
+from organizations.selectors import org_is_descendant, org_is_usable
 
 username_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._@+-]{0,149}$",
@@ -90,16 +92,30 @@ def user_create(
     return user
 
 
+def _check_shareable(*, user: User, org: Organization) -> None:
+    resident = user.organization
+    if (org.tenant_id or org.pk) != (resident.tenant_id or resident.pk) or not org_is_descendant(
+        org, of=resident
+    ):
+        raise ValidationError(
+            {
+                "organization": [
+                    f"{user.username} can only be shared with organizations below {resident.name}."
+                ]
+            }
+        )
+    if not org_is_usable(org):
+        raise ValidationError(
+            {"organization": [f"{org.name} is disabled (or sits below a disabled organization)."]}
+        )
+
+
 @transaction.atomic
 def user_share(*, actor: User | None, user: User, org: Organization) -> UserAssociation:
-    """Share ``user`` into ``org``, a strict descendant of the user's resident organization."""
+    """Share ``user`` into ``org``, a strict descendant of the user's resident organization.
+    Sharing a user who is shared there already changes nothing (and records nothing)."""
+    _check_shareable(user=user, org=org)
     resident = user.organization
-    if org.tenant_id != resident.tenant_id or not org_is_descendant(org, of=resident):
-        raise ValidationError(
-            {"organization": ["A user can only be shared into an organization below their own."]}
-        )
-    if org.status != Organization.Status.ACTIVE:
-        raise ValidationError({"organization": ["This organization is disabled."]})
     association, created = UserAssociation.objects.get_or_create(user=user, organization=org)
     if created:
         audit_record(
@@ -112,6 +128,83 @@ def user_share(*, actor: User | None, user: User, org: Organization) -> UserAsso
             data={"resident_org": str(resident.pk), "association": str(association.pk)},
         )
     return association
+
+
+@transaction.atomic
+def user_share_with(*, actor: User | None, user: User, orgs: list[Organization]) -> list[UserAssociation]:
+    """Share ``user`` with each of ``orgs`` at once: all or none. Returns the new shares
+    (organizations the user is shared with already are left as they are)."""
+    for org in orgs:
+        _check_shareable(user=user, org=org)
+    already = set(
+        UserAssociation.objects.filter(user=user, organization__in=[o.pk for o in orgs]).values_list(
+            "organization_id", flat=True
+        )
+    )
+    return [user_share(actor=actor, user=user, org=org) for org in orgs if org.pk not in already]
+
+
+@transaction.atomic
+def user_unshare(*, actor: User | None, user: User, org: Organization) -> None:
+    """Stop sharing ``user`` with ``org``: their profile there goes, and with it what hangs
+    off it — their roles in ``org``, their sign-ins to ``org`` (ended, their tokens revoked)
+    and the tokens applications got for them in ``org`` (an organization switch); every live
+    impersonation that loses its grounds ends. One audit event (``user-unshare``) names what
+    was removed; the sign-ins and tokens ended write their own.
+
+    Refused (``ValidationError``) for the user's resident organization, an organization the
+    user is not shared with, and the acting administrator's own account."""
+    if org.pk == user.organization_id:
+        raise ValidationError(
+            {"organization": [f"{org.name} is {user.username}'s own organization; it cannot be unshared."]}
+        )
+    if actor is not None and actor.pk == user.pk:
+        raise ValidationError(
+            {"organization": ["You cannot stop sharing your own account; ask another administrator."]}
+        )
+    association = UserAssociation.objects.select_for_update().filter(user=user, organization=org).first()
+    if association is None:
+        raise ValidationError({"organization": [f"{user.username} is not shared with {org.name}."]})
+    # Lock order as everywhere: the sign-ins first (sso_session_end locks each again, a no-op).
+    sessions = list(
+        SSOSession.objects.select_for_update()
+        .filter(user=user, organization=org, ended_at__isnull=True)
+        .select_related("organization", "user")
+        .order_by("pk")
+    )
+    roles = sorted(
+        RoleAssignment.objects.filter(association=association).values_list("role__name", flat=True)
+    )
+    for session in sessions:
+        sso_session_end(actor=actor, session=session, reason="user-unshared")
+    revoked = 0
+    for authorization in (
+        OAuthAuthorization.objects.filter(user=user, organization=org, revoked_at__isnull=True)
+        .select_related("organization", "application", "user")
+        .order_by("pk")
+    ):
+        revoked += oauth_authorization_revoke(
+            actor=actor, authorization=authorization, reason="user-unshared"
+        )
+    association_id = association.pk
+    association.delete()  # its role assignments go with it (CASCADE)
+    # An impersonator whose roles here made the impersonation possible stops at once.
+    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, user_ids=(user.pk,))
+    audit_record(
+        org=org,
+        action="user-unshare",
+        actor=actor,
+        subject=user,
+        target_type="user",
+        target_id=user.pk,
+        data={
+            "resident_org": str(user.organization_id),
+            "association": str(association_id),
+            "roles_removed": roles,
+            "sign_ins_ended": len(sessions),
+            "authorizations_revoked": revoked,
+        },
+    )
 
 
 @transaction.atomic

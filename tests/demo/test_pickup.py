@@ -5,7 +5,6 @@ End impersonation, sign out. A requests session plays the browser."""
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -16,11 +15,10 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from demo.pickup.app import Config, Pickup
-from demo.pickup.server import server
-from identity.models import Application, User
-from identity.services.applications import application_update_protocol
+from identity.models import User
+from organizations.models import Organization
 from organizations.selectors import tenant_get
+from tests.demo.helpers import served_pickup
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,35 +62,21 @@ def demo_user(username: str) -> User:
     return User.objects.get(username=username, organization=tenant_get(handle="acme"))
 
 
+def demo_user_in(org_handle: str, username: str) -> User:
+    return User.objects.get(username=username, organization=demo_org(org_handle))
+
+
 @pytest.fixture
 def pickup(live_server: Any, settings: Any) -> Iterator[str]:
     """The demo tenant seeded, and Pickup served on a free port, registered at actas."""
     settings.BASE_URL = live_server.url
     call_command("seed_demo", stdout=io.StringIO())
-    httpd = server(None, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{httpd.server_port}"
-    app = Application.objects.get(client_id="pickup")
-    application_update_protocol(
-        actor=None,
-        application=app,
-        client_type=app.client_type,
-        grant_types=app.grant_types,
-        redirect_uris=[*app.redirect_uris.split(), f"{url}/callback"],
-        post_logout_redirect_uris=[*app.post_logout_redirect_uris.split(), f"{url}/"],
-        pkce_required=app.pkce_required,
-        access_token_lifetime=app.access_token_lifetime,
-        refresh_token_lifetime=app.refresh_token_lifetime,
-        id_token_lifetime=app.id_token_lifetime,
-        subject_token_enabled=app.subject_token_enabled,
-        subject_token_expiry=app.subject_token_expiry,
-    )
-    httpd.set_app(Pickup(Config(actas_url=live_server.url, public_url=url)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield url
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with served_pickup(live_server.url) as url:
+        yield url
+
+
+def demo_org(handle: str) -> Organization:
+    return Organization.objects.get(tenant=tenant_get(handle="acme"), handle=handle)
 
 
 def sign_in(browser: requests.Session, pickup: str, username: str) -> requests.Response:
@@ -129,7 +113,7 @@ def test_sign_in_impersonate_refresh_and_end(pickup: str) -> None:
         assert "Content-Security-Policy" in relay.headers and "<script nonce=" in relay.text
         fragment = {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
         acting = submit(browser, relay, "/callback", **fragment)
-        banner = f"Acting as alice (Alice Anders) for admin (Ada Admin) — user id {admin.pk}"
+        banner = f"Acting as alice (Alice Anders) in Acme for admin (Ada Admin) — user id {admin.pk}"
         assert acting.url == pickup + "/" and banner in acting.text, acting.text[:1500]
         assert str(alice.pk) in acting.text and "Acme" in acting.text
 
@@ -153,3 +137,93 @@ def test_sign_out_ends_the_actas_session_and_forms_need_the_csrf_token(pickup: s
         # actas's session is gone too: signing in again asks for the password.
         again = submit(browser, signed_out, "/signin")
         assert "/t/acme/login/" in again.url
+
+
+# --- launched from an organization ------------------------------------------------------------------
+
+
+def launch(browser: requests.Session, pickup: str, org: Organization, username: str) -> requests.Response:
+    """Open Pickup as an organization's My Account links it (``?orgId=``): straight to that
+    organization's sign-in at actas, then back to Pickup's front page."""
+    login = browser.get(f"{pickup}/?orgId={org.pk}", timeout=10)
+    assert login.status_code == 200 and f"/t/acme/o/{org.pk}/login/" in login.url, login.text[:300]
+    assert f"Sign in to {org.name}" in login.text
+    authorize = next(
+        r.headers["Location"] for r in login.history if "/oauth2/authorize" in r.headers["Location"]
+    )
+    assert urlsplit(authorize).path == f"/t/acme/o/{org.pk}/oauth2/authorize"
+    home = submit(browser, login, username=username, password=PASSWORD)
+    assert home.status_code == 200 and home.url == pickup + "/", home.text[:300]
+    return home
+
+
+def test_launched_from_an_organization_it_signs_in_there_and_shows_it(pickup: str) -> None:
+    eu, erin = demo_org("acme-eu"), demo_user_in("acme-eu", "erin")
+    with requests.Session() as browser:
+        home = launch(browser, pickup, eu, "erin")
+        assert "Signed in as erin (Erin Evans) in Acme EU" in home.text
+        assert f"<code>{eu.pk}</code>" in home.text and f"<code>{erin.pk}</code>" in home.text
+        # The refresh goes to the organization's token endpoint and stays in it.
+        refreshed = submit(browser, home, "/refresh")
+        assert "Refreshed: a new access token." in refreshed.text and "in Acme EU" in refreshed.text
+
+        # A launch link naming no organization is not followed anywhere.
+        odd = browser.get(f"{pickup}/?orgId=not-an-id", timeout=10)
+        assert odd.url == pickup + "/" and "names no organization it can sign in to" in odd.text
+
+
+def test_impersonate_in_the_chosen_organization_then_a_launch_there_is_the_target(pickup: str) -> None:
+    """eu-admin, signed in to Pickup in Acme EU, picks Acme EU (no typed id), impersonates erin
+    through Acme EU's endpoints; the browser is bound, so launching Pickup from Acme EU again
+    signs in as erin with act."""
+    eu, eu_admin, erin = (
+        demo_org("acme-eu"),
+        demo_user_in("acme-eu", "eu-admin"),
+        demo_user_in("acme-eu", "erin"),
+    )
+    with requests.Session() as browser:
+        home = launch(browser, pickup, eu, "eu-admin")
+        assert f'<option value="{eu.pk}">Acme EU</option>' in home.text
+        assert "Acme EU Sales" not in home.text  # eu-admin is no member there
+        forged = submit(
+            browser, home, "/impersonate", org=str(demo_org("acme-us").pk), requested_subject=str(erin.pk)
+        )
+        assert "Choose the organization from the list." in forged.text
+
+        confirm = submit(
+            browser, forged, "/impersonate", org=str(eu.pk), requested_subject=str(erin.pk), reason="T-14"
+        )
+        assert confirm.status_code == 200 and "Impersonate Erin Evans?" in confirm.text, confirm.text[:500]
+        assert urlsplit(confirm.url).path.startswith(f"/t/acme/o/{eu.pk}/")
+        chosen = form(confirm.text)
+        answered = browser.post(
+            urljoin(confirm.url, chosen.action),
+            {**chosen.fields, "decision": "impersonate", "reason": "T-14"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        location = answered.headers["Location"]
+        relay = browser.get(location.split("#", 1)[0], timeout=10)
+        fragment = {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
+        acting = submit(browser, relay, "/callback", **fragment)
+        banner = f"Acting as erin (Erin Evans) in Acme EU for eu-admin (Eva Ulrich) — user id {eu_admin.pk}"
+        assert banner in acting.text, acting.text[:1500]
+        refreshed = submit(browser, acting, "/refresh")
+        assert f"act kept (impersonator {eu_admin.pk})" in refreshed.text and banner in refreshed.text
+
+        # Launched from Acme EU again: actas's session is bound, the sign-in is erin's.
+        again = browser.get(f"{pickup}/?orgId={eu.pk}", timeout=10)
+        assert again.url == pickup + "/" and "Acting as erin (Erin Evans) in Acme EU for" in again.text
+        assert f"<code>{eu_admin.pk}</code>" in again.text  # act, under Impersonator
+
+
+def test_the_organization_choice_lists_where_the_user_is_a_member(pickup: str) -> None:
+    """alice, resident in Acme and shared into Acme EU, may pick either; bob only Acme."""
+    eu = demo_org("acme-eu")
+    with requests.Session() as browser:
+        home = sign_in(browser, pickup, "alice")
+        assert '<option value="">Acme</option>' in home.text
+        assert f'<option value="{eu.pk}">Acme EU</option>' in home.text
+    with requests.Session() as browser:
+        home = sign_in(browser, pickup, "bob")
+        assert '<option value="">Acme</option>' in home.text and "Acme EU" not in home.text

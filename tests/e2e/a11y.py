@@ -40,8 +40,10 @@ def violations(page: Any) -> list[dict[str, Any]]:
 def describe(found: list[dict[str, Any]]) -> str:
     lines = []
     for violation in found:
-        targets = [", ".join(node.get("target", [])) for node in violation.get("nodes", [])][:5]
+        nodes = violation.get("nodes", [])[:5]
+        targets = [", ".join(str(t) for t in node.get("target", [])) for node in nodes]
         lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']} — {'; '.join(targets)}")
+        lines.extend(f"    {' '.join(str(node.get('failureSummary', '')).split())}" for node in nodes)
     return "\n".join(lines)
 
 

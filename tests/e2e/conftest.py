@@ -78,6 +78,8 @@ def _screenshot_on_failure(request: pytest.FixtureRequest, contexts: list[Any]) 
         page.screenshot(path=str(directory / f"failed-{index}.png"), full_page=True)
 
 
+# Contexts ask for reduced motion: the stylesheet then drops its transitions, so axe measures
+# colours as they settle, never half-way through a hover or focus transition.
 A11Y = os.environ.get("ACTAS_A11Y", "1")  # "0": off; "report": print, do not fail
 
 
@@ -105,7 +107,7 @@ def _audit_last_pages(request: pytest.FixtureRequest, contexts: list[Any]) -> No
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context()
+    context = browser.new_context(reduced_motion="reduce")
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -138,7 +140,7 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def open_page() -> Any:
-        context = browser.new_context()
+        context = browser.new_context(reduced_motion="reduce")
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)

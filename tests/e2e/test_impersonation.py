@@ -105,12 +105,15 @@ def open_user(page: Any, username: str) -> None:
 
 
 def impersonate(page: Any, username: str, display_name: str, *, reason: str = REASON) -> Any:
-    """On a user's page: Impersonate User → the confirmation page → the new tab (returned)."""
+    """On a user's page: Impersonate User → the confirmation page → back on the user's page,
+    which says it started → its link opens My Account as the user in a new tab (returned)."""
     page.get_by_role("region", name="Impersonate User").get_by_role("button", name="Impersonate User").click()
     page.get_by_role("heading", name=f"Impersonate {display_name}?").wait_for()
     page.get_by_label("Reason").fill(reason)
+    page.get_by_role("button", name=f"Impersonate {username}", exact=True).click()
+    page.get_by_text(f"The impersonation of {display_name} ({username}) has started.").wait_for()
     with page.context.expect_page() as opened:
-        page.get_by_role("button", name=f"Impersonate {username}", exact=True).click()
+        page.get_by_role("button", name=f"Open My Account as {username}").click()
     tab = opened.value
     tab.set_default_timeout(15_000)
     tab.get_by_role("region", name="Impersonation in progress").wait_for()
@@ -118,7 +121,8 @@ def impersonate(page: Any, username: str, display_name: str, *, reason: str = RE
 
 
 def assert_myaccount_as(tab: Any, *, user: User, org_name: str, reason: str = REASON) -> None:
-    """My Account, impersonated: the banner, "You are acting as …", only Applications."""
+    """My Account, impersonated: the banner, "You are acting as …", the user's sections (not
+    Access to my account), on Applications."""
     banner = tab.get_by_role("region", name="Impersonation in progress")
     banner.get_by_text(f"You are impersonating {user.display_name}").wait_for()
     text = banner.inner_text()
@@ -127,7 +131,7 @@ def assert_myaccount_as(tab: Any, *, user: User, org_name: str, reason: str = RE
     assert tab.get_by_text(f"You are acting as {user.display_name} ({user.username})").is_visible()
     assert tab.get_by_text(f"Organization {org_name}").is_visible()
     sections = tab.get_by_role("navigation", name="My Account sections").get_by_role("link")
-    assert sections.all_inner_texts() == ["Applications"]
+    assert sections.all_inner_texts() == ["Profile", "Applications", "Security"]
     assert tab.get_by_role("heading", name="Applications", level=1).is_visible()
 
 
@@ -234,16 +238,18 @@ def configure_pickup_in_console(page: Any, impersonator: str, *, shot: Any | Non
     page.get_by_role("button", name="Create application").click()
     page.get_by_role("heading", name="Pickup created").wait_for()
     client_id = page.locator("#client-id").inner_text().strip()
-    secret = page.locator("#client-secret").inner_text().strip()
+    secret = page.get_by_label("Client secret").input_value().strip()
     assert client_id and len(secret) >= 20
     assert page.get_by_text("Copy the client secret now.").is_visible()
+    page.get_by_role("button", name="Copy client secret").click()
+    page.get_by_role("status").filter(has_text="Copied to the clipboard.").wait_for()
     shot(page, "application-created-secret-shown-once")
     page.get_by_role("button", name="Continue to the application").click()
     page.get_by_role("heading", name="General", level=2).wait_for()
 
-    # Protocol: the subject token (the impersonation grant) is off by default.
+    # Protocol: impersonation (subject tokens and the token exchange) is off by default.
     app_tab(page, "Protocol")
-    page.get_by_label("Subject token enabled").check()
+    page.get_by_label("Allow impersonation").check()
     page.get_by_role("button", name="Update").click()
     flash(page, "Protocol settings saved.")
 
@@ -380,8 +386,8 @@ def test_step_2_impersonate_the_user_and_launch_an_application(
 ) -> None:
     """The impersonator signs in to the Console, Users → target → Impersonate User → the
     confirmation page; My Account opens in a new tab as target and lists Pickup; launching it
-    signs in to Pickup as target with ``act`` = the impersonator; End impersonation signs the
-    browser out everywhere."""
+    signs in to Pickup as target with ``act`` = the impersonator; End impersonation returns to
+    target's Console page, still signed in as the impersonator, with nothing of target left."""
     # Step 1 (its own test above) for `impersonator`: the Impersonator role comes with the
     # fixture, Console administration is added here.
     role_assign(actor=None, role=world.system.administrator, org=world.root, user=world.impersonator)
@@ -399,12 +405,16 @@ def test_step_2_impersonate_the_user_and_launch_an_application(
     # 3. Impersonate User → actas's confirmation page.
     page.get_by_role("region", name="Impersonate User").get_by_role("button", name="Impersonate User").click()
     page.get_by_role("heading", name="Impersonate Target?").wait_for()
-    assert page.get_by_text("My Account opens in a new tab as target.", exact=False).is_visible()
+    assert page.get_by_text(
+        "this browser signs in to My Account and to applications as target", exact=False
+    ).is_visible()
     page.get_by_label("Reason").fill(REASON)
     shot(page, "confirmation-page")
     console_tab = page
+    page.get_by_role("button", name="Impersonate target", exact=True).click()
+    page.get_by_text("The impersonation of Target (target) has started.").wait_for()
     with page.context.expect_page() as opened:
-        page.get_by_role("button", name="Impersonate target", exact=True).click()
+        page.get_by_role("button", name="Open My Account as target").click()
     tab = opened.value
     tab.set_default_timeout(15_000)
 
@@ -416,14 +426,13 @@ def test_step_2_impersonate_the_user_and_launch_an_application(
     assert session.impersonator_id == world.impersonator.pk and session.subject_id == world.target.pk
     assert session.channel == "console" and session.reason == REASON and session.ended_at is None
 
-    # The Console tab carries the banner too, and offers no second impersonation.
+    # The Console tab carries the banner too, says it started, and links to My Account.
     console_tab.goto(f"{live_url}{console_path(world.root, f'users/{world.target.pk}/')}")
     console_banner = console_tab.get_by_role("region", name="Impersonation in progress")
     assert console_banner.get_by_text("You are impersonating Target").is_visible()
     action = console_tab.get_by_role("region", name="Impersonate User")
-    assert action.get_by_role("button", name="Impersonate User").is_disabled()
-    chained = "You are impersonating someone already. End that impersonation first."
-    assert action.get_by_text(chained).is_visible()
+    assert action.get_by_text("You are impersonating target", exact=False).is_visible()
+    assert action.get_by_role("button", name="Open My Account as target").is_visible()
     shot(console_tab, "console-banner-while-impersonating")
 
     # 5. The applications the impersonator may enter as target.
@@ -454,8 +463,9 @@ def test_step_2_impersonate_the_user_and_launch_an_application(
     tab.goto(f"{live_url}{myaccount_path(world.root, 'applications/')}")
     banner = tab.get_by_role("region", name="Impersonation in progress")
     banner.get_by_role("button", name="End impersonation").click()
-    tab.get_by_role("heading", name="Impersonation ended").wait_for()
-    assert tab.get_by_text("You are no longer acting as target.", exact=False).is_visible()
+    # Back on target's Console page where it started, signed in as the impersonator.
+    tab.get_by_text("You are no longer impersonating Target (target).", exact=False).wait_for()
+    assert urlsplit(tab.url).path == console_path(world.root, f"users/{world.target.pk}/")
     shot(tab, "impersonation-ended")
     session.refresh_from_db()
     assert session.ended_at is not None and session.end_reason == ImpersonationSession.EndReason.ENDED
@@ -467,20 +477,15 @@ def test_step_2_impersonate_the_user_and_launch_an_application(
     ).json()
     assert introspection.get("active") is False, introspection
 
-    # Nothing of target, nor of the impersonator, is left in this browser.
-    tab.go_back()
-    tab.reload()
-    tab.get_by_role("heading", name="Sign in to Acme").wait_for()
+    # Nothing of target is left in this browser; the impersonator is still signed in.
     assert not tab.get_by_role("region", name="Impersonation in progress").count()
     tab.goto(f"{live_url}{myaccount_path(world.root)}")
-    tab.get_by_role("heading", name="Sign in to Acme").wait_for()
-    shot(tab, "myaccount-asks-to-sign-in")
+    tab.get_by_text("Signed in as Impersonator (impersonator)").wait_for()
+    assert not tab.get_by_text("You are acting as").count()
+    shot(tab, "myaccount-is-the-impersonators-own")
     console_tab.reload()
-    console_tab.get_by_role("heading", name="Sign in to Acme").wait_for()
-    second = tab.context.new_page()
-    second.goto(f"{live_url}{console_path(world.root, 'users/')}")
-    second.get_by_role("heading", name="Sign in to Acme").wait_for()
-    assert "/t/acme/login/" in second.url
+    console_tab.get_by_role("heading", name="Target", level=1).wait_for()
+    assert not console_tab.get_by_role("region", name="Impersonation in progress").count()
 
 
 def test_impersonate_users_in_an_organization(
@@ -552,14 +557,16 @@ def test_shared_user_impersonates_through_the_shared_user_identifier(
     nav(page, "Console Settings")
     flow = page.get_by_role("region", name="Login flow")
     assert flow.get_by_text("inherited from Acme", exact=False).is_visible()
-    flow.get_by_label("Steps").fill("SharedUserIdentifierExecutor\nBasicAuthenticator")
-    flow.get_by_role("button", name="Save login flow").click()
+    from tests.e2e.test_login_flow_builder import click_seed_001_flow
+
+    click_seed_001_flow(page, flow)
+    flow.get_by_role("button", name="Update", exact=True).click()
     flash(page, "Console login flow saved.")
     flow = page.get_by_role("region", name="Login flow")
     assert flow.get_by_text("its own flow", exact=False).is_visible()
-    assert flow.locator("ol.flow-steps > li").all_inner_texts() == [
-        "SharedUserIdentifierExecutor",
-        "BasicAuthenticator",
+    assert flow.locator(".flow-option strong").all_inner_texts() == [
+        "Shared User Identifier",
+        "Username & Password",
     ]
     shot(page, "acme-eu-console-login-flow")
     console_app = world.system.console
@@ -622,7 +629,10 @@ def test_a_disabled_impersonate_action_shows_its_reason(
     button = action.get_by_role("button", name="Impersonate User")
     assert button.is_disabled()
     assert button.evaluate("e => e.tagName") == "BUTTON" and button.get_attribute("href") is None
-    reason = "The account is locked: unlock it to impersonate the user."
+    reason = (
+        "target's account is locked, and locked accounts cannot be impersonated. "
+        "Unlock it first if you need to act as target."
+    )
     assert action.get_by_text(reason).is_visible()
     assert button.get_attribute("aria-describedby") == "impersonate-why"
     shot(page, "locked-user-action-disabled")
@@ -634,8 +644,9 @@ def test_a_disabled_impersonate_action_shows_its_reason(
     action = eu.get_by_role("region", name="Impersonate User")
     assert action.get_by_role("button", name="Impersonate User").is_disabled()
     assert action.get_by_text(
-        "My Account is not enabled for this organization: an administrator of the organization that "
-        "owns it shares it from Applications → My Account → Shared Access."
+        "Impersonating from the Console opens My Account, and My Account is not enabled for Acme EU. "
+        "An administrator of Acme can share it with Acme EU under "
+        "Applications → My Account → Shared Access."
     ).is_visible()
     shot(eu, "myaccount-not-shared-action-disabled")
 
@@ -696,7 +707,7 @@ def test_launch_the_real_pickup_as_the_user_then_the_user_sees_access_to_my_acco
     tab.get_by_role("region", name="Impersonation in progress").get_by_role(
         "button", name="End impersonation"
     ).click()
-    tab.get_by_role("heading", name="Impersonation ended").wait_for()
+    tab.get_by_text("You are no longer impersonating Target (target).", exact=False).wait_for()
 
     # The user: My Account → Access to my account lists it, with the reason and Pickup.
     own = new_page()

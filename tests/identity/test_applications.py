@@ -229,3 +229,42 @@ def test_share_only_within_the_subtree(world: World) -> None:
         application_share(actor=world.admin, application=app, mode="selected", organizations=[world.root])
     application_share(actor=world.admin, application=app, mode="selected", organizations=[world.sales])
     assert list(app.shares.values_list("organization", flat=True)) == [world.sales.pk]
+
+
+# --- the Impersonation switch -------------------------------------------------------------
+
+
+def test_impersonation_switch_brings_and_takes_the_token_exchange_grant(world: World) -> None:
+    app, _ = _app(world)
+    exchange = Application.GRANT_TOKEN_EXCHANGE_TYPE
+    app, _ = application_update_protocol(
+        actor=world.admin, application=app, **_protocol(app, subject_token_enabled=True)
+    )
+    assert app.subject_token_enabled and exchange in app.grant_types
+    assert AuditEvent.objects.filter(action="application-update").count() == 1
+    # Token exchange without subject tokens is no use: off takes it away even if listed.
+    app, _ = application_update_protocol(
+        actor=world.admin,
+        application=app,
+        **_protocol(app, subject_token_enabled=False, grant_types=[*app.grant_types, exchange]),
+    )
+    assert not app.subject_token_enabled and exchange not in app.grant_types
+    last = AuditEvent.objects.filter(action="application-update").order_by("-id").first()
+    assert last is not None and last.data["impersonation"] == {"from": True, "to": False}
+
+
+def test_my_account_impersonation_can_be_switched_despite_its_fixed_grants(world: World) -> None:
+    myaccount = world.system.myaccount
+    myaccount, _ = application_update_protocol(
+        actor=None, application=myaccount, **_protocol(myaccount, subject_token_enabled=False)
+    )
+    assert Application.GRANT_TOKEN_EXCHANGE_TYPE not in myaccount.grant_types
+    myaccount, _ = application_update_protocol(
+        actor=None,
+        application=myaccount,
+        **_protocol(
+            myaccount, subject_token_enabled=True, grant_types=["authorization_code", "refresh_token"]
+        ),
+    )
+    assert myaccount.subject_token_enabled
+    assert Application.GRANT_TOKEN_EXCHANGE_TYPE in myaccount.grant_types

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -24,6 +25,7 @@ from identity.services.applications import application_authorize_api, applicatio
 from identity.services.resources import ScopeSpec, api_resource_create
 from identity.services.roles import role_assign, role_create
 from tests.conftest import World, console_url, sign_in
+from tests.impersonation.helpers import fragment, impersonation_app, subject_authorize_url
 
 
 def _app(world: World, org_attr: str = "root", name: str = "Pickup", **options: Any) -> Application:
@@ -39,7 +41,7 @@ def _app(world: World, org_attr: str = "root", name: str = "Pickup", **options: 
 
 
 def _secret_on(body: str) -> str:
-    match = re.search(r'id="client-secret">([^<]+)<', body)
+    match = re.search(r'id="client-secret" value="([^"]+)"', body)
     assert match is not None, body[:2000]
     return match.group(1)
 
@@ -271,7 +273,7 @@ def test_protocol_tab_saves(admin_client: Client, world: World) -> None:
         console_url(world.root, f"applications/{app.pk}/protocol/"),
         _protocol_data(
             app,
-            grant_types=["authorization_code", "refresh_token", Application.GRANT_TOKEN_EXCHANGE_TYPE],
+            grant_types=["authorization_code", "refresh_token"],
             post_logout_redirect_uris="https://pickup.example/bye https://pickup.example/again",
             access_token_lifetime=900,
             subject_token_enabled="on",
@@ -405,7 +407,8 @@ def test_child_admin_sees_shared_app_read_only_but_sets_its_own_flow(client: Cli
     assert app.name == "Pickup" and app.access_token_lifetime == 3600 and app.shared_access == "all"
 
     response = client.post(
-        base + "login-flow/", {"steps": "SharedUserIdentifierExecutor\nBasicAuthenticator"}
+        base + "login-flow/",
+        {"step": ["SharedUserIdentifierExecutor", "BasicAuthenticator"], "action": "save"},
     )
     assert response.status_code == 302
     assert login_flow_steps(application=app, org=world.eu) == [
@@ -414,7 +417,7 @@ def test_child_admin_sees_shared_app_read_only_but_sets_its_own_flow(client: Cli
     ]
     assert login_flow_steps(application=app, org=world.root) == [["BasicAuthenticator"]]
     assert AuditEvent.objects.filter(action="login-flow-update", actor_id=world.eu_admin.pk).exists()
-    flow_page = client.get(base + "login-flow/").content.decode()
+    flow_page = html.unescape(client.get(base + "login-flow/").content.decode())
     assert "Acme EU's own flow" in flow_page and "Use Acme's flow" in flow_page
     assert client.post(base + "login-flow/", {"reset": "1"}).status_code == 302
     assert not LoginFlow.objects.filter(application=app, organization=world.eu).exists()
@@ -422,30 +425,43 @@ def test_child_admin_sees_shared_app_read_only_but_sets_its_own_flow(client: Cli
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("steps", "message"),
     [
-        ("BasicAuthenticator, SharedUserIdentifierExecutor", b"only option of the first step"),
-        ("BasicAuthenticator\nSharedUserIdentifierExecutor", b"only option of the first step"),
-        ("SharedUserIdentifierExecutor", b"second step"),
-        ("email-otp", b"earlier step"),
-        ("MagicLink", b"unknown authenticator"),
-        ("", b"required"),
+        (
+            ["BasicAuthenticator,SharedUserIdentifierExecutor"],
+            "must be the only authentication in step 1: remove Username &amp; Password.",
+        ),
+        (
+            ["BasicAuthenticator", "SharedUserIdentifierExecutor"],
+            "Shared User Identifier can only be in step 1.",
+        ),
+        (["SharedUserIdentifierExecutor"], "add a second step that authenticates them"),
+        (["email-otp"], "Email one-time code cannot be in step 1"),
+        (["MagicLink"], "Step 1 has an authentication actas does not know."),
+        (["BasicAuthenticator", ""], "Step 2 has no authentication: add one or remove the step."),
+        ([], "A login flow needs at least one step."),
     ],
 )
 def test_broken_flow_shows_the_error_and_saves_nothing(
-    client: Client, world: World, text: str, message: bytes
+    client: Client, world: World, steps: list[str], message: str
 ) -> None:
     app = _app(world, shared_access=Application.SharedAccess.ALL)
     sign_in(client, world.eu_admin)
-    response = client.post(console_url(world.eu, f"applications/{app.pk}/login-flow/"), {"steps": text})
-    assert response.status_code == 400 and message in response.content
+    response = client.post(
+        console_url(world.eu, f"applications/{app.pk}/login-flow/"), {"step": steps, "action": "save"}
+    )
+    body = response.content.decode()
+    assert response.status_code == 400 and "The login flow was not saved" in body
+    assert message in body
+    assert "SharedUserIdentifierExecutor<" not in body and ">BasicAuthenticator" not in body
     assert not LoginFlow.objects.filter(application=app).exists()
 
 
 def test_owner_edits_its_own_flow(admin_client: Client, world: World) -> None:
     app = _app(world)
     url = console_url(world.root, f"applications/{app.pk}/login-flow/")
-    assert admin_client.post(url, {"steps": "BasicAuthenticator\nemail-otp"}).status_code == 302
+    response = admin_client.post(url, {"step": ["BasicAuthenticator", "email-otp"], "action": "save"})
+    assert response.status_code == 302
     assert login_flow_steps(application=app, org=world.root) == [["BasicAuthenticator"], ["email-otp"]]
     admin_client.post(url, {"reset": "1"})  # the owner has nothing to reset to
     assert LoginFlow.objects.filter(application=app, organization=world.root).exists()
@@ -707,8 +723,8 @@ def test_nul_bytes_and_oversized_input_are_never_500(admin_client: Client, world
             _protocol_data(app, redirect_uris="https://a.example/\x00", access_token_lifetime="9" * 5000),
         ),
         (base + "protocol/", _protocol_data(app, grant_types=["\x00"], client_type=huge)),
-        (base + "login-flow/", {"steps": "BasicAuthenticator\x00"}),
-        (base + "login-flow/", {"steps": huge}),
+        (base + "login-flow/", {"step": "BasicAuthenticator\x00", "action": "save"}),
+        (base + "login-flow/", {"step": [huge] * 50, "action": "save"}),
         (base + "shared-access/", {"mode": "\x00", "organizations": ["\x00", huge]}),
         (base + "api-authorization/", {"resource": "\x00", "scopes": [huge]}),
         (base + "api-authorization/", {"resource": str(orders.pk), "scopes": ["\x00"]}),
@@ -744,3 +760,58 @@ def test_nul_bytes_and_oversized_input_are_never_500(admin_client: Client, world
         console_url(world.root, "applications/%00/"),
     ):
         assert admin_client.get(url).status_code in (200, 404)
+
+
+# --- Protocol → Impersonation -----------------------------------------------------------
+
+
+def test_impersonation_switch_turns_on_subject_tokens_and_token_exchange(
+    admin_client: Client, world: World
+) -> None:
+    app = _app(world)
+    url = console_url(world.root, f"applications/{app.pk}/protocol/")
+    page = admin_client.get(url).content.decode()
+    assert "Allow impersonation" in page and "Turns on subject tokens and the token-exchange grant" in page
+    assert Application.GRANT_TOKEN_EXCHANGE_TYPE not in page  # not a grant type to tick here
+    assert 'badge--neutral">Off<' in page
+
+    response = admin_client.post(url, _protocol_data(app, subject_token_enabled="on"))
+    assert response.status_code == 302
+    app.refresh_from_db()
+    assert app.subject_token_enabled and Application.GRANT_TOKEN_EXCHANGE_TYPE in app.grant_types
+    event = AuditEvent.objects.filter(action="application-update", target_id=app.client_id).get()
+    assert event.actor_id == world.admin.pk
+    assert event.data["impersonation"] == {"from": False, "to": True}
+    assert set(event.data["changes"]) == {"subject_token_enabled", "grant_types"}
+    assert 'badge--success">On<' in admin_client.get(url).content.decode()
+
+    # Off again: both go, the other grant types stay.
+    off = _protocol_data(app, grant_types=["authorization_code", "refresh_token"])
+    assert admin_client.post(url, off).status_code == 302
+    app.refresh_from_db()
+    assert not app.subject_token_enabled
+    assert sorted(app.grant_types) == ["authorization_code", "refresh_token"]
+
+
+def test_impersonation_off_is_named_to_the_client_and_the_switch_fixes_it(
+    client: Client, world: World
+) -> None:
+    app = impersonation_app(world, client_id="pickup").app
+    app.subject_token_enabled = False
+    app.save()
+    impersonator = sign_in(Client(), world.impersonator)
+    refused = impersonator.get(subject_authorize_url("pickup", world.target))
+    answer = fragment(refused["Location"])
+    assert answer["error"] == "unauthorized_client" and answer["state"] == "s-1"
+    assert answer["error_description"] == (
+        "Impersonation is turned off for App pickup. Turn it on in the Console: "
+        "Applications → App pickup → Protocol → Impersonation."
+    )
+
+    sign_in(client, world.admin)
+    url = console_url(world.root, f"applications/{app.pk}/protocol/")
+    grants = ["authorization_code", "refresh_token", Application.GRANT_ORGANIZATION_SWITCH_TYPE]
+    data = _protocol_data(app, grant_types=grants, subject_token_enabled="on")
+    assert client.post(url, data).status_code == 302
+    confirmation = impersonator.get(subject_authorize_url("pickup", world.target))
+    assert confirmation.status_code == 200 and "pending" in confirmation.context

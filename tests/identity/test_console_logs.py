@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -19,9 +20,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from identity import context
 from identity.models import AuditChainHead, AuditEvent, Role
 from identity.services.audit import audit_record, event_hash
 from identity.services.roles import role_assign, role_create
+from identity.services.users import user_profile_update, user_set_flags
 from tests.conftest import World, console_url, make_user, sign_in
 
 
@@ -111,9 +114,9 @@ def test_default_window_is_the_last_15_minutes(admin_client: Client, world: Worl
     recent = record(world, "recent-probe")
     body = admin_client.get(logs(world.root)).content.decode()
     assert recent.seq in seqs(body) and old.seq not in seqs(body)
-    assert "recent-probe" in body and "old-probe" not in body
-    # the form shows the window it used
-    assert re.search(r'name="from" value="\d{4}-\d\d-\d\dT\d\d:\d\d', body)
+    assert "Recent probe" in body and "Old probe" not in body  # an unknown code, made into words
+    # the form shows the window it used, in 24-hour ISO form
+    assert re.search(r'name="from" value="\d{4}-\d\d-\d\d \d\d:\d\d"', body)
     everything = admin_client.get(logs(world.root, "from=")).content.decode()
     assert old.seq in seqs(everything)
     hour = (timezone.now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
@@ -178,7 +181,7 @@ def test_filter_by_impersonator(admin_client: Client, world: World) -> None:
     record(world, "probe", actor=world.impersonator)
     body = admin_client.get(logs(world.root, "action=probe&impersonator=impersonator")).content.decode()
     assert seqs(body) == [via.seq]
-    assert "Impersonated by impersonator" in body
+    assert "impersonator as target" in body
     by_id = admin_client.get(logs(world.root, f"action=probe&impersonator={world.impersonator.pk}"))
     assert seqs(by_id.content.decode()) == [via.seq]
 
@@ -495,3 +498,199 @@ def test_verify_now_is_not_rerun_within_a_minute(admin_client: Client, world: Wo
     with mock.patch("identity.services.audit_verification.timezone.now", return_value=later):
         admin_client.post(console_url(world.root, "logs/verify/"))
     assert AuditEvent.objects.filter(tenant=world.root, action="audit-chain-verify").count() == 2
+
+
+# --- the trail in words ---------------------------------------------------------------------
+
+
+def _text(html: str) -> str:
+    """What a reader sees: tags dropped, blocks apart, whitespace collapsed."""
+    spaced = re.sub(r"<(/?(?:td|th|tr|li|ul|dt|dd|br|p|h\d|section|pre|time|a)\b)", r" <\1", html)
+    spaced = spaced.replace('<span class="audit-event__sentence">', ' <span class="audit-event__sentence">')
+    return " ".join(re.sub(r"<[^>]+>", "", spaced).split())
+
+
+def _row_of(body: str, seq: int) -> str:
+    """The table row of event ``seq``, as text."""
+    table = body.split('id="audit-events"', 1)[1]
+    for row in table.split("<tr>")[1:]:
+        if f"/logs/{seq}/" in row:
+            return _text(row)
+    raise AssertionError(f"event {seq} is not listed")
+
+
+def test_the_list_reads_as_sentences_with_what_changed(admin_client: Client, world: World) -> None:
+    role = role_create(
+        actor=world.admin, org=world.root, name="Night shift", audience_application=None, permissions=[]
+    )
+    assert isinstance(role, Role)
+    role_assign(actor=world.admin, role=role, org=world.root, user=world.target)
+    user_profile_update(
+        actor=world.target,
+        user=world.target,
+        impersonator=world.impersonator,
+        given_name="Changed",
+        family_name=world.target.family_name,
+        email=world.target.email,
+    )
+    body = admin_client.get(logs(world.root)).content.decode()
+    assigned = AuditEvent.objects.get(action="role-assign", target_id=str(role.pk))
+    row = _row_of(body, assigned.seq)
+    assert "Role assigned" in row and "admin assigned the role Night shift to target." in row
+    assert str(role.pk) not in row  # the role's name, not its id
+    changed = AuditEvent.objects.get(action="user-profile-update")
+    row = _row_of(body, changed.seq)
+    assert "Profile updated while impersonating" in row
+    assert "impersonator as target updated the profile of target." in row
+    assert "Given name: from Target → to Changed" in row
+    assert "user-profile-update" not in row  # the code is in the detail and the exports
+    when = re.search(rf'/logs/{changed.seq}/">{changed.seq}</a></td>\s*<td class="nowrap">', body)
+    assert when is not None  # the time stays on one line
+
+
+def test_the_detail_has_the_sentence_the_changes_and_the_raw_code(admin_client: Client, world: World) -> None:
+    user_set_flags(actor=world.admin, user=world.target, is_locked=True)
+    event = AuditEvent.objects.get(action="user-status-change")
+    body = admin_client.get(console_url(world.root, f"logs/{event.seq}/")).content.decode()
+    text = _text(body)
+    assert "<h1>Account status changed</h1>" in body
+    assert "admin changed the account status of target." in text
+    assert "What changed Locked: from No → to Yes" in text
+    assert "<code>user-status-change</code>" in body  # the raw code stays
+    assert "Initiator admin Actor admin" in text
+
+
+def test_the_api_call_and_its_change_show_the_same_initiator(admin_client: Client, world: World) -> None:
+    with context.bound(context.RequestContext(request_id="req-logs-000001")):
+        change = audit_record(
+            org=world.root,
+            action="user-profile-update",
+            actor=world.target,
+            impersonator=world.impersonator,
+            subject=world.target,
+            data={"changes": {"family_name": {"from": "", "to": "Smith"}}},
+        )
+        call = audit_record(
+            org=world.root,
+            action="resource-modification-via-impersonation",
+            actor=world.impersonator,
+            impersonator=world.impersonator,
+            subject=world.target,
+            target_type="api-resource",
+            target_id="/t/acme/scim2/Me",
+            data={"httpMethod": "PATCH", "ResourcePath": "/t/acme/scim2/Me", "status": 200},
+        )
+    body = admin_client.get(logs(world.root)).content.decode()
+    for event in (change, call):
+        assert "impersonator as target" in _row_of(body, event.seq).split("Success", 1)[1]
+    assert "impersonator as target changed /t/acme/scim2/Me (PATCH)." in _row_of(body, call.seq)
+
+
+def test_the_action_filter_suggests_every_code_with_its_label(admin_client: Client, world: World) -> None:
+    body = admin_client.get(logs(world.root)).content.decode()
+    assert 'list="audit-actions"' in body
+    assert '<option value="user-profile-update">Profile updated</option>' in body
+
+
+# --- the time window: 24-hour ISO ------------------------------------------------------------
+
+
+def test_window_fields_are_24_hour_text_inputs(admin_client: Client, world: World) -> None:
+    body = admin_client.get(logs(world.root, "from=2026-12-07T14:05&to=2026-12-07+18:30")).content.decode()
+    assert 'type="datetime-local"' not in body
+    assert re.search(
+        r'<input type="text" name="from" value="2026-12-07 14:05"[^>]*placeholder="YYYY-MM-DD HH:MM"', body
+    )
+    assert 'name="to" value="2026-12-07 18:30"' in body
+    assert "PM" not in body.split('name="from"', 1)[1].split(">", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "inside"),
+    [
+        ("{at:%Y-%m-%d %H:%M}", True),  # as the field shows it
+        ("{at:%Y-%m-%dT%H:%M}", True),  # as links and older bookmarks have it
+        ("{at:%Y-%m-%d %H:%M:%S}", True),
+        ("{later:%Y-%m-%d %H:%M}", False),
+    ],
+)
+def test_window_times_are_read_in_24_hour_utc(
+    admin_client: Client, world: World, value: str, inside: bool
+) -> None:
+    at = (timezone.now() - dt.timedelta(hours=20)).astimezone(dt.UTC).replace(second=0, microsecond=0)
+    event = record_at(at + dt.timedelta(seconds=30), world, "clock-probe")
+    since = value.format(at=at, later=at + dt.timedelta(minutes=1))
+    listed = seqs(admin_client.get(logs(world.root, f"action=clock-probe&from={since}")).content.decode())
+    assert (event.seq in listed) is inside
+
+
+@pytest.mark.parametrize("value", ["2026-12-07 2:05 PM", "07/12/2026 14:05", "2026-12-07 25:00", "14:05"])
+def test_other_time_forms_are_form_errors(admin_client: Client, world: World, value: str) -> None:
+    response = admin_client.get(logs(world.root, urlencode({"from": value})))
+    assert response.status_code == 400
+    assert "Enter a time as YYYY-MM-DD HH:MM in 24-hour UTC time" in response.content.decode()
+
+
+# --- counts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("events", "said"), [(1, "1 event verified"), (7, "7 events verified")])
+def test_verify_now_counts_in_words(
+    admin_client: Client, world: World, monkeypatch: pytest.MonkeyPatch, events: int, said: str
+) -> None:
+    import identity.console_logs as views
+    from identity.services.audit import ChainReport
+
+    report = ChainReport(tenant_handle="acme", ok=True, events=events)
+    monkeypatch.setattr(views, "audit_chain_verify", lambda **_: report)
+    page = admin_client.post(console_url(world.root, "logs/verify/"), follow=True).content.decode()
+    assert f"The audit chain is intact: {said}." in page
+
+
+# --- the navigation ---------------------------------------------------------------------------
+
+
+def _nav(body: str) -> str:
+    return body.split('aria-label="Console sections"', 1)[1].split("</nav>", 1)[0]
+
+
+def test_the_navigation_is_grouped_and_marks_the_current_page(admin_client: Client, world: World) -> None:
+    nav = _nav(admin_client.get(logs(world.root)).content.decode())
+    headings = re.findall(r'class="console-nav__heading"[^>]*>([^<]+)<', nav)
+    assert headings == ["User management", "Applications", "Settings"]
+    links = re.findall(r'<a href="[^"]*"(?: aria-current="page")?>([^<]+)</a>', nav)
+    assert links == [
+        "Overview",
+        "Users",
+        "Roles",
+        "Impersonations",
+        "Organizations",
+        "Applications",
+        "API Resources",
+        "Logs",
+        "Console Settings",
+        "Login &amp; Registration",
+        "Branding",
+        "Email Templates",
+    ]
+    assert re.findall(r'aria-current="page">([^<]+)<', nav) == ["Logs"]
+    users = admin_client.get(console_url(world.root, "users/")).content.decode()
+    assert re.findall(r'aria-current="page">([^<]+)<', _nav(users)) == ["Users"]
+
+
+def test_a_group_without_links_is_not_shown(client: Client, world: World) -> None:
+    role = role_create(
+        actor=None,
+        org=world.root,
+        name="Log readers",
+        audience_application=world.system.console,
+        permissions=["internal_audit_view"],
+    )
+    assert isinstance(role, Role)
+    reader = make_user(world.root, "reader")
+    role_assign(actor=None, role=role, org=world.root, user=reader)
+    sign_in(client, reader)
+    nav = _nav(client.get(logs(world.root)).content.decode())
+    assert re.findall(r'class="console-nav__heading"[^>]*>([^<]+)<', nav) == ["User management"]
+    assert ">Impersonations<" in nav and ">Logs<" in nav
+    assert ">Users<" not in nav and ">Settings<" not in nav and ">Applications<" not in nav

@@ -256,7 +256,7 @@ def test_impersonation_start_delivers_the_orgs_own_template(
     response = admin_client.post(
         console_url(world.root, f"users/{world.target.pk}/impersonate/"), {"reason": "Ticket <7> & co"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 303  # See Other: the user's page, which says it started
     session = ImpersonationSession.objects.get()
     message = OutboxMessage.objects.get(kind="impersonation-started")
     assert message.organization_id == world.root.pk and message.template == IMPERSONATION_STARTED

@@ -348,3 +348,76 @@ def test_bootstrap_twice_refused_and_ensure_is_idempotent(world: World) -> None:
     counts = (Application.objects.count(), Role.objects.count(), AuditEvent.objects.count())
     tenant_ensure_system_objects(tenant=world.root)
     assert (Application.objects.count(), Role.objects.count(), AuditEvent.objects.count()) == counts
+
+
+# --- sharing and unsharing ----------------------------------------------------------------
+
+
+def test_share_with_several_organizations_at_once_all_or_none(world: World) -> None:
+    from identity.services.users import user_share_with
+
+    made = user_share_with(actor=world.admin, user=world.impersonator, orgs=[world.eu, world.sales])
+    assert {a.organization for a in made} == {world.eu, world.sales}
+    assert AuditEvent.objects.filter(action="user-share", subject_id=world.impersonator.pk).count() == 2
+    # Shared already with Acme EU: only the new one is made (and recorded).
+    assert user_share_with(actor=world.admin, user=world.target, orgs=[world.eu]) == []
+    # One organization refused: nothing at all is shared.
+    with pytest.raises(ValidationError, match="only be shared with organizations below"):
+        user_share_with(actor=world.admin, user=world.eu_user, orgs=[world.sales, world.us])
+    assert not UserAssociation.objects.filter(user=world.eu_user).exists()
+
+
+def test_share_into_a_disabled_branch_is_refused(world: World) -> None:
+    from organizations.services import org_set_status
+
+    org_set_status(org=world.eu, status="disabled")
+    world.sales.refresh_from_db()
+    with pytest.raises(ValidationError, match="disabled"):
+        user_share(actor=world.admin, user=world.impersonator, org=world.sales)
+    assert not UserAssociation.objects.filter(user=world.impersonator).exists()
+
+
+def test_unshare_removes_the_profile_its_roles_and_sign_ins_there(world: World) -> None:
+    from identity.models import OAuthAuthorization, SSOSession
+    from identity.services.sessions import sso_session_start
+    from identity.services.users import user_unshare
+
+    role_assign(actor=None, role=world.system.administrator, org=world.eu, user=world.target)
+    in_eu = sso_session_start(user=world.target, org=world.eu, amr=["pwd"])
+    at_home = sso_session_start(user=world.target, org=world.root, amr=["pwd"])
+    switched = OAuthAuthorization.objects.create(
+        application=world.system.myaccount, user=world.target, organization=world.eu
+    )
+    user_unshare(actor=world.admin, user=world.target, org=world.eu)
+
+    assert not UserAssociation.objects.filter(user=world.target, organization=world.eu).exists()
+    assert not RoleAssignment.objects.filter(association__user=world.target).exists()
+    assert SSOSession.objects.get(pk=in_eu.pk).end_reason == "user-unshared"
+    assert SSOSession.objects.get(pk=at_home.pk).ended_at is None  # their own organization: untouched
+    switched.refresh_from_db()
+    assert switched.revoked_at is not None
+    event = _last("user-unshare")
+    assert event.actor_id == world.admin.pk and event.subject_id == world.target.pk
+    assert event.org_id == world.eu.pk
+    assert event.data["roles_removed"] == ["Administrator"]
+    assert event.data["sign_ins_ended"] == 1 and event.data["authorizations_revoked"] == 1
+
+
+@pytest.mark.parametrize(
+    ("who", "where", "message"),
+    [
+        ("target", "us", "not shared with Acme US"),
+        ("target", "root", "own organization"),
+        ("admin", "eu", "your own account"),
+    ],
+)
+def test_unshare_refusals(world: World, who: str, where: str, message: str) -> None:
+    from identity.services.users import user_unshare
+
+    user_share(actor=None, user=world.admin, org=world.eu)
+    before = UserAssociation.objects.count()
+    user = getattr(world, who)
+    with pytest.raises(ValidationError, match=message):
+        user_unshare(actor=world.admin, user=user, org=getattr(world, where))
+    assert UserAssociation.objects.count() == before
+    assert not AuditEvent.objects.filter(action="user-unshare").exists()

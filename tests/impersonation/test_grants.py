@@ -348,11 +348,17 @@ def _live(client: Client, pickup: App, raw: str) -> bool:
     )
 
 
-def test_end_revokes_everything_and_signs_the_browser_out(client: Client, world: World, pickup: App) -> None:
+def test_end_revokes_everything_and_keeps_the_impersonator_signed_in(
+    client: Client, world: World, pickup: App
+) -> None:
+    from tests.identity.oauth_helpers import authorize_url, exchange, pkce_pair
+
     body = exchange_tokens(client, pickup, get_subject_token(client, world, pickup)).json()
     assert _live(client, pickup, body["access_token"])
+    old_key = client.session.session_key or ""
     response = client.post("/t/acme/impersonation/end")
     assert response.status_code == 200 and b"Impersonation ended" in response.content
+    assert b"This browser is still signed in as you, impersonator." in response.content
     assert not _live(client, pickup, body["access_token"])
     assert (
         client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION="Bearer " + body["access_token"]).status_code
@@ -368,8 +374,46 @@ def test_end_revokes_everything_and_signs_the_browser_out(client: Client, world:
     assert session.ended_at is not None and session.end_reason == "ended"
     assert session.sso_session.ended_at is not None
     assert not AccessToken.objects.filter(user=world.target).exists()
-    assert client.get("/t/acme/console/").status_code == 302  # signed out
     assert AuditEvent.objects.filter(action="impersonation-end").exists()
+    # The impersonator's browser goes on with a sign-in of their own (a new id and cookie):
+    # signing in to the application again is as themself, without a password.
+    live = SSOSession.objects.get(user=world.impersonator, ended_at__isnull=True)
+    assert live.pk != session.sso_session_id and client.session["actas.sso.sid"] == live.sid
+    assert client.session.session_key != old_key
+    verifier, challenge = pkce_pair()
+    again = client.get(authorize_url("pickup", challenge=challenge, scope="openid"))
+    assert again.status_code == 302 and again["Location"].startswith(REDIRECT)
+    own = exchange(client, pickup, query(again["Location"])["code"], verifier).json()
+    claims = _claims(own["access_token"])
+    assert claims["sub"] == str(world.impersonator.pk) and "act" not in claims
+    # The old cookie resumes nothing.
+    replay = Client()
+    replay.cookies["sessionid"] = old_key
+    assert replay.get(authorize_url("pickup", challenge=challenge, scope="openid"))["Location"].startswith(
+        "/t/acme/login/"
+    )
+
+
+def test_end_when_the_sign_ins_own_time_is_up_signs_the_browser_out(
+    client: Client, world: World, pickup: App
+) -> None:
+    import datetime as dt
+
+    import time_machine
+    from django.conf import settings
+    from django.utils import timezone
+
+    exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
+    session = ImpersonationSession.objects.get()
+    created = session.sso_session.created_at
+    SSOSession.objects.filter(pk=session.sso_session_id).update(
+        created_at=created - dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE)
+    )
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=1), tick=False):
+        response = client.post("/t/acme/impersonation/end")
+    assert response.status_code == 200 and b"this browser is signed out" in response.content
+    assert not SSOSession.objects.filter(user=world.impersonator, ended_at__isnull=True).exists()
+    assert not AuditEvent.objects.filter(action="login-continued").exists()
 
 
 def test_end_from_the_application_with_its_token(client: Client, world: World, pickup: App) -> None:
@@ -875,3 +919,72 @@ def test_fresh_refreshed_tokens_switch_and_a_switched_familys_tokens_stay_in_the
     # ... and switching that token to Acme EU is the refusal the bench counted.
     refused = _switch(client, pickup, again.json()["access_token"], world.eu)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+# --- an organization's impersonation reaches its applications ------------------------------------
+
+
+def test_a_sign_in_at_the_organization_under_its_console_impersonation_is_the_target_with_act(
+    client: Client, world: World, pickup: App
+) -> None:
+    """eu-admin impersonates eu-user from Acme EU's Console (channel console, through Acme EU's
+    My Account); Pickup, launched from there, signs in at Acme EU's authorize endpoint and gets
+    eu-user's tokens for Acme EU with act = eu-admin, redeemed at Acme EU's token endpoint."""
+    from identity.models import Role
+    from identity.services.roles import role_assign
+    from tests.conftest import console_url
+    from tests.identity.oauth_helpers import authorize_url, pkce_pair
+    from tests.myaccount.helpers import follow, share_myaccount
+
+    share_myaccount(world, [world.eu])
+    role_assign(actor=None, role=world.system.impersonator, org=world.eu, user=world.eu_admin)
+    role_assign(
+        actor=None, role=Role.objects.get(name="pickup impersonator"), org=world.eu, user=world.eu_admin
+    )
+    sign_in(client, world.eu_admin)
+    started = client.post(console_url(world.eu, f"users/{world.eu_user.pk}/impersonate/"), {"reason": "T-14"})
+    assert started.status_code == 303, started.content[:300]  # to the user's Console page
+    follow(client, started)
+    session = ImpersonationSession.objects.get()
+    assert (session.impersonator_id, session.subject_id, session.organization_id) == (
+        world.eu_admin.pk,
+        world.eu_user.pk,
+        world.eu.pk,
+    )
+
+    eu = f"/t/acme/o/{world.eu.pk}"
+    verifier, challenge = pkce_pair()
+    response = client.get(authorize_url("pickup", challenge=challenge, scope="openid profile", base=eu))
+    assert response.status_code == 302 and response["Location"].startswith(REDIRECT), response.content[:300]
+    code = query(response["Location"])["code"]
+    redeemed = client.post(
+        f"{eu}/oauth2/token",
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        HTTP_AUTHORIZATION=basic("pickup", pickup.secret),
+    )
+    assert redeemed.status_code == 200, redeemed.content
+    body = redeemed.json()
+    access = _claims(body["access_token"])
+    assert access["sub"] == str(world.eu_user.pk) and access["act"] == {"sub": str(world.eu_admin.pk)}
+    assert access["org_id"] == str(world.eu.pk) and access["org_name"] == "Acme EU"
+    assert access["impersonation_id"] == str(session.pk) and "user_org" not in access
+    identity = _claims(body["id_token"], typ="JWT")
+    assert identity["sub"] == str(world.eu_user.pk) and identity["act"] == {"sub": str(world.eu_admin.pk)}
+
+    # The root organization's endpoint is not where this impersonation lives: refused, never
+    # silently as eu-admin.
+    _v, challenge = pkce_pair()
+    root = client.get(authorize_url("pickup", challenge=challenge, scope="openid"))
+    assert root.status_code == 302 and "/t/acme/login/" in root["Location"]
+    # The tenant's endpoint with orgId=<Acme EU> hands the same request to Acme EU's.
+    via_root = client.get(
+        authorize_url("pickup", challenge=challenge, scope="openid", orgId=str(world.eu.pk))
+    )
+    assert via_root.status_code == 302 and via_root["Location"].startswith(f"{eu}/oauth2/authorize?")
+    code = query(client.get(via_root["Location"])["Location"])["code"]
+    assert code and ImpersonationSession.objects.get().ended_at is None

@@ -286,15 +286,11 @@ CHANGES: dict[str, tuple[str | tuple[str, ...], Any]] = {
         "subject-disabled",
         lambda world, app: user_set_flags(actor=world.admin, user=world.target, is_active=False),
     ),
-    "subject tokens turned off": (
+    # The Protocol tab's one Impersonation switch: subject tokens and the token-exchange grant
+    # go off together (the grant cannot be removed on its own while the switch is on).
+    "impersonation switched off": (
         "application-impersonation-off",
         lambda world, app: _protocol(app, subject_token_enabled=False),
-    ),
-    "token exchange grant removed": (
-        "application-impersonation-off",
-        lambda world, app: _protocol(
-            app, grant_types=[g for g in app.app.grant_types if g != Application.GRANT_TOKEN_EXCHANGE_TYPE]
-        ),
     ),
     "impersonation API unauthorized": (
         "no-permission",

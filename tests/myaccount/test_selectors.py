@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from identity import context
 from identity.models import APIResource, RoleAssignment
 from identity.services.applications import application_authorize_api
 from identity.services.audit import audit_record
@@ -134,7 +135,7 @@ def test_history_shows_changes_only_within_the_impersonation(world: World, picku
     page = selectors.access_history(user=world.target, tenant=world.root, before=None)
     (entry,) = page.entries
     assert entry.session.pk == session.pk and not entry.active
-    assert [e.action for e in entry.changes] == ["during"]
+    assert [v.event.action for v in entry.changes] == ["during"]
     assert entry.duration_label == "10 min" and entry.end_label == "Ended by the impersonator"
     assert [a.client_id for a in entry.applications] == ["pickup"]
 
@@ -160,3 +161,81 @@ def test_an_impersonation_past_its_cap_reads_as_ended(world: World, pickup: App)
 @pytest.mark.parametrize("raw", ["", "x", "%%%", "bm90LWEtZGF0ZXx4", "MjAzMC0wMS0wMVQwMDowMDowMHw1"])
 def test_garbage_cursors_are_refused(raw: str) -> None:
     assert selectors.decode_cursor(raw) is None
+
+
+def _impersonation(world: World, pickup: App, start: dt.datetime) -> ImpersonationSession:
+    sso = sso_session_start(user=world.impersonator, org=world.root, amr=["BasicAuthenticator"])
+    return ImpersonationSession.objects.create(
+        tenant=world.root,
+        organization=world.root,
+        impersonator=world.impersonator,
+        subject=world.target,
+        application=pickup.app,
+        sso_session=sso,
+        channel="console",
+        reason="r",
+        started_at=start,
+        expires_at=start + dt.timedelta(minutes=60),
+    )
+
+
+def _api_write(world: World, request_id: str, *, change: bool, outcome: str = "success") -> None:
+    """What an API write with an impersonated token records: the change the service made
+    (when it made one) and the call, in one request."""
+    with context.bound(context.RequestContext(request_id=request_id)):
+        if change:
+            audit_record(
+                org=world.root,
+                action="user-profile-update",
+                actor=world.target,
+                impersonator=world.impersonator,
+                subject=world.target,
+                data={"changes": {"given_name": {"from": "Target", "to": request_id}}},
+            )
+        audit_record(
+            org=world.root,
+            action="resource-modification-via-impersonation",
+            actor=world.impersonator,
+            impersonator=world.impersonator,
+            subject=world.target,
+            outcome=outcome,
+            data={
+                "httpMethod": "PATCH",
+                "ResourcePath": "/t/acme/scim2/Me",
+                "status": 200 if outcome == "success" else 403,
+            },
+        )
+
+
+def test_one_entry_per_change_made_through_the_api(world: World, pickup: App) -> None:
+    _impersonation(world, pickup, timezone.now() - dt.timedelta(minutes=5))
+    _api_write(world, "req-change-0001", change=True)
+    _api_write(world, "req-change-0002", change=True)
+    _api_write(world, "req-refused-001", change=False, outcome="failure")  # refused: nothing changed
+    (entry,) = selectors.access_history(user=world.target, tenant=world.root, before=None).entries
+    assert [(v.event.action, v.event.request_id) for v in entry.changes] == [
+        ("user-profile-update", "req-change-0001"),
+        ("user-profile-update", "req-change-0002"),
+        ("resource-modification-via-impersonation", "req-refused-001"),
+    ]
+    first = entry.changes[0]
+    assert first.label == "Profile updated while impersonating"
+    assert first.initiator == "impersonator as target"
+    assert [(c.field, c.before, c.after) for c in first.changes] == [
+        ("Given name", "Target", "req-change-0001")
+    ]
+    assert entry.changes[2].sentence == (
+        "impersonator as target changed /t/acme/scim2/Me (PATCH). It was refused (403)."
+    )
+    assert entry.more_changes == 0
+
+
+def test_more_changes_counts_one_per_change(
+    world: World, pickup: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "CHANGES_SHOWN", 2)
+    _impersonation(world, pickup, timezone.now() - dt.timedelta(minutes=5))
+    for i in range(5):
+        _api_write(world, f"req-many-{i:05d}", change=True)
+    (entry,) = selectors.access_history(user=world.target, tenant=world.root, before=None).entries
+    assert len(entry.changes) == 2 and entry.more_changes == 3

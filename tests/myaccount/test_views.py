@@ -4,6 +4,7 @@ what an impersonator's browser sees before and after the impersonation."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from identity.services.roles import role_assign
 from identity.services.sessions import sso_session_start
 from identity.services.users import user_profile_update
 from impersonation.models import ImpersonationSession
+from myaccount.services import MODIFIED_VIA_IMPERSONATION as MODIFIED
 from tests.conftest import PASSWORD, World, make_user, sign_in
 from tests.identity.oauth_helpers import App
 from tests.impersonation.helpers import impersonation_app
@@ -270,6 +272,9 @@ def test_end_it_now_revokes_the_tokens_and_ends_it(client: Client, world: World,
     session.refresh_from_db()
     assert session.ended_at is not None and session.end_reason == "ended-by-subject"
     assert session.ended_by_id == world.target.pk
+    end = AuditEvent.objects.get(action="impersonation-end")
+    assert end.actor_id == world.target.pk and end.data["reason"] == "ended-by-subject"
+    assert end.impersonator_id == world.impersonator.pk and end.subject_id == world.target.pk
     assert not introspect_active(pickup, body["access_token"])
     assert session.sso_session.ended_at is not None  # the impersonator is signed out
     shown, _ = follow(client, response)
@@ -277,6 +282,11 @@ def test_end_it_now_revokes_the_tokens_and_ends_it(client: Client, world: World,
     # The target's own sign-in is untouched.
     again, _ = open_myaccount(client)
     assert again.status_code == 200 and "Signed in as Target" in _text(again)
+    # Administrators see who ended it: the user, not "an administrator".
+    from tests.conftest import console_url
+
+    listing = _text(sign_in(Client(), world.admin).get(console_url(world.root, "impersonations/")))
+    assert "Ended by the impersonated user" in listing and "Ended by an administrator" not in listing
 
 
 def test_someone_elses_impersonation_cannot_be_ended_or_reported(
@@ -384,14 +394,14 @@ def test_while_impersonated_only_the_applications_the_impersonator_may_enter(
     make_app(world, client_id="wiki", discoverable=True, access_url="https://wiki.example/")
 
     start_impersonation(client, world, pickup)
-    page, chain = open_myaccount(client)
-    assert chain[-1] == f"{ROOT}applications/"  # the home of an impersonated My Account
+    page, chain = open_myaccount(client, f"{ROOT}applications/")
+    assert chain[-1] == f"{ROOT}applications/"
     text = _text(page)
     assert "You are acting as Target (target)" in text
     assert "You are impersonating Target" in text  # the banner, with End impersonation
     assert "End impersonation" in text
     main = text.split('aria-label="My Account sections"', 1)[1]
-    assert "Applications" in main and "Profile</a>" not in main and "Security</a>" not in main
+    assert "Applications</a>" in main and "Profile</a>" in main and "Security</a>" in main
     assert "Access to my account</a>" not in main
     assert 'href="http://127.0.0.1:8765/"' in text
     assert "payroll.example" not in text and "wiki.example" not in text
@@ -402,24 +412,136 @@ def test_while_impersonated_only_the_applications_the_impersonator_may_enter(
     assert authorization.user_id == world.target.pk and authorization.impersonator_id == world.impersonator.pk
 
 
-def test_while_impersonated_other_sections_are_closed(client: Client, world: World, pickup: App) -> None:
+def test_while_impersonated_access_and_every_other_change_are_closed(
+    client: Client, world: World, pickup: App
+) -> None:
     start_impersonation(client, world, pickup)
     open_myaccount(client)
-    for section in ("security/", "access/", ""):
-        response = client.get(f"{ROOT}{section}")
-        assert response.status_code == 302 and response["Location"] == f"{ROOT}applications/"
+    response = client.get(f"{ROOT}access/")
+    assert response.status_code == 302 and response["Location"] == f"{ROOT}applications/"
     session = ImpersonationSession.objects.get()
-    assert (
-        client.post(ROOT, {"given_name": "X", "family_name": "", "email": "evil@example.test"}).status_code
-        == 403
-    )
     assert client.post(f"{ROOT}security/sign-out-others").status_code == 403
     assert client.post(f"{ROOT}access/{session.pk}/end").status_code == 403
     assert client.post(f"{ROOT}access/{session.pk}/report", {"note": "x"}).status_code == 403
-    world.target.refresh_from_db()
-    assert world.target.email == "target@example.test" and world.target.given_name == "Target"
     session.refresh_from_db()
     assert session.ended_at is None
+    assert not AuditEvent.objects.filter(action="impersonation-misuse-reported").exists()
+
+
+def _impersonating_from_the_console(admin_client: Client, world: World, *, read_only: bool = False) -> Any:
+    """admin impersonates target from the Console and opens My Account's Profile as target."""
+    from tests.conftest import console_url
+
+    data = {"reason": "T-9", **({"read_only": "on"} if read_only else {})}
+    started = admin_client.post(console_url(world.root, f"users/{world.target.pk}/impersonate/"), data)
+    assert started.status_code == 303
+    page, _ = open_myaccount(admin_client, ROOT)
+    assert page.status_code == 200 and "You are acting as Target (target)" in _text(page)
+    return page
+
+
+def test_while_impersonating_the_profile_is_the_users_and_can_be_edited(
+    admin_client: Client, world: World
+) -> None:
+    page = _impersonating_from_the_console(admin_client, world)
+    text = html.unescape(_text(page))
+    assert "<h1>Profile</h1>" in text and "Target's account in Acme." in text
+    assert "Edit Target's profile" in text and 'value="target@example.test"' in text
+    assert (
+        "Target's email address cannot be changed while you are impersonating them." in text
+        and "readonly" in text
+    )
+    response = admin_client.post(
+        ROOT, {"given_name": "Tara", "family_name": "Get", "email": "target@example.test"}
+    )
+    assert response.status_code == 303 and response["Location"] == ROOT
+    world.target.refresh_from_db()
+    assert (world.target.given_name, world.target.family_name) == ("Tara", "Get")
+    shown, _ = follow(admin_client, response)
+    assert "Tara Get's profile is saved." in html.unescape(_text(shown))
+    session = ImpersonationSession.objects.get()
+    # The change itself, by the impersonator on the user's behalf...
+    update = AuditEvent.objects.get(action="user-profile-update")
+    assert update.actor_id == world.admin.pk and update.impersonator_id == world.admin.pk
+    assert update.subject_id == world.target.pk
+    # ...and the seed's audit example, in the same shape as the APIs write it.
+    event = AuditEvent.objects.get(action="resource-modification-via-impersonation")
+    assert event.outcome == "success" and event.seq == update.seq + 1  # the same transaction, in turn
+    assert event.actor_id == world.admin.pk and event.impersonator_id == world.admin.pk
+    assert event.subject_id == world.target.pk and event.client_id == "acme-myaccount"
+    assert event.data == {
+        "subject": str(world.target.pk),
+        "impersonator": str(world.admin.pk),
+        "ResourcePath": ROOT,
+        "httpMethod": "POST",
+        "clientId": "acme-myaccount",
+        "scope": event.scopes,
+        "impersonationId": str(session.pk),
+        "status": 303,
+    }
+    assert "openid" in event.scopes.split()
+
+
+def test_while_impersonating_saving_nothing_new_records_no_modification(
+    admin_client: Client, world: World
+) -> None:
+    _impersonating_from_the_console(admin_client, world)
+    same = {"given_name": "Target", "family_name": "", "email": "target@example.test"}
+    assert admin_client.post(ROOT, same).status_code == 303
+    assert not AuditEvent.objects.filter(action__in=["user-profile-update", MODIFIED]).exists()
+
+
+def test_while_impersonating_the_email_address_stays(admin_client: Client, world: World) -> None:
+    _impersonating_from_the_console(admin_client, world)
+    response = admin_client.post(ROOT, {"given_name": "X", "family_name": "", "email": "evil@example.test"})
+    assert response.status_code == 400
+    assert "The email address cannot be changed while someone is impersonating this user." in _text(response)
+    world.target.refresh_from_db()
+    assert world.target.email == "target@example.test" and world.target.given_name == "Target"
+    refused = AuditEvent.objects.get(action="user-profile-update-refused")
+    assert refused.impersonator_id == world.admin.pk and refused.data["code"] == "email-while-impersonating"
+    failed = AuditEvent.objects.get(action=MODIFIED)
+    assert failed.outcome == "failure" and failed.data["status"] == 400
+    assert failed.impersonator_id == world.admin.pk
+    assert not AuditEvent.objects.filter(action="user-profile-update").exists()
+
+
+def test_a_read_only_impersonation_shows_the_profile_read_only_and_says_why(
+    admin_client: Client, world: World
+) -> None:
+    page = _impersonating_from_the_console(admin_client, world, read_only=True)
+    text = html.unescape(_text(page))
+    assert (
+        "You started this impersonation read-only, so you can look at Target's profile but not change "
+        "it. To change it, end this impersonation and start a new one without Read-only." in text
+    )
+    assert "Save profile" not in text and 'name="given_name"' not in text
+    assert "target@example.test" in text  # the facts are shown
+    response = admin_client.post(ROOT, {"given_name": "X", "family_name": "", "email": "target@example.test"})
+    assert response.status_code == 403 and "You started this impersonation read-only" in _text(response)
+    world.target.refresh_from_db()
+    assert world.target.given_name == "Target"
+    failed = AuditEvent.objects.get(action=MODIFIED)
+    assert failed.outcome == "failure" and failed.data["status"] == 403
+    assert failed.data["error"] == "This impersonation is read-only: nothing can be changed."
+    assert not AuditEvent.objects.filter(action="user-profile-update").exists()
+
+
+def test_while_impersonating_security_is_read_only(admin_client: Client, world: World) -> None:
+    _impersonating_from_the_console(admin_client, world)
+    laptop = Client(HTTP_USER_AGENT="TargetLaptop/2.0")
+    sign_in(laptop, world.target)
+    page = admin_client.get(f"{ROOT}security/")
+    text = html.unescape(_text(page))
+    assert page.status_code == 200 and "Where Target's account is signed in right now." in text
+    assert "TargetLaptop/2.0" in text
+    assert (
+        "While you impersonate Target this page is read-only: their sessions can be seen here, but only "
+        "Target can sign them out." in text
+    )
+    assert "Sign out everywhere else" not in text and "This session" not in text
+    assert admin_client.post(f"{ROOT}security/sign-out-others").status_code == 403
+    assert SSOSession.objects.filter(user=world.target, ended_at__isnull=True).count() == 1
 
 
 def test_a_token_of_the_impersonators_own_never_shows_once_impersonating(
@@ -442,19 +564,31 @@ def test_after_the_end_the_impersonators_browser_never_sees_the_target(
     assert "Target" in _text(page)
     second_tab = twin(client)
     if how == "banner":
-        assert client.post("/t/acme/impersonation/end").status_code == 200
+        ended = client.post("/t/acme/impersonation/end")
+        assert ended.status_code == 200 and "This browser is still signed in as you, impersonator." in _text(
+            ended
+        )
     else:
         assert client.post("/t/acme/logout/").status_code == 302
     assert ImpersonationSession.objects.get().ended_at is not None
     for browser in (client, second_tab):
         for path in (ROOT, f"{ROOT}applications/"):
             reload = browser.get(path)
-            assert reload.status_code == 302 and local(reload["Location"]).startswith(
-                "/t/acme/oauth2/authorize"
-            )
-            landed, _ = follow(browser, reload)
-            assert _is_sign_in_page(landed)
+            if how == "banner":
+                # Still signed in: My Account signs in again, as the impersonator's own.
+                landed, _ = follow(browser, reload)
+                assert "Signed in as Impersonator (impersonator)" in _text(landed)
+            else:
+                assert reload.status_code == 302 and local(reload["Location"]).startswith(
+                    "/t/acme/oauth2/authorize"
+                )
+                landed, _ = follow(browser, reload)
+                assert _is_sign_in_page(landed)
             assert "acting as" not in _text(landed) and "Target (target)" not in _text(landed)
+    if how == "banner":  # the first reload after the End had to sign My Account in again
+        assert OAuthAuthorization.objects.filter(
+            application__client_id="acme-myaccount", user=world.impersonator, impersonation_id__isnull=True
+        ).exists()
     assert not AccessToken.objects.filter(user=world.target).exists()
 
 
@@ -529,8 +663,10 @@ def test_the_consoles_impersonate_button_opens_my_account_as_the_target(
     started = admin_client.post(
         console_url(world.root, f"users/{world.target.pk}/impersonate/"), {"reason": "T-9"}
     )
-    assert started.status_code == 302
-    page, chain = follow(admin_client, started)
+    assert started.status_code == 303
+    console_page = admin_client.get(started["Location"])
+    assert f'href="{ROOT}applications/" target="_blank"' in _text(console_page)
+    page, chain = open_myaccount(admin_client, f"{ROOT}applications/")
     assert chain[-1] == f"{ROOT}applications/"
     text = _text(page)
     assert "You are acting as Target (target)" in text and 'href="http://127.0.0.1:8765/"' in text
@@ -538,3 +674,62 @@ def test_the_consoles_impersonate_button_opens_my_account_as_the_target(
         OAuthAuthorization.objects.get(application__client_id="acme-myaccount").impersonator_id
         == world.admin.pk
     )
+
+
+# --- launching an application from an organization -----------------------------------------------
+
+
+def test_an_organizations_applications_launch_with_its_org_id(
+    client: Client, world: World, pickup: App
+) -> None:
+    """From Acme EU's My Account an application's link is its access URL with orgId=<Acme EU>,
+    so it signs in at Acme EU; an access URL's own query is kept, an orgId in it replaced."""
+    from tests.identity.oauth_helpers import make_app
+
+    share_myaccount(world, [world.eu])
+    make_app(
+        world,
+        client_id="wiki",
+        discoverable=True,
+        access_url="https://wiki.example/start?lang=en&orgId=stale#top",
+    )
+    sign_in(client, world.eu_user)
+    page, _ = open_myaccount(client, f"{org_base(world.eu)}applications/")
+    text = _text(page)
+    assert page.status_code == 200 and "Each signs you in to Acme EU." in text
+    assert f'href="http://127.0.0.1:8765/?orgId={world.eu.pk}"' in text
+    assert f'href="https://wiki.example/start?lang=en&amp;orgId={world.eu.pk}#top"' in text
+    assert "stale" not in text
+
+
+def test_an_impersonation_in_an_organization_launches_its_applications_there(
+    admin_client: Client, world: World, pickup: App
+) -> None:
+    """eu-admin impersonates eu-user from Acme EU's Console: My Account of Acme EU lists Pickup
+    with Acme EU's orgId; the root's My Account links stay the plain access URL."""
+    from identity.models import Role
+    from tests.conftest import console_url
+
+    share_myaccount(world, [world.eu])
+    role_assign(actor=None, role=world.system.impersonator, org=world.eu, user=world.eu_admin)
+    role_assign(
+        actor=None, role=Role.objects.get(name="pickup impersonator"), org=world.eu, user=world.eu_admin
+    )
+    browser = sign_in(Client(), world.eu_admin)
+    started = browser.post(
+        console_url(world.eu, f"users/{world.eu_user.pk}/impersonate/"), {"reason": "T-14"}
+    )
+    assert started.status_code in (302, 303), started.content[:300]
+    # The Console opens My Account of Acme EU as the user (a link, in a new tab).
+    page, _ = open_myaccount(browser, f"{org_base(world.eu)}applications/")
+    text = _text(page)
+    assert page.status_code == 200 and "You are acting as Eu-User (eu-user)" in text
+    assert "Each opens signed in as Eu-User in Acme EU" in text
+    assert [item.url for item in page.context["launchable"]] == [
+        f"http://127.0.0.1:8765/?orgId={world.eu.pk}"
+    ]
+    assert f'href="http://127.0.0.1:8765/?orgId={world.eu.pk}"' in text
+
+    # The root's My Account (admin, not impersonating): the access URL as registered.
+    root, _ = open_myaccount(admin_client, f"{ROOT}applications/")
+    assert 'href="http://127.0.0.1:8765/"' in _text(root) and "orgId" not in _text(root)

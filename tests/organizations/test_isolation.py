@@ -325,12 +325,12 @@ def check_console(rng: random.Random, world: IsoWorld, cov: Coverage) -> None:
             got = client.get(console(world, home, f"impersonations/{session.pk}/")).status_code
             assert got == expected, ("detail", actor.kind, relation, got, expected)
             expected = _expect_scope(oracle, actor, home, "internal_user_mgt_update") or (
-                302 if inside else 404
+                303 if inside else 404
             )
             got = client.post(console(world, home, f"impersonations/{session.pk}/end/")).status_code
             assert got == expected, ("force-end", actor.kind, relation, got, expected)
             ended = ImpersonationSession.objects.get(pk=session.pk).ended_at is not None
-            assert ended == (expected == 302), (actor.kind, relation)
+            assert ended == (expected == 303), (actor.kind, relation)
             if ended:  # live again for the next actor
                 ImpersonationSession.objects.filter(pk=session.pk).update(ended_at=None, end_reason="")
         # 7. Another tenant's Console as a whole.

@@ -48,6 +48,7 @@ from identity.selectors import (
     roles_in_org,
     tenant_system_application,
     tenant_system_role,
+    user_holds_roles_in,
     user_memberships,
     user_roles_in_org,
     user_share_candidate_page,
@@ -209,6 +210,14 @@ def user_unshare_view(request: HttpRequest, console: Console, user_id: str) -> H
     if form.cleaned_data["back"] == "sharing":
         back = console.url("user-sharing", member.pk)
     target = access_share_organization(org=console.org, org_id=form.cleaned_data["organization"])
+    if user_holds_roles_in(user=member, org=target) and not console.can("internal_role_mgt_update"):
+        # Stopping the sharing removes their roles there: only for those who may remove roles.
+        messages.error(
+            request,
+            f"{member.username} holds roles in {target.name}; stopping the sharing would remove them, "
+            "which needs the permission to manage roles.",
+        )
+        return HttpResponseRedirect(back)
     try:
         user_unshare(actor=console.user, user=member, org=target)
     except ValidationError as exc:

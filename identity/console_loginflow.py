@@ -139,7 +139,10 @@ def draft_from_post(data: QueryDict) -> list[list[str]]:
 
 
 def _index(raw: str, steps: Sequence[object]) -> int | None:
-    return int(raw) if raw.isdigit() and int(raw) < len(steps) else None
+    # ASCII digits only: "²" is a digit to str.isdigit() but not a number to int().
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4:
+        return None
+    return int(raw) if int(raw) < len(steps) else None
 
 
 def draft_apply(steps: list[list[str]], action: str) -> tuple[list[list[str]], str]:

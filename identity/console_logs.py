@@ -94,7 +94,10 @@ class UTCDateTimeField(forms.Field):
                 raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC)
+        try:  # an offset can push year 1 or 9999 out of range
+            return parsed.astimezone(dt.UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
     def prepare_value(self, value: Any) -> Any:
         """Any time it can read is shown back as ``2026-12-07 14:05`` (UTC); what it cannot

@@ -770,3 +770,8 @@ def user_shared_orgs_below(*, user: User, org: Organization) -> list[Organizatio
         .select_related("parent")
         .order_by("name", "pk")
     )
+
+
+def user_holds_roles_in(*, user: User, org: Organization) -> bool:
+    """Does ``user`` hold any role in ``org`` through their shared profile there?"""
+    return RoleAssignment.objects.filter(association__user=user, association__organization=org).exists()

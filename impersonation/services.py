@@ -548,17 +548,28 @@ def impersonations_revalidate(
         if not which:
             return 0
         live = live.filter(which)
-    ended = 0
+    failing: list[tuple[ImpersonationSession, policy.Refused]] = []
     for session in live.select_related(
         "impersonator", "subject", "organization", "application", "tenant", "sso_session"
     ).order_by("started_at", "pk"):
         refusal = impersonation_grounds(session)
         if refusal is not None:
-            impersonation_end(
-                actor=actor, session=session, reason=ImpersonationSession.EndReason.POLICY, cause=refusal
-            )
-            ended += 1
-    return ended
+            failing.append((session, refusal))
+    if not failing:
+        return 0
+    # LOCK_ORDER: every SSO session to end is locked (in one order) before the first end
+    # writes an audit event, which takes the tenant's audit chain head until commit.
+    list(
+        SSOSession.objects.select_for_update()
+        .filter(pk__in=[session.sso_session_id for session, _ in failing])
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for session, refusal in failing:
+        impersonation_end(
+            actor=actor, session=session, reason=ImpersonationSession.EndReason.POLICY, cause=refusal
+        )
+    return len(failing)
 
 
 def _evaluate(

@@ -172,6 +172,12 @@ def application_authorize_api(
         application=application, resource=resource
     )
     authorization.scopes.set(found)
+    # Fewer scopes of the impersonation API: its impersonators may have lost the permission.
+    impersonations_revalidate(
+        actor=actor,
+        tenant_id=application.organization.tenant_id or application.organization_id,
+        application_id=application.pk,
+    )
     audit_record(
         org=application.organization,
         action="application-api-authorize",

@@ -190,6 +190,10 @@ def sso_session_continue(*, previous: SSOSession, reason: str) -> SSOSession | N
         ip=ended.ip,
         user_agent=ended.user_agent,
     )
+    # The sign-in it continues started when ``previous`` did: kept, so that a chain of
+    # continuations (impersonate, End, impersonate, End…) never outlives the first sign-in.
+    SSOSession.objects.filter(pk=session.pk).update(created_at=ended.created_at)
+    session.created_at = ended.created_at
     audit_record(
         org=ended.organization,
         action="login-continued",

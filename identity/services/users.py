@@ -175,6 +175,11 @@ def user_unshare(*, actor: User | None, user: User, org: Organization) -> None:
     roles = sorted(
         RoleAssignment.objects.filter(association=association).values_list("role__name", flat=True)
     )
+    association_id = association.pk
+    association.delete()  # its role assignments go with it (CASCADE)
+    # An impersonator whose roles here made the impersonation possible stops at once; before
+    # anything below writes an audit event (the audit chain head is locked last).
+    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, user_ids=(user.pk,))
     for session in sessions:
         sso_session_end(actor=actor, session=session, reason="user-unshared")
     revoked = 0
@@ -186,10 +191,6 @@ def user_unshare(*, actor: User | None, user: User, org: Organization) -> None:
         revoked += oauth_authorization_revoke(
             actor=actor, authorization=authorization, reason="user-unshared"
         )
-    association_id = association.pk
-    association.delete()  # its role assignments go with it (CASCADE)
-    # An impersonator whose roles here made the impersonation possible stops at once.
-    impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, user_ids=(user.pk,))
     audit_record(
         org=org,
         action="user-unshare",

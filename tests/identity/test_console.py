@@ -505,3 +505,32 @@ def test_picker_search_needs_the_list_users_permission(client: Client, world: Wo
     assert client.get(console_url(world.eu, f"roles/{role.pk}/assign/?q=e")).status_code == 403
     page = client.get(console_url(world.eu, f"roles/{role.pk}/")).content.decode()
     assert "needs the “List users” permission" in page and "hx-get" not in page
+
+
+def test_unsharing_a_user_who_holds_roles_there_needs_the_role_permission(
+    client: Client, world: World
+) -> None:
+    """Stopping a share removes the user's roles in that organization: an administrator who may
+    update users but not manage roles is told so, and nothing changes."""
+    from identity.services.roles import role_assign, role_create
+    from identity.services.users import user_share
+
+    helpdesk = role_create(
+        actor=None,
+        org=world.root,
+        name="Helpdesk",
+        audience_application=world.system.console,
+        permissions=["internal_user_mgt_list", "internal_user_mgt_view", "internal_user_mgt_update"],
+    )
+    clerk = make_user(world.root, "clerk")
+    role_assign(actor=None, role=helpdesk, org=world.root, user=clerk)
+    alice = make_user(world.root, "alice")
+    user_share(actor=None, user=alice, org=world.eu)
+    role_assign(actor=None, role=world.system.administrator, org=world.eu, user=alice)
+    sign_in(client, clerk)
+    url = console_url(world.root, f"users/{alice.pk}/sharing/remove/")
+    answer = client.post(url, {"organization": str(world.eu.pk)}, follow=True)
+    assert answer.status_code == 200
+    assert "needs the permission to manage roles" in answer.content.decode()
+    assert UserAssociation.objects.filter(user=alice, organization=world.eu).exists()
+    assert not AuditEvent.objects.filter(action="user-unshare").exists()

@@ -87,6 +87,8 @@ def _post(
         ([[PWD]], "remove-step:-1", [[PWD]], ""),
         ([[PWD], [SUI], [OTP]], "add-step", [[PWD], [SUI], [OTP]], ""),
         ([[PWD]], "\x00", [[PWD]], ""),
+        ([[PWD], [OTP]], "up:\u00b2", [[PWD], [OTP]], ""),  # a digit to str.isdigit(), not to int()
+        ([[PWD], [OTP]], "down:\u0661", [[PWD], [OTP]], ""),  # an Arabic-Indic one
     ],
 )
 def test_each_button_changes_the_draft(

@@ -694,3 +694,12 @@ def test_a_group_without_links_is_not_shown(client: Client, world: World) -> Non
     assert re.findall(r'class="console-nav__heading"[^>]*>([^<]+)<', nav) == ["User management"]
     assert ">Impersonations<" in nav and ">Logs<" in nav
     assert ">Users<" not in nav and ">Settings<" not in nav and ">Applications<" not in nav
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00+01:00", "9999-12-31 23:59-01:00"])
+def test_a_window_time_out_of_range_is_a_field_error_not_a_crash(
+    admin_client: Client, world: World, value: str
+) -> None:
+    answer = admin_client.get(console_url(world.root, "logs/"), {"from": value})
+    assert answer.status_code in (200, 400)
+    assert answer.context["form"].errors.get("from"), answer.context["form"].errors

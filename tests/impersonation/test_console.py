@@ -529,3 +529,23 @@ def test_an_administrator_who_loses_the_impersonator_role_is_stopped_at_once(
     assert end.actor_id == world.admin.pk and end.data["cause"] == "no-permission"
     assert session.sso_session.ended_at is not None
     assert active_impersonations(org=world.root) == []  # what Console → Impersonations lists as active
+
+
+def test_impersonating_and_ending_again_and_again_never_extends_the_sign_in(
+    admin_client: Client, world: World, settings: Any
+) -> None:
+    """End continues the administrator's sign-in under a new id, never past the moment the
+    first sign-in would have ended, however many impersonations follow one another."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    first = SSOSession.objects.get(user=world.admin, ended_at__isnull=True)
+    started = timezone.now() - dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE - 300)
+    deadline = started + dt.timedelta(seconds=settings.ACTAS_SSO_SESSION_MAX_AGE)
+    SSOSession.objects.filter(pk=first.pk).update(created_at=started, expires_at=deadline)
+    for _ in range(3):
+        assert _start(admin_client, world).status_code == 303
+        assert admin_client.post("/t/acme/impersonation/end").status_code == 303
+        live = SSOSession.objects.get(user=world.admin, ended_at__isnull=True)
+        assert live.pk != first.pk and live.expires_at <= deadline, (live.expires_at, deadline)

@@ -292,6 +292,15 @@ CHANGES: dict[str, tuple[str | tuple[str, ...], Any]] = {
         "application-impersonation-off",
         lambda world, app: _protocol(app, subject_token_enabled=False),
     ),
+    "impersonate scope unticked on the API authorization": (
+        "no-permission",
+        lambda world, app: application_authorize_api(
+            actor=world.admin,
+            application=app.app,
+            resource=APIResource.objects.get(tenant=world.root, identifier="system:impersonation"),
+            scopes=[],
+        ),
+    ),
     "impersonation API unauthorized": (
         "no-permission",
         lambda world, app: application_remove_api_authorization(

@@ -5,15 +5,19 @@ Each domain app owns its pages; this list only gathers them.
 
 from django.urls import path
 
-from identity import console as identity_console
-from identity import console_applications as apps_console
-from identity import console_branding as branding_console
-from identity import console_logs as logs_console
+from identity.console import api_resources as api_resources_console
+from identity.console import application_tabs as app_tabs_console
+from identity.console import applications as apps_console
+from identity.console import branding as branding_console
+from identity.console import logs as logs_console
+from identity.console import roles as roles_console
+from identity.console import settings as settings_console
+from identity.console import users as users_console
 from impersonation import console as impersonation_console
 from organizations import console as organizations_console
 
 urlpatterns = [
-    path("", identity_console.home, name="home"),
+    path("", users_console.home, name="home"),
     path("organizations/", organizations_console.organization_tree, name="organizations"),
     path("organizations/create/", organizations_console.organization_create_view, name="organization-create"),
     path(
@@ -26,23 +30,23 @@ urlpatterns = [
         organizations_console.organization_children,
         name="organization-children",
     ),
-    path("users/", identity_console.user_list, name="users"),
-    path("users/create/", identity_console.user_create_view, name="user-create"),
-    path("users/<uuid:user_id>/", identity_console.user_detail, name="user-detail"),
-    path("users/<uuid:user_id>/sharing/", identity_console.user_sharing, name="user-sharing"),
-    path("users/<uuid:user_id>/sharing/remove/", identity_console.user_unshare_view, name="user-unshare"),
-    path("settings/", identity_console.console_settings, name="settings"),
-    path("settings/administrators/add/", identity_console.console_admin_add, name="settings-admin-add"),
+    path("users/", users_console.user_list, name="users"),
+    path("users/create/", users_console.user_create_view, name="user-create"),
+    path("users/<uuid:user_id>/", users_console.user_detail, name="user-detail"),
+    path("users/<uuid:user_id>/sharing/", users_console.user_sharing, name="user-sharing"),
+    path("users/<uuid:user_id>/sharing/remove/", users_console.user_unshare_view, name="user-unshare"),
+    path("settings/", settings_console.console_settings, name="settings"),
+    path("settings/administrators/add/", settings_console.console_admin_add, name="settings-admin-add"),
     path(
-        "settings/administrators/remove/", identity_console.console_admin_remove, name="settings-admin-remove"
+        "settings/administrators/remove/", settings_console.console_admin_remove, name="settings-admin-remove"
     ),
-    path("settings/login-flow/", identity_console.console_login_flow, name="settings-login-flow"),
-    path("roles/", identity_console.role_list, name="roles"),
-    path("roles/create/", identity_console.role_create_view, name="role-create"),
-    path("roles/<uuid:role_id>/", identity_console.role_detail, name="role-detail"),
-    path("roles/<uuid:role_id>/permissions/", identity_console.role_permissions, name="role-permissions"),
-    path("roles/<uuid:role_id>/assign/", identity_console.role_assign_view, name="role-assign"),
-    path("roles/<uuid:role_id>/unassign/", identity_console.role_unassign_view, name="role-unassign"),
+    path("settings/login-flow/", settings_console.console_login_flow, name="settings-login-flow"),
+    path("roles/", roles_console.role_list, name="roles"),
+    path("roles/create/", roles_console.role_create_view, name="role-create"),
+    path("roles/<uuid:role_id>/", roles_console.role_detail, name="role-detail"),
+    path("roles/<uuid:role_id>/permissions/", roles_console.role_permissions, name="role-permissions"),
+    path("roles/<uuid:role_id>/assign/", roles_console.role_assign_view, name="role-assign"),
+    path("roles/<uuid:role_id>/unassign/", roles_console.role_unassign_view, name="role-unassign"),
     path("applications/", apps_console.application_list, name="applications"),
     path("applications/create/", apps_console.application_create_view, name="application-create"),
     path("applications/<int:app_id>/", apps_console.application_detail, name="application-detail"),
@@ -56,37 +60,45 @@ urlpatterns = [
     ),
     path(
         "applications/<int:app_id>/api-authorization/",
-        apps_console.application_api_authorization,
+        app_tabs_console.application_api_authorization,
         name="application-api-authorization",
     ),
     path(
         "applications/<int:app_id>/api-authorization/remove/",
-        apps_console.application_api_authorization_remove,
+        app_tabs_console.application_api_authorization_remove,
         name="application-api-authorization-remove",
     ),
-    path("applications/<int:app_id>/roles/", apps_console.application_roles, name="application-roles"),
+    path("applications/<int:app_id>/roles/", app_tabs_console.application_roles, name="application-roles"),
     path(
         "applications/<int:app_id>/login-flow/",
-        apps_console.application_login_flow,
+        app_tabs_console.application_login_flow,
         name="application-login-flow",
     ),
     path(
-        "applications/<int:app_id>/advanced/", apps_console.application_advanced, name="application-advanced"
+        "applications/<int:app_id>/advanced/",
+        app_tabs_console.application_advanced,
+        name="application-advanced",
     ),
     path(
         "applications/<int:app_id>/shared-access/",
-        apps_console.application_shared_access,
+        app_tabs_console.application_shared_access,
         name="application-shared-access",
     ),
     path(
-        "applications/<int:app_id>/delete/", apps_console.application_delete_view, name="application-delete"
+        "applications/<int:app_id>/delete/",
+        app_tabs_console.application_delete_view,
+        name="application-delete",
     ),
-    path("api-resources/", apps_console.api_resource_list, name="api-resources"),
-    path("api-resources/create/", apps_console.api_resource_create_view, name="api-resource-create"),
-    path("api-resources/<uuid:resource_id>/", apps_console.api_resource_detail, name="api-resource-detail"),
+    path("api-resources/", api_resources_console.api_resource_list, name="api-resources"),
+    path("api-resources/create/", api_resources_console.api_resource_create_view, name="api-resource-create"),
+    path(
+        "api-resources/<uuid:resource_id>/",
+        api_resources_console.api_resource_detail,
+        name="api-resource-detail",
+    ),
     path(
         "api-resources/<uuid:resource_id>/scopes/add/",
-        apps_console.api_resource_scope_add,
+        api_resources_console.api_resource_scope_add,
         name="api-resource-scope-add",
     ),
     path(

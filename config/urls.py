@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from identity import api as identity_api
 from identity import views as identity_views
 from identity.oauth import views as oauth_views
+from impersonation import api as impersonation_api
 from impersonation import views as impersonation_views
 
 
@@ -58,8 +59,8 @@ urlpatterns = [
         login_not_required(identity_api.MyOrganizations.as_view()),
         name="api-me-organizations",
     ),
-    # SCIM 2.0 users and the impersonation configuration (identity/api/); the OpenAPI schema of
-    # actas's APIs at /api/schema/ (YAML; ?format=json for JSON).
+    # SCIM 2.0 users (identity/api/), the impersonation configuration (impersonation/api.py);
+    # the OpenAPI schema of actas's APIs at /api/schema/ (YAML; ?format=json for JSON).
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "t/<slug:tenant>/scim2/Users", login_not_required(identity_api.ScimUsers.as_view()), name="scim-users"
@@ -85,12 +86,12 @@ urlpatterns = [
     ),
     path(
         "t/<slug:tenant>/api/server/v1/configs/impersonation",
-        login_not_required(identity_api.ImpersonationConfig.as_view()),
+        login_not_required(impersonation_api.ImpersonationConfig.as_view()),
         name="api-impersonation-config",
     ),
     path(
         "t/<slug:tenant>/o/api/server/v1/configs/impersonation",
-        login_not_required(identity_api.OrgImpersonationConfig.as_view()),
+        login_not_required(impersonation_api.OrgImpersonationConfig.as_view()),
         name="org-api-impersonation-config",
     ),
     path(

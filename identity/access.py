@@ -15,14 +15,10 @@ from django.http import Http404, HttpRequest
 
 from identity.models import APIResource, Application, Role, User
 from identity.oauth.hooks import session_impersonation
-from identity.selectors import (
-    application_available_in,
-    org_members,
-    role_is_shared_into,
-    tenant_system_application,
-    user_grantable_scope_names,
-    user_scopes_along_path,
-)
+from identity.selectors.applications import application_available_in, tenant_system_application
+from identity.selectors.permissions import user_grantable_scope_names, user_scopes_along_path
+from identity.selectors.roles import role_is_shared_into
+from identity.selectors.users import org_members
 from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant, org_is_descendant, org_tenant, tenant_get
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from identity.audit_labels import AuditNames, EventView, as_uuid, describe
+from identity.audit_labels import API_CALL_ACTIONS, AuditNames, EventView, as_uuid, describe
 from identity.models import APIResource, Application, AuditChainHead, AuditEvent, Role, User
-from identity.selectors import plan_per_call
+from identity.selectors.users import plan_per_call
 from identity.services.audit import GENESIS_HASH, HASHED_FIELDS, UUID_FIELDS
 from identity.services.users import normalise_username
 from organizations.models import Organization
@@ -143,11 +143,42 @@ def audit_event_page(
         qs = qs.filter(seq__lt=before)
     with plan_per_call():  # time windows, prefixes, subtrees: a generic plan fits none of them
         rows = list(qs.order_by("-seq")[: size + 1])
+    more = len(rows) > size
+    if not filters.action.startswith("resource-"):  # asked for by name: the calls themselves
+        folded = _api_calls_with_their_change(rows)
+        rows = [e for e in rows if e.pk not in folded]
     events = rows[:size]
-    next_before = events[-1].seq if len(rows) > size else None
+    next_before = events[-1].seq if more and events else None
     views = audit_event_views(events)
     names = {e.org_id: v.org_name for e, v in zip(events, views, strict=True) if e.org_id and v.org_name}
     return AuditPage(events=events, next_before=next_before, org_names=names, views=views)
+
+
+# How far apart in time the two events of one request may be (they share a transaction).
+_ONE_REQUEST = dt.timedelta(minutes=1)
+
+
+def _api_calls_with_their_change(events: Sequence[AuditEvent]) -> set[int]:
+    """The API-call events among ``events`` (``resource-…-via-impersonation``) whose request
+    also recorded the change itself (``user-profile-update`` …): one change, one entry in Logs.
+    A call whose request recorded nothing else (a refused call, say) stays. One query, on the
+    impersonator index, and only when the page holds such a call."""
+    calls = [e for e in events if e.action in API_CALL_ACTIONS and e.request_id and e.impersonator_id]
+    if not calls:
+        return set()
+    times = [e.created_at for e in calls]
+    recorded = set(
+        AuditEvent.objects.filter(
+            tenant_id__in={e.tenant_id for e in calls},
+            impersonator_id__in={e.impersonator_id for e in calls},
+            created_at__gte=min(times) - _ONE_REQUEST,
+            created_at__lte=max(times) + _ONE_REQUEST,
+            request_id__in={e.request_id for e in calls},
+        )
+        .exclude(action__in=API_CALL_ACTIONS)
+        .values_list("tenant_id", "request_id")
+    )
+    return {e.pk for e in calls if (e.tenant_id, e.request_id) in recorded}
 
 
 def _uuids(values: set[str]) -> list[uuid.UUID]:

@@ -9,7 +9,7 @@ from django.core.checks import Error, register
 from django.db import connections
 
 # Collations that order text by code point: the order the Console's user pages merge and
-# continue from (identity.selectors.org_member_page).
+# continue from (identity.selectors.users.org_member_page).
 CODE_POINT_COLLATIONS = {"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"}
 
 

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from identity.models import Application, Scope
 from organizations.models import Organization
+from organizations.selectors import org_in_tree_order
 
 
 class UserCreateForm(forms.Form):
@@ -327,9 +328,7 @@ class ApplicationShareForm(forms.Form):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         field = self.fields["organizations"]
         assert isinstance(field, forms.ModelMultipleChoiceField)
-        field.queryset = Organization.objects.filter(pk__in=[o.pk for o in organizations]).order_by(
-            "tree_id", "lft"
-        )
+        field.queryset = org_in_tree_order(Organization.objects.filter(pk__in=[o.pk for o in organizations]))
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}

@@ -1,7 +1,7 @@
 """The login-flow engine.
 
 An application's flow in an organization is a list of steps; each step is a list of
-alternative authenticators (``identity.selectors.login_flow_steps``). The engine keeps the
+alternative authenticators (``identity.selectors.applications.login_flow_steps``). The engine keeps the
 progress of one sign-in in the browser session (one entry per organization and application),
 skips every step the browser's live SSO session already satisfies — so signing in to a second
 application with the same flow asks nothing, and a stricter flow asks only for what is
@@ -21,7 +21,7 @@ from identity import context
 from identity.authenticators import AUTHENTICATORS, FlowProgress, StepResult
 from identity.middleware import SSO_SESSION_KEY
 from identity.models import Application, SSOSession, User
-from identity.selectors import user_is_member
+from identity.selectors.users import user_is_member
 from identity.services.sessions import (
     sso_session_add_methods,
     sso_session_end,

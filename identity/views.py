@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.authenticators import AUTHENTICATORS, GENERIC_FAILURE
-from identity.console_shell import console_reverse
+from identity.console.shell import console_reverse
 from identity.csp import csp_redirecting_form
 from identity.loginflow import (
     flow_advance,
@@ -33,7 +33,11 @@ from identity.loginflow import (
 )
 from identity.models import Application, SSOSession
 from identity.ratelimit import signin_rate_limited
-from identity.selectors import application_available_in, login_flow_steps, tenant_system_application
+from identity.selectors.applications import (
+    application_available_in,
+    login_flow_steps,
+    tenant_system_application,
+)
 from identity.services.sessions import sso_session_end
 from organizations.models import Organization
 from organizations.selectors import org_is_usable

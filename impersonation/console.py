@@ -21,9 +21,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from identity.access import access_console_user
-from identity.console_shell import Console, console_page
+from identity.console.shell import Console, console_page
 from identity.models import Application, SSOSession, User
-from identity.selectors import dominance_gaps, user_is_member
+from identity.selectors.permission_map import dominance_gaps
+from identity.selectors.users import user_is_member
 from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy, selectors
 from impersonation.models import ImpersonationSession
@@ -182,6 +183,16 @@ def _current(request: HttpRequest) -> ImpersonationSession | None:
     """The live impersonation this browser's sign-in is bound to, if any."""
     session: SSOSession | None = getattr(request, "sso_session", None) or None
     return live_session_for(session) if session is not None else None
+
+
+def impersonate_user_panel(request: HttpRequest, console: Console, member: User) -> dict[str, Any]:
+    """The context of the Impersonate User panel on a Console user page (registered with
+    ``identity.console.extensions`` by ``ImpersonationConfig.ready()``)."""
+    return {
+        "console": console,
+        "member": member,
+        "action": impersonate_action(request=request, console=console, member=member),
+    }
 
 
 def impersonate_action(

@@ -9,6 +9,7 @@ Registered through ``ACTAS_OAUTH_GRANT_TYPES``; errors per DESIGN's table.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -18,33 +19,31 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
-from oauth2_provider.models import IDToken
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from config.prepared import Prepared
 from identity import tokens
-from identity.models import Application, OAuthAuthorization, User
+from identity.models import Application, OAuthAuthorization, User, UserAssociation
 from identity.oauth import claims as oauth_claims
+from identity.oauth import rows
 from identity.oauth.bearer import live_access_token
-from identity.oauth.validator import endpoint_context
-from identity.selectors import (
-    application_available_in,
-    impersonated_scopes,
-    oauth_user_scopes,
-    user_is_member,
-)
+from identity.oauth.context import TokenContext, context_of
+from identity.selectors.applications import application_available_in
+from identity.selectors.permission_map import impersonated_scopes
+from identity.selectors.permissions import oauth_user_scopes
 from impersonation import policy
+from impersonation.hooks import impersonation_read
 from impersonation.models import ImpersonationSession, SubjectToken
 from impersonation.services import (
     SUBJECT_TOKEN_TYP,
     impersonation_begin,
     impersonation_guard,
     impersonation_refused,
-    subject_token_consume,
+    subject_token_claim,
 )
-from organizations.selectors import org_get_in_tenant, org_is_descendant, org_is_usable
+from organizations.models import Organization
+from organizations.selectors import org_is_descendant
 
 log = logging.getLogger("actas.impersonation")
 
@@ -54,26 +53,12 @@ ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN)
 REFUSED = "The token exchange was refused."
 
-# The actor token must be an ID token actas recorded for this client and user.
-_recorded_id_token = Prepared(
-    lambda jti, application_id, user_id: IDToken.objects.filter(
-        jti=jti, application_id=application_id, user_id=user_id
-    ).only("pk")[:1],
-    jti=uuid.UUID,
-    application_id=int,
-    user_id=uuid.UUID,
-)
-
-# An organization switch of an impersonated token reads its impersonation.
-_impersonation_of_subject = Prepared(
-    lambda pk, subject_id: ImpersonationSession.objects.select_related(
-        "impersonator", "subject", "organization", "application", "sso_session"
-    ).filter(pk=pk, subject_id=subject_id),
-    pk=uuid.UUID,
-    subject_id=uuid.UUID,
-)
-
 MAX_TOKEN = 16_384
+
+
+def _context(request: Request) -> TokenContext | None:
+    """The token request's context (identity.oauth.service built it once)."""
+    return context_of(request)
 
 
 def _invalid_target(request: Request, description: str) -> errors.CustomOAuth2Error:
@@ -115,23 +100,28 @@ class TokenExchangeGrant(GrantTypeBase):
             # Used up first, outside the savepoint below: a refused exchange burns the token
             # too. This takes the sign-in's SSO session lock, held to the end of the token
             # view's transaction, so concurrent exchanges of one sign-in run one at a time.
-            row = subject_token_consume(jti=str(claims["subject"]["jti"]), application=client)
-            if row is None:
+            claimed = subject_token_claim(
+                jti=str(claims["subject"]["jti"]), application=client, actor=claims["actor_token"]
+            )
+            if claimed is not None and not claimed.actor_recorded:
+                # Not an ID token issued to this client for this user: nothing was used up.
+                raise errors.InvalidRequestError(description=REFUSED, request=request)
+            if claimed is None:
                 raise policy.Refused(
                     "subject-token-unusable", "The subject token is unknown, expired or used."
                 )
             with transaction.atomic():
-                token = self._issue(request, token_handler, claims, row)
+                token = self._issue(request, token_handler, claims, claimed.row, bound=claimed.bound)
         except policy.Refused as caught:
             refusal = caught
         except errors.OAuth2Error as error:
             headers.update(error.headers)
             return headers, error.json, error.status_code
         if refusal is not None:
-            context = endpoint_context(request)
+            context = _context(request)
             impersonation_refused(
                 actor=User.objects.filter(pk=claims["actor"]["sub"]).first(),
-                org=context[1] if context else client.organization,
+                org=context.org if context else client.organization,
                 application=client,
                 refusal=refusal,
                 subject_id=str(claims["subject"].get("sub", "")),
@@ -171,14 +161,14 @@ class TokenExchangeGrant(GrantTypeBase):
     ) -> dict[str, Any]:
         """``target_errors``: a wrong issuer or audience answers ``invalid_target`` (the subject
         token, RFC 8693 §2.2.2); for the actor token it is ``invalid_request``."""
-        context = endpoint_context(request)
+        context = _context(request)
         if context is None or not isinstance(raw, str) or len(raw) > MAX_TOKEN:
             raise errors.InvalidRequestError(description=REFUSED, request=request)
         try:
             return tokens.verify(
                 raw,
                 typ=typ,
-                issuer=oauth_claims.issuer_for(context[0]),
+                issuer=oauth_claims.issuer_for(context.tenant),
                 audience=request.client.client_id,
                 required=required,
                 max_age=max_age,
@@ -222,14 +212,14 @@ class TokenExchangeGrant(GrantTypeBase):
             jti, sub = uuid.UUID(str(actor["jti"])), uuid.UUID(str(actor["sub"]))
         except ValueError:
             raise errors.InvalidRequestError(description=REFUSED, request=request) from None
-        if _recorded_id_token.first(jti=jti, application_id=client.pk, user_id=sub) is None:
-            raise errors.InvalidRequestError(description=REFUSED, request=request)
-        return {"subject": subject, "actor": actor}
+        # Whether the actor token is an ID token recorded for this client and user is read with
+        # the subject token (impersonation.services.subject_token_claim).
+        return {"subject": subject, "actor": actor, "actor_token": (jti, sub)}
 
     # --- issuing --------------------------------------------------------------------------------
 
     def _issue(
-        self, request: Request, token_handler: Any, claims: dict[str, Any], row: SubjectToken
+        self, request: Request, token_handler: Any, claims: dict[str, Any], row: SubjectToken, *, bound: bool
     ) -> dict[str, Any]:
         client: Application = request.client
         subject_claims, actor_claims = claims["subject"], claims["actor"]
@@ -249,8 +239,8 @@ class TokenExchangeGrant(GrantTypeBase):
             verifier = getattr(request, "code_verifier", None) or ""
             if not row.code_challenge or not constant_time_compare(_s256(verifier), row.code_challenge):
                 raise policy.Refused("pkce", "The code verifier does not match the authorization request.")
-        context = endpoint_context(request)
-        if context is None or context[1].pk not in (row.organization_id, context[0].pk):
+        context = _context(request)
+        if context is None or context.org.pk not in (row.organization_id, context.tenant.pk):
             raise policy.Refused("endpoint-organization", "Exchanged at another organization's endpoint.")
         impersonation, attempt = impersonation_begin(
             actor=row.impersonator,
@@ -264,13 +254,15 @@ class TokenExchangeGrant(GrantTypeBase):
             requested_scopes=row.scope.split(),
             subject=row.subject,
             sso_session_locked=True,
+            bound=bound,
         )
         scopes = attempt.approved_scopes
         if request.scope:
             asked = set(str(request.scope).replace(",", " ").split())
             scopes = [s for s in scopes if s in asked]
         assert attempt.subject is not None
-        authorization = OAuthAuthorization.objects.create(
+        # Written with the tokens, once (identity.oauth.validator: _record_authorization).
+        authorization = OAuthAuthorization(
             application=client,
             user=attempt.subject,
             organization=row.organization,
@@ -282,10 +274,12 @@ class TokenExchangeGrant(GrantTypeBase):
         )
         request.user = attempt.subject
         request.scopes = scopes
-        request.actas_org = row.organization
-        request.actas_authorization = authorization
-        request.actas_extra_claims = authorization.act_claims
-        request.actas_expires_cap = max(0, int((impersonation.expires_at - timezone.now()).total_seconds()))
+        mint = context.mint
+        mint.org = row.organization
+        mint.authorization = authorization
+        mint.unsaved = True
+        mint.extra_claims = authorization.act_claims
+        mint.expires_cap = max(0, int((impersonation.expires_at - timezone.now()).total_seconds()))
         token = token_handler.create_token(
             request, refresh_token=client.allows_grant_type(Application.GRANT_REFRESH_TOKEN_TYPE)
         )
@@ -321,15 +315,26 @@ class OrganizationSwitchGrant(GrantTypeBase):
     def _switch(self, request: Request, token_handler: Any) -> dict[str, Any]:
         _client_for_grant(self, request, required=("token", "switching_organization"))
         client: Application = request.client
-        context = endpoint_context(request)
-        if context is None or context[1].pk != context[0].pk:
+        context = _context(request)
+        if context is None or context.org.pk != context.tenant.pk:
             raise errors.InvalidRequestError(
                 description="Switch at the tenant's token endpoint.", request=request
             )
-        tenant = context[0]
+        tenant = context.tenant
+        mint = context.mint
         invalid = errors.InvalidGrantError(request=request)
         raw = request.token if isinstance(request.token, str) and len(request.token) <= MAX_TOKEN else ""
-        found = live_access_token(tenant, raw)
+        # An impersonated token is live while its impersonation is: read once, with the rows
+        # the switch needs of it (the same check live_access_token's default makes).
+        read: dict[str, ImpersonationSession | None] = {}
+
+        def live_until(impersonation_id: uuid.UUID) -> dt.datetime | None:
+            read["impersonation"] = found_impersonation = impersonation_read(impersonation_id)
+            if found_impersonation is None or found_impersonation.ended_at is not None:
+                return None
+            return found_impersonation.expires_at if found_impersonation.expires_at > timezone.now() else None
+
+        found = live_access_token(tenant, raw, live_until=live_until)
         if found is None:
             raise invalid
         claims, stored = found
@@ -337,18 +342,21 @@ class OrganizationSwitchGrant(GrantTypeBase):
         if stored.application_id != client.pk or not isinstance(stored.user, User):
             raise invalid
         user = stored.user
-        source = org_get_in_tenant(tenant=tenant, org_id=str(claims.get("org_id", "")))
-        target = org_get_in_tenant(tenant=tenant, org_id=str(request.switching_organization)[:64])
-        if source is None or target is None or not org_is_usable(target):
+        orgs = switch_organizations(
+            tenant=tenant,
+            source_id=str(claims.get("org_id", "")),
+            target_id=str(request.switching_organization)[:64],
+            user=user,
+        )
+        if orgs is None:
             raise invalid
+        source, target = orgs
         # Down the branch the application belongs to, into an organization it is shared with.
         if not org_is_descendant(target, of=source) or not org_is_descendant(
             target, of=client.organization, include_self=True
         ):
             raise invalid
         if not application_available_in(application=client, org=target):
-            raise invalid
-        if not user_is_member(user=user, org=target):
             raise invalid
         asked = (
             str(request.scope).replace(",", " ").split()
@@ -362,15 +370,20 @@ class OrganizationSwitchGrant(GrantTypeBase):
                 impersonation_pk = uuid.UUID(str(claims["impersonation_id"]))
             except ValueError:
                 raise invalid from None
-            impersonation = _impersonation_of_subject.first(pk=impersonation_pk, subject_id=user.pk)
-            if impersonation is None:
+            impersonation = read.get("impersonation")
+            if (
+                impersonation is None
+                or impersonation.pk != impersonation_pk
+                or impersonation.subject_id != user.pk
+            ):
                 raise invalid
             try:
-                request.actas_expires_cap = impersonation_guard(session=impersonation, application=client)
+                mint.expires_cap = impersonation_guard(session=impersonation, application=client)
             except policy.Refused as refusal:
                 raise invalid from refusal
             scopes = impersonated_scopes(scopes, tenant_id=tenant.pk, read_only=impersonation.read_only)
-        authorization = OAuthAuthorization.objects.create(
+        # Written with the tokens, once (identity.oauth.validator: _record_authorization).
+        authorization = OAuthAuthorization(
             application=client,
             user=user,
             organization=target,
@@ -382,12 +395,63 @@ class OrganizationSwitchGrant(GrantTypeBase):
         )
         request.user = user
         request.scopes = scopes
-        request.actas_org = target
-        request.actas_authorization = authorization
-        request.actas_extra_claims = authorization.act_claims
+        mint.org = target
+        mint.authorization = authorization
+        mint.unsaved = True
+        mint.extra_claims = authorization.act_claims
         token = token_handler.create_token(request, refresh_token=True)
         self.request_validator.save_token(token, request)
         return dict(token)
+
+
+def switch_organizations(
+    *, tenant: Organization, source_id: str, target_id: str, user: User
+) -> tuple[Organization, Organization] | None:
+    """The token's organization and the one to switch to, both of ``tenant``, when the target
+    is usable (it and every ancestor active) and ``user`` is a member there (resident or
+    shared in): one statement, for what org_get_in_tenant ×2, org_is_usable and
+    user_is_member read separately."""
+    try:
+        source_pk, target_pk = uuid.UUID(source_id), uuid.UUID(target_id)
+    except ValueError:
+        return None
+    org_table = Organization._meta.db_table
+    association_table = UserAssociation._meta.db_table
+
+    def db(model: type[Any], name: str, value: Any) -> Any:
+        return rows.param(model, name, value)
+
+    sql = (
+        f"SELECT {rows.columns(Organization, 't')}, {rows.columns(Organization, 's')}, "  # noqa: S608 (model metadata)
+        f"EXISTS (SELECT 1 FROM {org_table} d WHERE d.tree_id = t.tree_id AND d.lft <= t.lft "
+        "AND d.rght >= t.rght AND d.status <> %s), "
+        f"EXISTS (SELECT 1 FROM {association_table} ua WHERE ua.user_id = %s AND ua.organization_id = t.id) "
+        f"FROM {org_table} t LEFT JOIN {org_table} s ON s.id = %s AND s.tenant_id = %s "
+        "WHERE t.id = %s AND t.tenant_id = %s"
+    )
+    found = rows.fetch(
+        sql,
+        [
+            Organization.Status.ACTIVE.value,
+            db(User, "id", user.pk),
+            db(Organization, "id", source_pk),
+            db(Organization, "id", tenant.pk),
+            db(Organization, "id", target_pk),
+            db(Organization, "id", tenant.pk),
+        ],
+    )
+    if not found:
+        return None
+    row = found[0]
+    width = rows.width(Organization)
+    target = rows.instance(Organization, row, 0)
+    source = rows.instance(Organization, row, width)
+    blocked, associated = bool(row[2 * width]), bool(row[2 * width + 1])
+    if target is None or source is None or blocked:
+        return None
+    if user.organization_id != target.pk and not associated:
+        return None
+    return source, target
 
 
 def organization_switch_grant(request_validator: Any) -> OrganizationSwitchGrant:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
+from typing import Any
 
 from django.utils import timezone
 
-from config.prepared import Prepared
 from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.oauth import rows
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
 from impersonation import policy
 from impersonation.models import ImpersonationSession
@@ -51,15 +53,6 @@ def resolve_principal(*, session: SSOSession, application: Application, org: Org
     )
 
 
-# Every refresh and code exchange of an impersonated authorization reads its impersonation.
-_impersonation_by_id = Prepared(
-    lambda pk: ImpersonationSession.objects.select_related(
-        "impersonator", "subject", "organization", "application"
-    ).filter(pk=pk),
-    pk=uuid.UUID,
-)
-
-
 def mint_guard(*, authorization: OAuthAuthorization, application: Application) -> int:
     """Before a code exchange or refresh of an impersonated authorization: the session must
     still be live and allowed; tokens live no longer than it."""
@@ -68,13 +61,55 @@ def mint_guard(*, authorization: OAuthAuthorization, application: Application) -
     impersonation_id = authorization.impersonation_id
     if not isinstance(impersonation_id, uuid.UUID):
         impersonation_id = uuid.UUID(str(impersonation_id))
-    current = _impersonation_by_id.first(pk=impersonation_id)
+    current = impersonation_read(impersonation_id)
     if current is None:
         raise MintRefused("no such impersonation")
     try:
         return impersonation_guard(session=current, application=application)
     except policy.Refused as refusal:
         raise MintRefused(refusal.code) from refusal
+
+
+_READ_PARTS: tuple[tuple[type[Any], str], ...] = (
+    (ImpersonationSession, "i"),
+    (User, "imp"),
+    (User, "sub"),
+    (Organization, "o"),
+    (Application, "a"),
+    (SSOSession, "s"),
+)
+
+
+@functools.cache
+def _read_sql() -> str:
+    user, org = User._meta.db_table, Organization._meta.db_table
+    select = ", ".join(rows.columns(model, alias) for model, alias in _READ_PARTS)
+    return (
+        f"SELECT {select} FROM {ImpersonationSession._meta.db_table} i "  # noqa: S608 (model metadata)
+        f"JOIN {user} imp ON imp.id = i.impersonator_id JOIN {user} sub ON sub.id = i.subject_id "
+        f"JOIN {org} o ON o.id = i.organization_id "
+        f"JOIN {Application._meta.db_table} a ON a.id = i.application_id "
+        f"JOIN {SSOSession._meta.db_table} s ON s.id = i.sso_session_id WHERE i.id = %s"
+    )
+
+
+def impersonation_read(pk: uuid.UUID) -> ImpersonationSession | None:
+    """An impersonation with the rows every mint under it re-checks (impersonator, subject,
+    organization, application, sign-in): one statement (a refresh, a code exchange, an
+    organization switch of an impersonated token)."""
+    found = rows.fetch(_read_sql(), [rows.param(ImpersonationSession, "id", pk)])
+    if not found:
+        return None
+    parts: list[Any] = []
+    start = 0
+    for model, _alias in _READ_PARTS:
+        parts.append(rows.instance(model, found[0], start))
+        start += rows.width(model)
+    session, impersonator, subject, organization, application, sso_session = parts
+    session.impersonator, session.subject, session.organization = impersonator, subject, organization
+    session.application, session.sso_session = application, sso_session
+    assert isinstance(session, ImpersonationSession)
+    return session
 
 
 def on_sso_session_end(*, actor: User | None, session: SSOSession) -> None:
@@ -96,15 +131,13 @@ def impersonation_of(*, session: SSOSession) -> Principal | None:
     )
 
 
-_live_impersonation = Prepared(
-    lambda pk: ImpersonationSession.objects.filter(pk=pk, ended_at__isnull=True).only("pk", "expires_at"),
-    pk=uuid.UUID,
-)
-
-
 def live_until(*, impersonation_id: uuid.UUID) -> dt.datetime | None:
     """The end of a live impersonation; None once it has ended or its time is up."""
-    live = _live_impersonation.first(pk=impersonation_id)
+    live = (
+        ImpersonationSession.objects.filter(pk=impersonation_id, ended_at__isnull=True)
+        .only("expires_at")
+        .first()
+    )
     found = live.expires_at if live is not None else None
     return found if found is not None and found > timezone.now() else None
 

@@ -14,12 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from identity.models import IMPERSONATE_SCOPE, ORG_IMPERSONATE_SCOPE, Application, User
-from identity.selectors import (
-    dominance_gaps,
-    impersonated_scopes,
-    oauth_user_scopes,
-    user_scopes_for_application,
-)
+from identity.selectors.permission_map import dominance_gaps, impersonated_scopes
+from identity.selectors.permissions import oauth_user_scopes, user_scopes_for_application
 from organizations.models import Organization
 from organizations.selectors import org_is_usable
 

@@ -13,7 +13,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from identity.models import Application, AuditEvent, OAuthAuthorization
-from identity.selectors import application_available_in, login_flow_steps, tenant_system_application
+from identity.selectors.applications import (
+    application_available_in,
+    login_flow_steps,
+    tenant_system_application,
+)
 from impersonation.models import ImpersonationSession
 from organizations.models import Organization
 from organizations.selectors import org_descendant_filter, org_tenant

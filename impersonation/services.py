@@ -7,22 +7,26 @@ change; refusals are audited in a transaction of their own.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from oauth2_provider.models import IDToken
 
-from config.prepared import Prepared, PreparedUpdate
 from identity import tokens
-from identity.emails import branding_effective
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
-from identity.selectors import application_available_in, role_assignments_in_org, tenant_system_role
+from identity.oauth import rows
+from identity.selectors.applications import application_available_in
+from identity.selectors.roles import role_assignments_in_org, tenant_system_role
 from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke
 from identity.services.outbox import outbox_enqueue
@@ -172,66 +176,151 @@ def subject_token_issue(
     return tokens.mint(claims, typ=SUBJECT_TOKEN_TYP)
 
 
-def subject_token_consume(*, jti: str, application: Application) -> SubjectToken | None:
-    """Mark a subject token used (once): None if unknown, expired, for another client or
-    used already. Runs inside the caller's transaction (the token view's).
+@dataclass(frozen=True)
+class Consumed:
+    """A subject token just used up (:func:`subject_token_claim`), with its sign-in row-locked."""
 
-    Locks are taken in the one order every impersonation start and end follows (see
-    :data:`LOCK_ORDER`): the sign-in's SSO session row first, then its subject tokens. Two
-    subject tokens of one sign-in exchanged at the same moment therefore queue on the SSO
-    session instead of each holding its token while waiting for the other's."""
+    row: SubjectToken
+    # Whether the sign-in was impersonating already, read after its lock was taken.
+    bound: bool
+    # False: the actor token named was not issued to the client for that user (nothing used).
+    actor_recorded: bool = True
+
+
+def subject_token_claim(
+    *, jti: str, application: Application, actor: tuple[uuid.UUID, uuid.UUID] | None = None
+) -> Consumed | None:
+    """Mark a subject token used (once): None if unknown, expired, for another client or
+    used already, or (``actor``: an ID token's ``(jti, sub)``) when that ID token was not
+    issued to ``application`` for that user (the token is then left unused). Runs inside the
+    caller's transaction (the token request's). Two statements:
+
+    * the subject token with the rows the exchange needs (impersonator, subject, organization,
+      whether the actor token was recorded) and its sign-in, whose row alone is locked: locks
+      are taken in the one order every impersonation start and end follows (see
+      :data:`LOCK_ORDER`), the sign-in's SSO session first, so two subject tokens of one
+      sign-in exchanged at once queue on it instead of each holding its token while waiting
+      for the other's;
+    * the single-use UPDATE, which also reads (in a statement that starts after the lock was
+      granted) whether the sign-in is bound to a live impersonation already."""
+    if not isinstance(jti, str) or not jti or len(jti) > 255:
+        return None
     now = timezone.now()
-    if not isinstance(jti, str):
+    found = _claim_read(jti=jti, application=application, actor=actor)
+    if found is None:
         return None
-    row = _subject_token_by_jti.first(jti=jti)
-    if row is None or row.application_id != application.pk:
-        return None
-    locked = _sso_session_for_update.first(pk=row.sso_session_id)
-    used = _subject_token_use.run(
-        jti=jti,
-        application_id=application.pk,
-        not_before=now - dt.timedelta(seconds=tokens.LEEWAY_SECONDS),
-        now=now,
-    )
-    if not used:
+    row, actor_recorded = found
+    if not actor_recorded:
+        return Consumed(row=row, bound=False, actor_recorded=False)
+    used = _use(row, now)
+    if used is None:
         return None  # used, voided by a start that won the lock, or expired
     row.used_at = now
-    if locked is not None:
-        row.sso_session = locked  # as locked just now: the exchange needs no second read
-    return row
+    return Consumed(row=row, bound=used)
 
 
-_subject_token_use = PreparedUpdate(
-    lambda jti, application_id, not_before, now: (
-        SubjectToken.objects.filter(
-            jti=jti, application_id=application_id, used_at__isnull=True, expires_at__gt=not_before
-        ),
-        {"used_at": now},
-    ),
-    jti=str,
-    application_id=int,
-    not_before=dt.datetime,
-    now=dt.datetime,
+_CLAIM_PARTS: tuple[tuple[type[Any], str], ...] = (
+    (SubjectToken, "st"),
+    (User, "imp"),
+    (User, "sub"),
+    (Organization, "org"),
+    (SSOSession, "sso"),
 )
-_subject_tokens_void = PreparedUpdate(
-    lambda sso_session_id, now: (
-        SubjectToken.objects.filter(sso_session_id=sso_session_id, used_at__isnull=True),
-        {"used_at": now},
-    ),
-    sso_session_id=int,
-    now=dt.datetime,
-)
-_sso_session_cap = PreparedUpdate(
-    lambda pk, expires_at: (SSOSession.objects.filter(pk=pk), {"expires_at": expires_at}),
-    pk=int,
-    expires_at=dt.datetime,
-)
-_subject_token_by_jti = Prepared(
-    lambda jti: SubjectToken.objects.select_related(
-        "impersonator", "subject", "organization", "sso_session", "application"
-    ).filter(jti=jti),
-    jti=str,
-)
+
+
+@functools.cache
+def _claim_sql(*, for_update: bool) -> str:
+    select = ", ".join(rows.columns(model, alias) for model, alias in _CLAIM_PARTS)
+    user, org = User._meta.db_table, Organization._meta.db_table
+    return (
+        f"SELECT {select}, "  # noqa: S608 (model metadata)
+        f"EXISTS (SELECT 1 FROM {IDToken._meta.db_table} idt "
+        "WHERE idt.jti = %s AND idt.application_id = %s AND idt.user_id = %s) "
+        f"FROM {SubjectToken._meta.db_table} st "
+        f"JOIN {user} imp ON imp.id = st.impersonator_id "
+        f"JOIN {user} sub ON sub.id = st.subject_id "
+        f"JOIN {org} org ON org.id = st.organization_id "
+        f"JOIN {SSOSession._meta.db_table} sso ON sso.id = st.sso_session_id "
+        "WHERE st.jti = %s AND st.application_id = %s" + (" FOR UPDATE OF sso" if for_update else "")
+    )
+
+
+def _claim_read(
+    *, jti: str, application: Application, actor: tuple[uuid.UUID, uuid.UUID] | None
+) -> tuple[SubjectToken, bool] | None:
+    """The subject token with its impersonator, subject, organization and sign-in (whose row
+    alone is locked), and whether ``actor`` names an ID token recorded for the client and
+    user (True without one): one statement."""
+    jti_db, user_db = IDToken._meta.get_field("jti"), IDToken._meta.get_field("user")
+    found = rows.fetch(
+        _claim_sql(for_update=connection.features.has_select_for_update_of),
+        [
+            jti_db.get_db_prep_value(actor[0] if actor else uuid.UUID(int=0), connection),
+            application.pk,
+            user_db.get_db_prep_value(actor[1] if actor else uuid.UUID(int=0), connection),
+            jti,
+            application.pk,
+        ],
+    )
+    if not found:
+        return None
+    row = found[0]
+    parts: list[Any] = []
+    start = 0
+    for model, _alias in _CLAIM_PARTS:
+        parts.append(rows.instance(model, row, start))
+        start += rows.width(model)
+    token, impersonator, subject, organization, sso_session = parts
+    token.impersonator, token.subject = impersonator, subject
+    token.organization, token.sso_session, token.application = organization, sso_session, application
+    return token, (bool(row[start]) if actor is not None else True)
+
+
+def _use(row: SubjectToken, now: dt.datetime) -> bool | None:
+    """The single-use UPDATE of ``row``: None when it was not usable; else whether its
+    sign-in is bound to a live impersonation (read by the same statement)."""
+    token_table = SubjectToken._meta.db_table
+    binding_table = ImpersonationSession._meta.db_table
+    used_at = SubjectToken._meta.get_field("used_at").get_db_prep_value(now, connection)
+    not_before = SubjectToken._meta.get_field("expires_at").get_db_prep_value(
+        now - dt.timedelta(seconds=tokens.LEEWAY_SECONDS), connection
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {token_table} SET used_at = %s "  # noqa: S608 (model metadata)
+            "WHERE jti = %s AND used_at IS NULL AND expires_at > %s "
+            f"RETURNING EXISTS (SELECT 1 FROM {binding_table} b "
+            "WHERE b.sso_session_id = %s AND b.ended_at IS NULL)",
+            [used_at, row.pk, not_before, row.sso_session_id],
+        )
+        returned = cursor.fetchone()
+    return None if returned is None else bool(returned[0])
+
+
+def subject_token_consume(*, jti: str, application: Application) -> SubjectToken | None:
+    """:func:`subject_token_claim` without the actor check: the used-up row, or None."""
+    claimed = subject_token_claim(jti=jti, application=application)
+    return claimed.row if claimed is not None and claimed.actor_recorded else None
+
+
+def _cap_and_void(locked: SSOSession, *, expires: dt.datetime | None, now: dt.datetime) -> None:
+    sso_table, token_table = SSOSession._meta.db_table, SubjectToken._meta.db_table
+    void = f"UPDATE {token_table} SET used_at = %s WHERE sso_session_id = %s AND used_at IS NULL"  # noqa: S608
+    used_at = SubjectToken._meta.get_field("used_at").get_db_prep_value(now, connection)
+    if expires is None:
+        rows.execute(void, [used_at, locked.pk])
+        return
+    expires_db = SSOSession._meta.get_field("expires_at").get_db_prep_value(expires, connection)
+    cap = f"UPDATE {sso_table} SET expires_at = %s WHERE id = %s"  # noqa: S608
+    if connection.vendor == "postgresql":
+        rows.execute(f"WITH capped AS ({cap}) {void}", [expires_db, locked.pk, used_at, locked.pk])
+    else:
+        rows.execute(cap, [expires_db, locked.pk])
+        rows.execute(void, [used_at, locked.pk])
+
+
+def _first_locked_sso_session(pk: int) -> SSOSession | None:
+    return SSOSession.objects.select_for_update().filter(pk=pk).order_by().first()
 
 
 def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
@@ -244,17 +333,9 @@ def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
     )
 
 
-_live_binding = Prepared(
-    lambda sso_session_id: ImpersonationSession.objects.filter(
-        sso_session_id=sso_session_id, ended_at__isnull=True
-    ).only("pk")[:1],
-    sso_session_id=int,
-)
-
-
 def _bound(sso_session: SSOSession) -> bool:
     """Is this sign-in already impersonating (a live impersonation bound to it)? One query."""
-    return _live_binding.first(sso_session_id=sso_session.pk) is not None
+    return ImpersonationSession.objects.filter(sso_session_id=sso_session.pk, ended_at__isnull=True).exists()
 
 
 def _start_locked(
@@ -299,11 +380,12 @@ def _start_locked(
         started_at=now,
         expires_at=expires,
     )
-    if locked.expires_at > expires:
+    capped = locked.expires_at > expires
+    if capped:
         locked.expires_at = expires
-        _sso_session_cap.run(pk=locked.pk, expires_at=expires)
-    # Subject tokens of this sign-in not yet exchanged can no longer start anything.
-    _subject_tokens_void.run(sso_session_id=locked.pk, now=now)
+    # The sign-in expires with the impersonation at the latest, and its subject tokens not yet
+    # exchanged can no longer start anything: together, one statement on PostgreSQL.
+    _cap_and_void(locked, expires=expires if capped else None, now=now)
     if settings.impersonation_email_enabled and subject.email:
         _notify_subject(session=session)
     audit_record(
@@ -325,12 +407,9 @@ def _start_locked(
     return session
 
 
-_sso_session_for_update = Prepared(lambda pk: SSOSession.objects.select_for_update().filter(pk=pk), pk=int)
-
-
 def _lock_sso_session(sso_session: SSOSession, *, actor: User, held: bool = False) -> SSOSession:
     """``sso_session`` row-locked (``held``: it was read with its lock in this transaction)."""
-    locked = sso_session if held else _sso_session_for_update.first(pk=sso_session.pk)
+    locked = sso_session if held else _first_locked_sso_session(sso_session.pk)
     if locked is None or locked.ended_at is not None or locked.user_id != actor.pk:
         raise policy.Refused("sso-session-ended", "The impersonator's sign-in has ended.")
     return locked
@@ -343,7 +422,6 @@ def _notify_subject(*, session: ImpersonationSession) -> None:
     if session.organization_id != tenant.pk:
         base = f"{base}/o/{session.organization_id}"
     access_url = f"{base}/myaccount/access/"
-    branding = branding_effective(session.organization)
     outbox_enqueue(
         tenant=tenant,
         organization=session.organization,
@@ -361,7 +439,7 @@ def _notify_subject(*, session: ImpersonationSession) -> None:
             "access_url": access_url,
             # The report form of this impersonation, on the Access to my account page.
             "report_url": f"{access_url}#imp-{session.pk}",
-            **branding.values(),
+            # The branding is filled in when the email is rendered (identity.emails.email_render).
         },
     )
 
@@ -378,7 +456,7 @@ def impersonation_end(
     session (the impersonator signs in again). Idempotent. Locks in :data:`LOCK_ORDER`: the
     bound SSO session before the impersonation, so an End never waits on a start in the same
     sign-in that waits on it."""
-    _sso_session_for_update.first(pk=session.sso_session_id)
+    _first_locked_sso_session(session.sso_session_id)
     locked = ImpersonationSession.objects.select_for_update().get(pk=session.pk)
     if locked.ended_at is not None:
         return locked
@@ -431,7 +509,7 @@ def impersonation_end_by_impersonator(
         raise PermissionDenied("Only the impersonator ends an impersonation this way.")
     # Whether this call is the one that ends it, read under the locks impersonation_end takes
     # (the same rows, in the same order): a second End (a double click) continues nothing.
-    _sso_session_for_update.first(pk=session.sso_session_id)
+    _first_locked_sso_session(session.sso_session_id)
     current = ImpersonationSession.objects.select_for_update().get(pk=session.pk)
     if current.ended_at is not None:
         return current, None
@@ -596,7 +674,6 @@ def _evaluate(
     )
 
 
-@transaction.atomic
 def impersonation_begin(
     *,
     actor: User,
@@ -610,41 +687,48 @@ def impersonation_begin(
     requested_scopes: Sequence[str] = (),
     subject: User | None = None,
     sso_session_locked: bool = False,
+    bound: bool | None = None,
 ) -> tuple[ImpersonationSession, policy.Attempt]:
     """Start an impersonation after the whole policy chain: the one path for the Console and
     the token exchange. One impersonation per sign-in, started once: the SSO session row is
     locked first, so a second start in it (another subject, or the same one with other terms)
     is refused as chained. ``subject``: the target if the caller has loaded it already.
     ``sso_session_locked``: the caller has row-locked ``sso_session`` in this transaction
-    already (the token exchange, through :func:`subject_token_consume`).
+    already (the token exchange, through :func:`subject_token_claim`); ``bound``: whether it is
+    bound to a live impersonation, as read after that lock was taken (the claim reads it).
     Raises :class:`policy.Refused` (the caller audits it)."""
-    locked = _lock_sso_session(sso_session, actor=actor, held=sso_session_locked)
-    bound = _bound(locked)  # read under the lock: no other start in this sign-in runs now
-    attempt = policy.evaluate(
-        policy.Attempt(
-            impersonator=actor,
-            subject_id=subject_id,
+    # A caller that holds the sign-in's lock is inside its own transaction (the token
+    # request's, whose savepoint around the start rolls it back on a refusal): no savepoint of
+    # this function's own there.
+    with transaction.atomic(savepoint=not sso_session_locked):
+        locked = _lock_sso_session(sso_session, actor=actor, held=sso_session_locked)
+        if bound is None or not sso_session_locked:
+            bound = _bound(locked)  # read under the lock: no other start in this sign-in runs now
+        attempt = policy.evaluate(
+            policy.Attempt(
+                impersonator=actor,
+                subject_id=subject_id,
+                org=org,
+                application=application,
+                requested_scopes=requested_scopes,
+                read_only=read_only,
+                chained=bound,
+                subject=subject if subject is not None and str(subject.pk) == str(subject_id) else None,
+            )
+        )
+        assert attempt.subject is not None
+        session = _start_locked(
+            actor=actor,
+            subject=attempt.subject,
             org=org,
             application=application,
-            requested_scopes=requested_scopes,
+            locked=locked,
+            bound=bound,
+            reason=reason,
             read_only=read_only,
-            chained=bound,
-            subject=subject if subject is not None and str(subject.pk) == str(subject_id) else None,
+            channel=channel,
         )
-    )
-    assert attempt.subject is not None
-    session = _start_locked(
-        actor=actor,
-        subject=attempt.subject,
-        org=org,
-        application=application,
-        locked=locked,
-        bound=bound,
-        reason=reason,
-        read_only=read_only,
-        channel=channel,
-    )
-    return session, attempt
+        return session, attempt
 
 
 def impersonation_check(

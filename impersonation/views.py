@@ -31,10 +31,10 @@ from identity.csp import csp_redirecting_form
 from identity.loginflow import flow_satisfied_by_session
 from identity.middleware import SSO_SESSION_KEY
 from identity.models import Application, SSOSession, User
-from identity.oauth import views as oauth_views
+from identity.oauth import web as oauth_views
 from identity.oauth.bearer import bearer_token, live_access_token
 from identity.oauth.validator import ActasOAuth2Validator
-from identity.selectors import login_flow_steps
+from identity.selectors.applications import login_flow_steps
 from identity.services.oauth import oauth_id_token_issue
 from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy

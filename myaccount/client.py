@@ -3,9 +3,10 @@
 My Account holds no sign-in of its own. An unauthenticated visit sends the browser to the
 organization's ``/oauth2/authorize`` with the tenant's My Account client
 (``<tenant>-myaccount``, public, PKCE S256); the callback redeems the code at the token
-endpoint **in-process** — the token view itself is called with a synthesized ``HttpRequest``,
-so the code exchange runs exactly the checks an HTTP call would (malformed input, the
-validator, one transaction) and works alike under the test client and a real server.
+endpoint **in-process**, through the token service (``identity.oauth.service``) that the
+token view is HTTP around: the code exchange runs exactly the checks an HTTP call would
+(malformed input, the validator, one transaction) and works alike under the test client and
+a real server.
 
 Everything My Account knows lives in its own namespace of the browser session
 (``actas.myaccount:<org id>``): the access token, and the SSO session and impersonation it was
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -34,14 +34,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest, QueryDict
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
 from identity import tokens
 from identity.models import Application, SSOSession, User
 from identity.oauth import claims as oauth_claims
-from identity.oauth import views as oauth_views
+from identity.oauth import service as oauth_service
 from identity.oauth.bearer import live_access_token
 from identity.oauth.hooks import session_impersonation
 from organizations.models import Organization
@@ -242,27 +242,16 @@ def finish_sign_in(request: HttpRequest, *, tenant: Organization, app: Applicati
 def token_request(
     *, tenant: Organization, org: Organization, data: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
-    """POST ``data`` to the organization's token endpoint, in-process: actas's own token view
-    is called with a synthesized form request, exactly as a client's HTTP call reaches it."""
-    synthesized = HttpRequest()
-    synthesized.method = "POST"
-    synthesized.path = synthesized.path_info = _endpoint("token", tenant, org)
-    synthesized.META = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": "application/x-www-form-urlencoded",
-        "SERVER_NAME": "myaccount.internal",
-        "SERVER_PORT": "80",
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    synthesized.POST = QueryDict(urlencode(data))
-    response = oauth_views.token(
-        synthesized, tenant=tenant.handle, org=None if _is_root(tenant, org) else org.pk
+    """POST ``data`` to the organization's token endpoint, in-process: through the token
+    service, exactly as a client's HTTP call to the token view reaches it."""
+    answer = oauth_service.token_request(
+        tenant_handle=tenant.handle,
+        org_id=None if _is_root(tenant, org) else org.pk,
+        uri=_endpoint("token", tenant, org),
+        params=list(data.items()),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    try:
-        body = json.loads(response.content or b"{}")
-    except ValueError:
-        body = {}
-    return response.status_code, body if isinstance(body, dict) else {}
+    return answer.status, answer.json()
 
 
 # --- every request -----------------------------------------------------------------------------

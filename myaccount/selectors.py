@@ -14,7 +14,7 @@ from django.utils import timezone
 from identity.audit_labels import API_CALL_ACTIONS, EventView
 from identity.audit_selectors import audit_event_views
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
-from identity.selectors import application_authorized_scopes, applications_available_in
+from identity.selectors.applications import application_authorized_scopes, applications_available_in
 from impersonation import policy
 from impersonation.models import ImpersonationSession
 from impersonation.services import MISUSE_REPORTED

@@ -13,13 +13,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identity.access import access_console_child_org
-from identity.console_shell import Console, console_page
+from identity.console.shell import Console, console_page
 from identity.forms import apply_service_errors
-from identity.services.organizations import (
-    organization_create,
-    organization_set_status,
-    organization_settings_update,
-)
 from organizations.forms import OrganizationCreateForm
 from organizations.models import Organization, OrganizationSettings
 from organizations.selectors import (
@@ -27,6 +22,11 @@ from organizations.selectors import (
     org_ancestors,
     org_children,
     org_effective_settings,
+)
+from organizations.services import (
+    organization_create,
+    organization_set_status,
+    organization_settings_update,
 )
 
 

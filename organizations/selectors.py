@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from config.prepared import Prepared
 from organizations.models import Organization, OrganizationSettings
 
 DEFAULT_IMPERSONATION_EMAIL_ENABLED = True
@@ -16,17 +15,10 @@ DEFAULT_IMPERSONATION_REASON_REQUIRED = True
 DEFAULT_IMPERSONATION_MAX_MINUTES = 60
 
 
-# Every request to /t/<handle>/ reads its tenant: compiled once per connection.
-_tenant_by_handle = Prepared(
-    lambda handle: Organization.objects.filter(handle=handle, parent__isnull=True).order_by()[:1],
-    handle=str,
-)
-
-
 def tenant_get(*, handle: str) -> Organization | None:
     """The root organization with this handle (active or not), or None (handles of roots are
     unique: constraint org_root_handle_unique)."""
-    return _tenant_by_handle.first(handle=str(handle))
+    return Organization.objects.filter(handle=str(handle), parent__isnull=True).order_by().first()
 
 
 def org_tenant(org: Organization) -> Organization:
@@ -38,19 +30,12 @@ def org_tenant(org: Organization) -> Organization:
     return tenant
 
 
-_org_in_tenant = Prepared(
-    lambda tenant_id, pk: Organization.objects.filter(tenant_id=tenant_id, pk=pk).order_by(),
-    tenant_id=uuid.UUID,
-    pk=uuid.UUID,
-)
-
-
 def org_get_in_tenant(*, tenant: Organization, org_id: uuid.UUID | str) -> Organization | None:
     try:
         org_uuid = uuid.UUID(str(org_id))
     except ValueError:
         return None
-    return _org_in_tenant.first(tenant_id=tenant.pk, pk=org_uuid)
+    return Organization.objects.filter(tenant_id=tenant.pk, pk=org_uuid).order_by().first()
 
 
 def org_ancestors(org: Organization, *, include_self: bool = True) -> list[Organization]:
@@ -167,11 +152,6 @@ class EffectiveOrgSettings:
     max_minutes_source: Organization | None
 
 
-_settings_of_org = Prepared(
-    lambda org_id: OrganizationSettings.objects.filter(organization_id=org_id), org_id=uuid.UUID
-)
-
-
 def org_effective_settings(org: Organization, *, include_self: bool = True) -> EffectiveOrgSettings:
     """Resolve the settings of ``org`` from its own row and its ancestors'. Two queries.
 
@@ -184,11 +164,7 @@ def org_effective_settings(org: Organization, *, include_self: bool = True) -> E
     With ``include_self=False`` the result is what ``org`` inherits from its parent.
     """
     path = org_ancestors(org, include_self=include_self)
-    found = (
-        _settings_of_org.all(org_id=path[0].pk)  # a root: every impersonation start reads it
-        if len(path) == 1
-        else OrganizationSettings.objects.filter(organization__in=[o.pk for o in path])
-    )
+    found = OrganizationSettings.objects.filter(organization__in=[o.pk for o in path])
     rows = {row.organization_id: row for row in found}
     email: bool | None = None
     email_source = None
@@ -216,3 +192,24 @@ def org_effective_settings(org: Organization, *, include_self: bool = True) -> E
         reason_source=reason_source,
         max_minutes_source=max_source,
     )
+
+
+# --- tree order and reach, for other apps (they never read lft, rght or tree_id) ----------
+
+
+def org_in_tree_order(orgs: QuerySet[Organization]) -> QuerySet[Organization]:
+    """``orgs`` ordered depth-first, each organization before the ones below it (a tenant's
+    tree after another's)."""
+    return orgs.order_by("tree_id", "lft")
+
+
+def org_ids_below_inactive(*, tree_of: Organization, orgs: Iterable[Organization]) -> frozenset[uuid.UUID]:
+    """The ids of those of ``orgs`` (all in ``tree_of``'s tree) that are disabled or lie below
+    a disabled organization, i.e. are not usable (:func:`org_is_usable`). One query: the
+    tree's disabled organizations, read once, rule out whatever they enclose."""
+    inactive = list(
+        Organization.objects.filter(tree_id=tree_of.tree_id)
+        .exclude(status=Organization.Status.ACTIVE)
+        .only("lft", "rght")
+    )
+    return frozenset(o.pk for o in orgs if any(i.lft <= o.lft and i.rght >= o.rght for i in inactive))

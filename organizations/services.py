@@ -1,15 +1,25 @@
 """Writes to the organization tree.
 
-These are the tree primitives. They validate and write, and they are called by the audited,
-access-checked services in ``identity.services`` (this app imports no other app, and the
-audit trail lives in ``identity``), always inside the caller's transaction.
+The tree primitives (``org_insert``, ``org_set_status``, ``org_settings_write``) validate and
+write, always inside the caller's transaction, and record nothing. The audited services
+(``organization_create``, ``tenant_root_create``, ``organization_set_status``,
+``organization_settings_update``) wrap them: each writes its audit record in the same
+transaction. Everyone else calls the audited services; the primitives are for them (and
+tests). This module imports identity's models, audit trail and OAuth hooks (identity's
+modules import ``organizations.models`` and ``organizations.selectors``, and of this module
+only the audited services, so no module imports back into itself).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from identity.models import User
+from identity.oauth.hooks import impersonations_revalidate
+from identity.services.audit import audit_chain_head_create, audit_record
 from organizations.models import NAME_MAX_LENGTH, Organization, OrganizationSettings, handle_validator
 from organizations.selectors import org_effective_settings
 
@@ -127,4 +137,76 @@ def org_settings_write(
     if errors:
         raise ValidationError(errors)
     row.save()
+    return row
+
+
+# --- audited services --------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(*, actor: User | None, parent: Organization, name: str, handle: str) -> Organization:
+    """Create a child organization under ``parent``."""
+    org = org_insert(parent=parent, name=name, handle=handle)
+    audit_record(
+        org=org,
+        action="organization-create",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"name": org.name, "handle": org.handle, "parent": str(parent.pk)},
+    )
+    return org
+
+
+@transaction.atomic
+def tenant_root_create(*, actor: User | None, name: str, handle: str) -> Organization:
+    """Create a tenant's root organization and its audit chain."""
+    org = org_insert(parent=None, name=name, handle=handle)
+    audit_chain_head_create(tenant=org)
+    audit_record(
+        org=org,
+        action="tenant-create",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"name": org.name, "handle": org.handle},
+    )
+    return org
+
+
+@transaction.atomic
+def organization_set_status(*, actor: User | None, org: Organization, status: str) -> Organization:
+    before = org.status
+    org_set_status(org=org, status=status)
+    if status != Organization.Status.ACTIVE:
+        # Impersonations in it and below it end now; the other tokens of those organizations
+        # stop at the next use (identity.oauth.bearer checks the organization is usable).
+        impersonations_revalidate(actor=actor, tenant_id=org.tenant_id or org.pk, org=org)
+    audit_record(
+        org=org,
+        action="organization-status-change",
+        actor=actor,
+        target_type="organization",
+        target_id=org.pk,
+        data={"from": before, "to": status},
+    )
+    return org
+
+
+@transaction.atomic
+def organization_settings_update(
+    *, actor: User | None, org: Organization, impersonator: User | None = None, **values: Any
+) -> OrganizationSettings:
+    """Set this organization's own settings; ``None`` clears a value back to *inherit*.
+    ``impersonator``: who is acting as ``actor`` (an impersonated API call)."""
+    row = org_settings_write(org=org, **values)
+    audit_record(
+        org=org,
+        action="organization-settings-update",
+        actor=actor,
+        impersonator=impersonator,
+        target_type="organization",
+        target_id=org.pk,
+        data={k: v for k, v in values.items()},
+    )
     return row

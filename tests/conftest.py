@@ -22,12 +22,12 @@ from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
 from identity.models import User
-from identity.services.organizations import organization_create
 from identity.services.roles import role_assign
 from identity.services.tenants import TenantSystem, tenant_bootstrap
 from identity.services.users import user_create, user_share
 from organizations.models import Organization
 from organizations.selectors import org_tenant
+from organizations.services import organization_create
 
 pytest_plugins = ["tests.service_fixtures"]
 

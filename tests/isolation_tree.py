@@ -39,13 +39,13 @@ from identity.models import (
     UserAssociation,
 )
 from identity.services.applications import application_authorize_api, application_create, application_share
-from identity.services.organizations import organization_create, organization_set_status
 from identity.services.roles import role_assign, role_create
 from identity.services.sessions import sso_session_start
 from identity.services.tenants import CONSOLE_RESOURCES, TenantSystem, tenant_bootstrap
 from identity.services.users import user_create, user_share
 from impersonation.models import ImpersonationSession
 from organizations.models import Organization
+from organizations.services import organization_create, organization_set_status
 
 PASSWORD = "correct-horse-battery"
 SECRET = "isolation-secret-0123456789abcdef"

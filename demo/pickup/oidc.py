@@ -179,6 +179,18 @@ class Provider:
         )
         return tokens
 
+    def switch(self, access_token: str, *, org: str, scope: str) -> Tokens:
+        """The ``organization_switch`` grant, at the root's token endpoint: a token in ``org``
+        for the same user (and, under impersonation, the same ``act``)."""
+        form = {
+            "grant_type": "organization_switch",
+            "token": access_token,
+            "switching_organization": org,
+            "scope": scope,
+        }
+        tokens, _answer = self._token(form, ROOT)
+        return tokens
+
     def refresh(self, refresh_token: str, org: str = ROOT) -> Tokens:
         tokens, _answer = self._token({"grant_type": "refresh_token", "refresh_token": refresh_token}, org)
         return tokens

@@ -7,7 +7,6 @@ results by the token's ``org_id``. Non-GET calls made with an impersonated token
 """
 
 from identity.api.base import AccessTokenAuth, ActasAPIView, BearerTokenAuthentication, exception_handler
-from identity.api.configs import ImpersonationConfig, OrgImpersonationConfig
 from identity.api.me import MyOrganizations
 from identity.api.scim import OrgScimMe, OrgScimUser, OrgScimUsers, ScimMe, ScimUser, ScimUsers
 
@@ -15,9 +14,7 @@ __all__ = [
     "AccessTokenAuth",
     "ActasAPIView",
     "BearerTokenAuthentication",
-    "ImpersonationConfig",
     "MyOrganizations",
-    "OrgImpersonationConfig",
     "OrgScimMe",
     "OrgScimUser",
     "OrgScimUsers",

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from identity.api.base import ActasAPIView, token_auth, token_org
-from identity.selectors import user_switchable_organizations
+from identity.selectors.permission_map import user_switchable_organizations
 
 ORGANIZATIONS = inline_serializer(
     "MyOrganizations",

@@ -31,7 +31,8 @@ from identity.api.base import (
     token_org,
 )
 from identity.models import User
-from identity.selectors import dominance_gaps, org_members
+from identity.selectors.permission_map import dominance_gaps
+from identity.selectors.users import org_members
 from identity.serializers import (
     SCIM_LIST_SCHEMA,
     ScimError,

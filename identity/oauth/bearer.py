@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from config.prepared import Prepared
 from identity import tokens
 from identity.oauth import claims as oauth_claims
 from identity.oauth.hooks import impersonation_live_until
@@ -27,17 +29,27 @@ def bearer_token(request: HttpRequest) -> str:
     return ""
 
 
-# Every API call, userinfo and organization switch reads its access token's row.
-_access_token_by_checksum = Prepared(
-    lambda checksum: AccessToken.objects.select_related("application", "user").filter(
-        token_checksum=checksum
-    )[:1],
-    checksum=str,
-)
+def _access_token_by_checksum(checksum: str) -> AccessToken | None:
+    """Every API call, userinfo and organization switch reads its access token's row (the
+    checksum is unique: no ordering needed)."""
+    found = (
+        AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum).order_by()
+    )
+    return next(iter(found[:1]), None)
 
 
-def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], AccessToken] | None:
-    """The claims and stored row of a live access token of this tenant, else None."""
+def live_access_token(
+    tenant: Organization,
+    raw: str,
+    *,
+    live_until: Callable[[uuid.UUID], dt.datetime | None] | None = None,
+) -> tuple[dict[str, Any], AccessToken] | None:
+    """The claims and stored row of a live access token of this tenant, else None.
+
+    ``live_until``: how the end of the impersonation a token names is read (default: the
+    ``ACTAS_IMPERSONATION_LIVE_UNTIL`` hook); a caller that needs the impersonation's row
+    anyway reads it there, once. Either way a token of an impersonation that has ended (or
+    whose time is up) is not live."""
     try:
         claims = tokens.verify(
             raw,
@@ -48,7 +60,7 @@ def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], A
         )
     except tokens.TokenError:
         return None
-    stored = _access_token_by_checksum.first(checksum=oauth_claims.token_checksum(raw))
+    stored = _access_token_by_checksum(oauth_claims.token_checksum(raw))
     if stored is None or stored.is_expired() or stored.application is None:
         return None
     if stored.user is not None and not stored.user.can_sign_in:
@@ -67,6 +79,14 @@ def live_access_token(tenant: Organization, raw: str) -> tuple[dict[str, Any], A
             return None
     # Minted under an impersonation: good only while it lives (End, the cap, a failed re-check),
     # whatever its own expiry says.
-    if "impersonation_id" in claims and impersonation_live_until(claims["impersonation_id"]) is None:
-        return None
+    if "impersonation_id" in claims:
+        if live_until is None:
+            until = impersonation_live_until(claims["impersonation_id"])
+        else:
+            try:
+                until = live_until(uuid.UUID(str(claims["impersonation_id"])))
+            except ValueError:
+                until = None
+        if until is None or until <= timezone.now():
+            return None
     return claims, stored

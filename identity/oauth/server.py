@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from oauthlib.common import Request
-from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749 import errors, utils
 from oauthlib.oauth2.rfc6749.endpoints import (
     AuthorizationEndpoint,
     ResourceEndpoint,
@@ -39,7 +39,7 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
 from identity import tokens
 from identity.models import Application, User
 from identity.oauth import claims as oauth_claims
-from identity.oauth.validator import endpoint_context
+from identity.oauth.context import ContextRequest, TokenContext, context_of, mint_of
 
 S256_ONLY = {"S256": code_challenge_method_s256}
 
@@ -49,7 +49,7 @@ def access_token_expires_in(request: Request) -> int:
     impersonation session's end)."""
     client = request.client
     lifetime = client.access_token_lifetime if isinstance(client, Application) else 3600
-    cap = getattr(request, "actas_expires_cap", None)
+    cap = mint_of(request).expires_cap
     if isinstance(cap, int):
         lifetime = min(lifetime, max(cap, 0))
     return int(lifetime)
@@ -57,10 +57,11 @@ def access_token_expires_in(request: Request) -> int:
 
 def access_token_generator(request: Request) -> str:
     """Mint the access token JWT for the request's client, user, organization and scopes."""
-    context = endpoint_context(request)
-    org = getattr(request, "actas_org", None)
+    context = context_of(request)
     if context is None:
         raise errors.InvalidRequestError(request=request)
+    mint = context.mint
+    org = mint.org
     user = request.user if isinstance(request.user, User) else None
     if org is None and user is None:
         org = request.client.organization  # client credentials: the application's own
@@ -68,14 +69,14 @@ def access_token_generator(request: Request) -> str:
         raise errors.InvalidGrantError(request=request)
     expires_in = getattr(request, "expires_in", None) or access_token_expires_in(request)
     claims = oauth_claims.access_token_claims(
-        tenant=context[0],
+        tenant=context.tenant,
         org=org,
         client=request.client,
         user=user,
         scopes=request.scopes or [],
         issued_at=int(timezone.now().timestamp()),
         expires_in=int(expires_in),
-        extra=getattr(request, "actas_extra_claims", None),
+        extra=mint.extra_claims,
     )
     return tokens.mint(claims, typ=oauth_claims.ACCESS_TOKEN_TYP)
 
@@ -139,6 +140,21 @@ class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, Revoca
             token_types={"Bearer": self.bearer},
         )
         RevocationEndpoint.__init__(self, request_validator)
+
+    def token_response(
+        self, context: TokenContext | None, uri: str, http_method: str, body: str, headers: dict[str, str]
+    ) -> tuple[dict[str, str], str, int]:
+        """oauthlib's ``create_token_response`` with the request's context: the grant and the
+        validator read the tenant, organization and client from it (``identity.oauth.service``)."""
+        request = ContextRequest(uri, http_method=http_method, body=body, headers=headers, context=context)
+        self.validate_token_request(request)
+        request.scopes = utils.scope_to_list(request.scope)
+        request.extra_credentials = None
+        handler = self.grant_types.get(request.grant_type, self.default_grant_type_handler)
+        result: tuple[dict[str, str], str, int] = handler.create_token_response(
+            request, self.default_token_type
+        )
+        return result
 
     @property
     def supported_response_types(self) -> list[str]:

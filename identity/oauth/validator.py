@@ -24,22 +24,23 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.urls import Resolver404, resolve
 from django.utils import timezone
-from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
+from oauth2_provider.exceptions import FatalClientError
+from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken, refresh_token_expire_timedelta
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request
-from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749 import errors, utils
 
-from config.prepared import Prepared, PreparedUpdate
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
+from identity.oauth import rows
+from identity.oauth.context import ContextRequest, context_of, mint_of
 from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused, mint_guard
-from identity.selectors import (
-    application_available_in,
-    impersonated_scopes,
-    oauth_client_scopes,
-    oauth_user_scopes,
-    user_is_member,
-)
+from identity.oauth.queries import code_claim, grant_by_code, refresh_lookup, refresh_token_retire
+from identity.selectors.applications import application_available_in
+from identity.selectors.permission_map import impersonated_scopes
+from identity.selectors.permissions import oauth_client_scopes, oauth_user_scopes
+from identity.selectors.users import user_is_member
 from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke, oauth_id_token_issue
 from organizations.models import Organization
@@ -48,53 +49,18 @@ from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
 log = logging.getLogger("actas.oauth")
 
 
-# Every token, introspection and revocation request reads its client: compiled once per connection.
-_client_in_tenant = Prepared(
-    lambda client_id, tenant_id: (
-        Application.objects.select_related("organization")
-        .filter(client_id=client_id, organization__tenant_id=tenant_id)
-        .order_by()[:1]
-    ),
-    client_id=str,
-    tenant_id=uuid.UUID,
-)
-
-
-# The authorization row remembers its first access token and its refresh family (set once).
-_authorization_first_token = PreparedUpdate(
-    lambda pk, token_id: (
-        OAuthAuthorization.objects.filter(pk=pk, first_access_token__isnull=True),
-        {"first_access_token_id": token_id},
-    ),
-    pk=int,
-    token_id=int,
-)
-_authorization_family = PreparedUpdate(
-    lambda pk, family: (
-        OAuthAuthorization.objects.filter(pk=pk, refresh_family__isnull=True),
-        {"refresh_family": family},
-    ),
-    pk=int,
-    family=uuid.UUID,
-)
-
-
-# Every refresh reads the authorization of its token family (refresh_family is unique), and
-# the impersonator the refresh is audited under, if any.
-_authorization_of_family = Prepared(
-    lambda family: OAuthAuthorization.objects.select_related(
-        "organization", "sso_session", "application", "impersonator"
-    ).filter(refresh_family=family, revoked_at__isnull=True),
-    family=uuid.UUID,
-)
-
 # Audit actions of what is minted under an impersonation (besides its start, the exchange).
 IMPERSONATION_SIGN_IN = "impersonation-sign-in"
 IMPERSONATION_REFRESH = "impersonation-token-refresh"
 
 
 def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
-    """(tenant, organization) of the endpoint the request was sent to, from its URL."""
+    """(tenant, organization) of the endpoint the request was sent to: a token request's from
+    its context (built once by the token endpoint); the browser-facing endpoints' (authorize,
+    revoke, introspect) from the URL they were sent to."""
+    if isinstance(request, ContextRequest):
+        context = request.context
+        return (context.tenant, context.org) if context is not None else None
     cached = getattr(request, "actas_endpoint", None)
     if cached is not None:
         return cached or None
@@ -115,7 +81,7 @@ def endpoint_context(request: Request) -> tuple[Organization, Organization] | No
 
 
 def authorization_of(request: Request) -> OAuthAuthorization | None:
-    return getattr(request, "actas_authorization", None)
+    return mint_of(request).authorization
 
 
 class ActasOAuth2Validator(OAuth2Validator):
@@ -138,7 +104,22 @@ class ActasOAuth2Validator(OAuth2Validator):
         if context is None or not isinstance(client_id, str) or not client_id or "\x00" in client_id:
             return None
         tenant, org = context
-        app = _client_in_tenant.first(client_id=client_id[:255], tenant_id=tenant.pk)
+        token_context = context_of(request)
+        app: Application | None
+        if (
+            token_context is not None
+            and token_context.client is not None
+            and token_context.client.client_id == client_id
+        ):
+            # Read with the tenant by the token endpoint (identity.oauth.service).
+            app = token_context.client
+        else:
+            app = (
+                Application.objects.select_related("organization")
+                .filter(client_id=client_id[:255], organization__tenant_id=tenant.pk)
+                .order_by()
+                .first()
+            )
         if app is None or not org_is_usable(app.organization):
             return None
         if not application_available_in(application=app, org=org):
@@ -299,14 +280,15 @@ class ActasOAuth2Validator(OAuth2Validator):
         if not isinstance(code, str) or not code or len(code) > 255:
             return False
         checksum = oauth_claims.token_checksum(code)
-        claimed = OAuthAuthorization.objects.filter(
-            code_checksum=checksum, application=client, code_used_at__isnull=True
-        ).update(code_used_at=timezone.now())
-        authorization = (
-            OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
-            .filter(code_checksum=checksum, application=client)
-            .first()
-        )
+        authorization = code_claim(checksum, client)
+        claimed = authorization is not None
+        if authorization is None:
+            # Not claimed now: unknown, another client's, or a replay (read to revoke it).
+            authorization = (
+                OAuthAuthorization.objects.select_related("organization", "sso_session", "application")
+                .filter(code_checksum=checksum, application=client)
+                .first()
+            )
         if authorization is None:
             return False
         if not claimed:
@@ -333,14 +315,60 @@ class ActasOAuth2Validator(OAuth2Validator):
             return False
         return self._use_authorization(authorization, client, request)
 
-    def _grant(self, code: str, client: Application, request: Request) -> Grant | None:
-        """DOT's Grant row for ``code``, read once per token request (DOT reads it five times)."""
-        cached = getattr(request, "actas_grant", None)
-        if isinstance(cached, Grant) and cached.code == code:
-            return cached
-        grant = Grant.objects.select_related("user").filter(code=code, application=client).first()
-        request.actas_grant = grant
+    def _grant_by_code(self, code: str, request: Request) -> Grant | None:
+        """DOT's Grant row for ``code`` with its user, read once per token request (DOT reads
+        it five times)."""
+        if not isinstance(code, str) or not code or len(code) > 255:
+            return None
+        mint = mint_of(request)
+        if mint.grant is not None and mint.grant.code == code:
+            return mint.grant
+        grant = grant_by_code(code)
+        mint.grant = grant
         return grant
+
+    def _grant(self, code: str, client: Application, request: Request) -> Grant | None:
+        """The Grant row of ``code`` if it was issued to ``client``."""
+        grant = self._grant_by_code(code, request)
+        if grant is None or not isinstance(client, Application) or grant.application_id != client.pk:
+            return None
+        return grant
+
+    def _check_and_set_request_resource(self, request: Request) -> None:
+        """DOT's RFC 8707 handling, with the code's Grant row as read once for the request
+        (DOT reads it again here)."""
+        if request.grant_type != Application.GRANT_AUTHORIZATION_CODE_TYPE:
+            super()._check_and_set_request_resource(request)
+            return
+        grant_type = request.grant_type
+        request.grant_type = "actas:normalize-only"  # DOT's normalizing and URI checks only
+        try:
+            super()._check_and_set_request_resource(request)
+        finally:
+            request.grant_type = grant_type
+        grant = self._grant(request.code, request.client, request)
+        grant_resource = (grant.resource or []) if grant else []
+        if request.resource and grant_resource:
+            for res in request.resource:
+                if res not in grant_resource:
+                    raise errors.CustomOAuth2Error(
+                        error="invalid_target",
+                        description=(
+                            f"The requested resource '{res}' is not allowed. "
+                            "Token request cannot escalate resource permissions beyond the "
+                            "original authorization grant"
+                        ),
+                        request=request,
+                    )
+        elif grant_resource:
+            self._validate_resource_uris(request, grant_resource)
+            request.resource = grant_resource
+
+    def get_authorization_code_scopes(
+        self, client_id: str, code: str, redirect_uri: str, request: Request
+    ) -> list[str]:
+        grant = self._grant_by_code(code, request)
+        return utils.scope_to_list(grant.scope) if grant is not None and grant.scope else []
 
     def get_code_challenge(self, code: str, request: Request) -> str | None:
         grant = self._grant(code, request.client, request)
@@ -365,11 +393,12 @@ class ActasOAuth2Validator(OAuth2Validator):
             cap = mint_guard(authorization=authorization, application=client)
         except (MintRefused, PrincipalRefused):
             return False
-        request.actas_authorization = authorization
-        request.actas_org = authorization.organization
-        request.actas_extra_claims = authorization.act_claims
+        mint = mint_of(request)
+        mint.authorization = authorization
+        mint.org = authorization.organization
+        mint.extra_claims = authorization.act_claims
         if cap is not None:
-            request.actas_expires_cap = cap
+            mint.expires_cap = cap
         return True
 
     def invalidate_authorization_code(
@@ -398,15 +427,24 @@ class ActasOAuth2Validator(OAuth2Validator):
     ) -> bool:
         if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 255:
             return False
-        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
-            self._audit_refresh_refused(refresh_token, request)
-            return False
+        found = refresh_lookup(refresh_token)
+        live = found is not None and self._refresh_live(found[0], refresh_token, client, request)
+        if not live:
+            # Unknown, revoked (a reuse: DOT revokes its family), expired or another client's:
+            # DOT's own checks, to the letter.
+            if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+                self._audit_refresh_refused(refresh_token, request)
+                return False
+            found = refresh_lookup(refresh_token)
+            if found is None:
+                return False
+        assert found is not None
         rt: RefreshToken = request.refresh_token_instance
         if rt.created + dt.timedelta(seconds=client.refresh_token_lifetime) <= timezone.now():
             return False
-        authorization = (
-            _authorization_of_family.first(family=rt.token_family) if rt.token_family is not None else None
-        )
+        authorization = found[1]
+        if authorization is not None and authorization.application_id == client.pk:
+            authorization.application = client
         user = request.user
         if authorization is None or not isinstance(user, User) or not user.can_sign_in:
             return False
@@ -418,6 +456,23 @@ class ActasOAuth2Validator(OAuth2Validator):
         if not org_is_usable(authorization.organization):
             return False
         return self._use_authorization(authorization, client, request)
+
+    def _refresh_live(
+        self, rt: RefreshToken, refresh_token: str, client: Application, request: Request
+    ) -> bool:
+        """DOT's ``validate_refresh_token`` for a live, unrevoked token read by
+        :func:`refresh_lookup` (its access token and user with it): not revoked, paired with an
+        access token, within DOT's expiry, this client's. Anything else: False (DOT decides)."""
+        if rt.revoked is not None or rt.access_token_id is None or rt.application_id != client.pk:
+            return False
+        expire_delta = refresh_token_expire_timedelta()
+        if expire_delta and rt.access_token.expires + expire_delta <= timezone.now():
+            return False
+        rt.application = client
+        request.user = rt.user
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt
+        return True
 
     def _audit_refresh_refused(self, refresh_token: str, request: Request) -> None:
         """A revoked refresh token presented again is a reuse: DOT has revoked its family."""
@@ -443,11 +498,12 @@ class ActasOAuth2Validator(OAuth2Validator):
     # --- tokens -----------------------------------------------------------------------------
 
     def save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
-        # DOT opens a transaction of its own here; inside the token view's (every grant runs in
-        # one: identity.oauth.views.token) that is a savepoint, two statements per grant for
-        # nothing: the tokens stand or fall with the request either way.
+        # DOT opens a transaction of its own here; inside the token service's (every grant runs
+        # in one: identity.oauth.service.token_request) that is a savepoint, two statements per
+        # grant for nothing: the tokens stand or fall with the request either way.
         with transaction.atomic(savepoint=False):
             self._save_bearer_token(token, request, *args, **kwargs)
+            self._record_authorization(request)
             authorization = authorization_of(request)
             if (
                 request.grant_type == Application.GRANT_REFRESH_TOKEN_TYPE
@@ -461,6 +517,60 @@ class ActasOAuth2Validator(OAuth2Validator):
                     subject=request.user,
                     scopes=str(token.get("scope", "")).split(),
                 )
+
+    def _save_bearer_token(self, token: dict[str, Any], request: Request, *args: Any, **kwargs: Any) -> None:
+        """DOT's, but a rotation retires the presented refresh token with one conditional
+        UPDATE (which also takes its row lock: of two concurrent rotations exactly one goes on)
+        and deletes its access token in one more statement, instead of DOT's seven."""
+        previous = getattr(request, "refresh_token_instance", None)
+        if not (
+            token.get("refresh_token")
+            and isinstance(previous, RefreshToken)
+            and self.rotate_refresh_token(request)
+            and previous.revoked is None
+        ):
+            super()._save_bearer_token(token, request, *args, **kwargs)
+            return
+        if "scope" not in token:
+            raise FatalClientError("Failed to renew access token: missing scope")
+        self._check_and_set_request_resource(request)
+        expires = timezone.now() + dt.timedelta(
+            seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+        )
+        if not refresh_token_retire(previous):
+            raise errors.InvalidGrantError(request=request)
+        request.refresh_token_instance = None
+        access_token = self._create_access_token(expires, request, token, source_refresh_token=previous)
+        self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+
+    def _record_authorization(self, request: Request) -> None:
+        """The authorization remembers its first access token and its refresh family: one
+        INSERT for an authorization made by this request (exchange, switch), one UPDATE for a
+        code's; a refresh has both already (its family) or needs none (a later access token is
+        revoked with the family)."""
+        mint = mint_of(request)
+        authorization = mint.authorization
+        if authorization is None:
+            return
+        if mint.unsaved:
+            authorization.first_access_token_id = mint.access_token_id
+            authorization.refresh_family = mint.refresh_family
+            authorization.save(force_insert=True)
+            mint.unsaved = False
+            return
+        if request.grant_type == Application.GRANT_REFRESH_TOKEN_TYPE:
+            return
+        changes: dict[str, Any] = {}
+        if authorization.first_access_token_id is None and mint.access_token_id is not None:
+            changes["first_access_token_id"] = mint.access_token_id
+        if authorization.refresh_family is None and mint.refresh_family is not None:
+            changes["refresh_family"] = mint.refresh_family
+        if changes:
+            OAuthAuthorization.objects.filter(
+                pk=authorization.pk, **{f"{name}__isnull": True for name in changes}
+            ).update(**changes)
+            for name, value in changes.items():
+                setattr(authorization, name, value)
 
     def _audit_impersonated(
         self, authorization: OAuthAuthorization, *, action: str, subject: User, scopes: list[str]
@@ -494,10 +604,13 @@ class ActasOAuth2Validator(OAuth2Validator):
             resource=getattr(request, "resource", []),
         )
         self._set_token_value(access_token, token["access_token"])
+        mint = mint_of(request)
+        if token.get("refresh_token") and self.rotate_refresh_token(request):
+            # Written with its refresh token, in one statement (_create_refresh_token).
+            mint.pending_access_token = access_token
+            return access_token
         access_token.save()
-        authorization = authorization_of(request)
-        if authorization is not None and authorization.first_access_token_id is None:
-            _authorization_first_token.run(pk=authorization.pk, token_id=access_token.pk)
+        mint.access_token_id = access_token.pk
         return access_token
 
     def _create_refresh_token(
@@ -507,13 +620,35 @@ class ActasOAuth2Validator(OAuth2Validator):
         access_token: AccessToken,
         previous_refresh_token: Any,
     ) -> RefreshToken:
-        refresh_token = super()._create_refresh_token(
-            request, refresh_token_code, access_token, previous_refresh_token
+        mint = mint_of(request)
+        if previous_refresh_token is not None and previous_refresh_token.token_family:
+            family = previous_refresh_token.token_family
+        else:
+            family = mint.refresh_family or uuid.uuid4()
+        mint.refresh_family = family
+        refresh_token = RefreshToken(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=family,
+            resource=getattr(request, "resource", []),  # RFC 8707
         )
-        authorization = authorization_of(request)
-        if authorization is not None and authorization.refresh_family is None and refresh_token.token_family:
-            _authorization_family.run(pk=authorization.pk, family=refresh_token.token_family)
-            authorization.refresh_family = refresh_token.token_family
+        self._set_token_value(refresh_token, refresh_token_code)
+        if mint.pending_access_token is not None and mint.pending_access_token is access_token:
+            assert isinstance(access_token, AccessToken)
+            linked: list[tuple[Any, str]] = [(refresh_token, "access_token")]
+            authorization = mint.authorization
+            if authorization is not None and mint.unsaved:
+                # Made by this request (exchange, switch): written with its tokens, knowing
+                # its first access token and refresh family.
+                authorization.refresh_family = family
+                linked.append((authorization, "first_access_token"))
+            rows.insert_linked(access_token, linked)
+            mint.unsaved = False
+            mint.pending_access_token = None
+            mint.access_token_id = access_token.pk
+        else:
+            refresh_token.save()
         return refresh_token
 
     def get_oidc_issuer_endpoint(self, request: Request) -> str:
@@ -525,28 +660,29 @@ class ActasOAuth2Validator(OAuth2Validator):
     def finalize_id_token(
         self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Request
     ) -> str:
-        context = endpoint_context(request)
-        authorization = authorization_of(request)
-        org = getattr(request, "actas_org", None)
+        context = context_of(request)
+        mint = mint_of(request)
+        authorization = mint.authorization
+        org = mint.org
         user = request.user
         if context is None or not isinstance(org, Organization) or not isinstance(user, User):
             raise errors.ServerError(description="token context missing", request=request)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        session = getattr(request, "actas_sso_session", None)
+        session = mint.sso_session
         if session is None and authorization is not None:
             session = authorization.sso_session
         signed, stored = oauth_id_token_issue(
-            tenant=context[0],
+            tenant=context.tenant,
             org=org,
             client=request.client,
             user=user,
             scopes=request.scopes,
             session=session if isinstance(session, SSOSession) else None,
             base=id_token,
-            extra=getattr(request, "actas_extra_claims", None),
+            extra=mint.extra_claims,
             # Under impersonation no token outlives the session.
-            expires_cap=getattr(request, "actas_expires_cap", None),
+            expires_cap=mint.expires_cap,
         )
         request.id_token = stored
         request.access_token = stored

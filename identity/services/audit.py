@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
-from config.prepared import Prepared, PreparedUpdate
 from identity import context
 from identity.models import AuditChainHead, AuditEvent, User
 from organizations.models import Organization
@@ -109,23 +108,6 @@ def audit_chain_head_create(*, tenant: Organization) -> AuditChainHead:
     return head
 
 
-_chain_head_for_update = Prepared(
-    lambda tenant_id: AuditChainHead.objects.select_for_update().filter(tenant_id=tenant_id),
-    tenant_id=uuid.UUID,
-)
-
-
-_chain_head_advance = PreparedUpdate(
-    lambda tenant_id, seq, digest: (
-        AuditChainHead.objects.filter(tenant_id=tenant_id),
-        {"seq": seq, "hash": digest},
-    ),
-    tenant_id=uuid.UUID,
-    seq=int,
-    digest=str,
-)
-
-
 def audit_record(
     *,
     tenant: Organization | None = None,
@@ -153,7 +135,7 @@ def audit_record(
     ctx = context.current()
     # No savepoint inside the caller's transaction: the event stands or falls with the change.
     with transaction.atomic(savepoint=False):
-        head = _chain_head_for_update.first(tenant_id=tenant_id)
+        head = _locked_head(tenant_id)
         if head is None:
             AuditChainHead.objects.get_or_create(tenant_id=tenant_id, defaults={"hash": GENESIS_HASH})
             head = AuditChainHead.objects.select_for_update().get(tenant_id=tenant_id)
@@ -181,11 +163,57 @@ def audit_record(
         stored = dict(fields)
         for key in UUID_FIELDS:
             stored[key] = uuid.UUID(fields[key]) if fields[key] else None
-        event = AuditEvent.objects.create(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **stored)
+        event = AuditEvent(tenant_id=tenant_id, prev_hash=head.hash, hash=digest, **stored)
         head.seq = fields["seq"]
         head.hash = digest
-        _chain_head_advance.run(tenant_id=tenant_id, seq=head.seq, digest=digest)
+        _append(event, tenant_id=tenant_id, seq=head.seq, digest=digest)
     return event
+
+
+def _locked_head(tenant_id: uuid.UUID) -> AuditChainHead | None:
+    """The tenant's chain head (its sequence and hash), row-locked until commit: plain SQL,
+    every audited write reads it."""
+    connection = connections[AuditChainHead.objects.db]
+    table = AuditChainHead._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    tenant_db = AuditChainHead._meta.get_field("tenant").get_db_prep_value(tenant_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, hash FROM {table} WHERE tenant_id = %s{lock}", [tenant_db])  # noqa: S608
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    return AuditChainHead(tenant_id=tenant_id, seq=found[0], hash=found[1])
+
+
+def _append(event: AuditEvent, *, tenant_id: uuid.UUID, seq: int, digest: str) -> None:
+    """Insert ``event`` and move the chain head to it: one statement on PostgreSQL (a
+    data-modifying WITH), two elsewhere."""
+    connection = connections[AuditEvent.objects.db]
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(tenant_id=tenant_id).update(seq=seq, hash=digest)
+        return
+    meta = event._meta
+    columns: list[str] = []
+    values: list[Any] = []
+    for f in meta.local_concrete_fields:
+        if f is meta.auto_field:
+            continue
+        columns.append(f'"{f.column}"')
+        values.append(f.get_db_prep_save(f.pre_save(event, add=True), connection))
+    head_table = AuditChainHead._meta.db_table
+    tenant_db = AuditChainHead._meta.get_field("tenant").get_db_prep_value(tenant_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH e AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (model metadata)
+            f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id) "
+            f"UPDATE {head_table} SET seq = %s, hash = %s WHERE tenant_id = %s RETURNING (SELECT id FROM e)",
+            [*values, seq, digest, tenant_db],
+        )
+        returned = cursor.fetchone()
+    assert returned is not None
+    event.pk = returned[0]
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def audit_refusal(**kwargs: Any) -> AuditEvent:

@@ -102,9 +102,9 @@ def outbox_enqueue(
 def _publish_soon(message_ids: list[str]) -> None:
     """Publish without making the request wait for the broker (a refused connection still
     costs seconds); in the eager embedded mode the task runs right here."""
-    from config.celery import app
+    from celery import current_app
 
-    if app.conf.task_always_eager:
+    if current_app.conf.task_always_eager:
         _publish(message_ids)
     else:
         threading.Thread(target=_publish, args=(message_ids,), name="outbox-publish", daemon=True).start()

@@ -17,11 +17,8 @@ from identity.models import (
     UserAssociation,
 )
 from identity.oauth.hooks import impersonations_revalidate
-from identity.selectors import (
-    application_authorized_scopes,
-    application_available_in,
-    role_is_shared_into,
-)
+from identity.selectors.applications import application_authorized_scopes, application_available_in
+from identity.selectors.roles import role_is_shared_into
 from identity.services.audit import audit_record
 from organizations.models import Organization
 

@@ -12,7 +12,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from config.prepared import Prepared
 from identity.models import SSOSession, User
 from identity.services.audit import audit_record
 from identity.services.oauth import oauth_session_revoke
@@ -97,19 +96,12 @@ def sso_session_get_live(*, sid: str) -> SSOSession | None:
     """The session with this opaque id, if it has not ended or expired."""
     if not sid or not isinstance(sid, str):
         return None
-    return _live_session_by_sid.first(sid=sid, now=timezone.now())
-
-
-# Every signed-in request and every token exchange reads its SSO session: compiled once per connection.
-_live_session_by_sid = Prepared(
-    lambda sid, now: (
+    return (
         SSOSession.objects.select_related("user", "organization", "tenant")
-        .filter(sid=sid, ended_at__isnull=True, expires_at__gt=now)
-        .order_by()[:1]
-    ),
-    sid=str,
-    now=dt.datetime,
-)
+        .filter(sid=sid, ended_at__isnull=True, expires_at__gt=timezone.now())
+        .order_by()
+        .first()
+    )
 
 
 def sso_session_is_fresh(session: SSOSession, *, max_age: int | None) -> bool:

@@ -25,11 +25,11 @@ from identity.models import (
 )
 from identity.services.applications import application_authorize_api, application_create
 from identity.services.audit import audit_record
-from identity.services.organizations import tenant_root_create
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_create
 from organizations.models import Organization
 from organizations.selectors import tenant_get
+from organizations.services import tenant_root_create
 
 # (identifier, name, type, [(scope, display name, read-only)])
 SYSTEM_RESOURCES: list[tuple[str, str, str, list[tuple[str, str, bool]]]] = [

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from identity.console_shell import Console
+from identity.console.shell import Console
 
 register = template.Library()
 
@@ -16,3 +16,22 @@ def console_url(context: template.Context, name: str, *args: Any, org: Any = Non
     if org is not None:
         return console.url_for(org, name, *args)
     return console.url(name, *args)
+
+
+@register.simple_tag(takes_context=True)
+def sign_in_addresses(context: template.Context) -> dict[str, str]:
+    """The addresses people of the current Console's organization sign in at (absolute, from
+    ``BASE_URL``): its Console and its My Account. ``{% sign_in_addresses as addresses %}``."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    console: Console = context["console"]
+    org, tenant = console.org, console.tenant.handle
+    if org.parent_id is None:
+        myaccount = reverse("myaccount:profile", kwargs={"tenant": tenant})
+    else:
+        myaccount = reverse("org-myaccount:profile", kwargs={"tenant": tenant, "org": org.pk})
+    return {
+        "console": f"{settings.BASE_URL}{console.url('home')}",
+        "myaccount": f"{settings.BASE_URL}{myaccount}",
+    }

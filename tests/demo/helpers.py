@@ -2,46 +2,39 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from django.core.management import call_command
 
 from demo.pickup.app import Config, Pickup
 from demo.pickup.server import server
-from identity.models import Application
-from identity.services.applications import application_update_protocol
 
 
 @contextmanager
-def served_pickup(actas_url: str) -> Iterator[str]:
-    """Pickup against actas at ``actas_url``, with the demo tenant seeded (``seed_demo``): its
-    URL; the port is only known once bound, so its redirect and post-logout URIs are then
-    registered on the seeded application beside the default ones, and its access URL set."""
+def pickup_server() -> Iterator[tuple[str, Any]]:
+    """A Pickup HTTP server bound to a free port, not yet configured: its URL and the server
+    (``server.set_app(Pickup(Config(...)))`` once the client's credentials are known)."""
     httpd = server(None, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{httpd.server_port}"
-    app = Application.objects.get(client_id="pickup")
-    application_update_protocol(
-        actor=None,
-        application=app,
-        client_type=app.client_type,
-        grant_types=app.grant_types,
-        redirect_uris=[*app.redirect_uris.split(), f"{url}/callback"],
-        post_logout_redirect_uris=[*app.post_logout_redirect_uris.split(), f"{url}/"],
-        pkce_required=app.pkce_required,
-        access_token_lifetime=app.access_token_lifetime,
-        refresh_token_lifetime=app.refresh_token_lifetime,
-        id_token_lifetime=app.id_token_lifetime,
-        subject_token_enabled=app.subject_token_enabled,
-        subject_token_expiry=app.subject_token_expiry,
-    )
-    # My Account links the application by its access URL.
-    Application.objects.filter(pk=app.pk).update(access_url=f"{url}/")
-    httpd.set_app(Pickup(Config(actas_url=actas_url, public_url=url)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield url
+        yield url, httpd
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def served_pickup(actas_url: str, *, password: str) -> Iterator[str]:
+    """The demo tenant seeded (``seed_demo --pickup-url``, every password ``password``) with
+    Pickup serving on a free port as its client ``pickup``: Pickup's URL."""
+    with pickup_server() as (url, httpd):
+        call_command("seed_demo", password=password, pickup_url=f"{url}/", stdout=io.StringIO())
+        httpd.set_app(Pickup(Config(actas_url=actas_url, public_url=url)))
+        yield url

@@ -4,7 +4,6 @@ End impersonation, sign out. A requests session plays the browser."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -13,7 +12,6 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
-from django.core.management import call_command
 
 from identity.models import User
 from organizations.models import Organization
@@ -70,8 +68,7 @@ def demo_user_in(org_handle: str, username: str) -> User:
 def pickup(live_server: Any, settings: Any) -> Iterator[str]:
     """The demo tenant seeded, and Pickup served on a free port, registered at actas."""
     settings.BASE_URL = live_server.url
-    call_command("seed_demo", stdout=io.StringIO())
-    with served_pickup(live_server.url) as url:
+    with served_pickup(live_server.url, password="actas-demo-1") as url:
         yield url
 
 
@@ -227,3 +224,22 @@ def test_the_organization_choice_lists_where_the_user_is_a_member(pickup: str) -
     with requests.Session() as browser:
         home = sign_in(browser, pickup, "bob")
         assert '<option value="">Acme</option>' in home.text and "Acme EU" not in home.text
+
+
+def test_switch_organization_offers_only_where_the_user_is_a_member(pickup: str) -> None:
+    """Signed in at Acme, alice may switch Pickup's token into Acme EU (organization_switch);
+    an organization the page did not offer is refused; bob is offered none."""
+    eu, us = demo_org("acme-eu"), demo_org("acme-us")
+    with requests.Session() as browser:
+        home = sign_in(browser, pickup, "alice")
+        assert "Open an organization" in home.text
+        refused = submit(browser, home, "/switch", org=str(us.pk))
+        assert "Choose the organization from the list." in refused.text
+        assert "Signed in as alice (Alice Anders) in Acme<" in refused.text
+        switched = submit(browser, refused, "/switch", org=str(eu.pk))
+        assert "Switched to Acme EU (organization_switch)." in switched.text
+        assert "Signed in as alice (Alice Anders) in Acme EU" in switched.text
+        assert str(eu.pk) in switched.text
+        assert "Open an organization" not in switched.text  # only from the root
+    with requests.Session() as browser:
+        assert "Open an organization" not in sign_in(browser, pickup, "bob").text

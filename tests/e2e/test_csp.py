@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from identity.emails import IMPERSONATION_STARTED
+from impersonation.emails import IMPERSONATION_STARTED
 from tests.conftest import PASSWORD, World
 from tests.identity.oauth_helpers import REDIRECT, authorize_url, make_app, pkce_pair
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from identity.models import Application
-from identity.selectors import login_flow_steps
+from identity.selectors.applications import login_flow_steps
 from identity.services.applications import application_create
 from tests.conftest import World
 from tests.e2e.conftest import artifacts_dir
-from tests.e2e.test_impersonation import app_tab, console_path, flash, nav, sign_in
+from tests.e2e.walkthrough import app_tab, console_path, flash, nav, sign_in
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import pytest
 
 from identity.models import AuditEvent
 from tests.conftest import World
-from tests.e2e.test_impersonation import console_path, nav, sign_in
+from tests.e2e.walkthrough import console_path, nav, sign_in
 from tests.identity.oauth_helpers import make_app
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import pytest
 from identity.models import AuditEvent, SSOSession
 from impersonation.models import ImpersonationSession
 from tests.conftest import World
-from tests.e2e.test_impersonation import console_path, myaccount_path, nav, open_user, sign_in
+from tests.e2e.walkthrough import console_path, myaccount_path, nav, open_user, sign_in
 
 pytestmark = pytest.mark.e2e
 

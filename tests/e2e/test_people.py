@@ -15,7 +15,7 @@ import pytest
 from identity.models import RoleAssignment, UserAssociation
 from tests.conftest import World, make_user
 from tests.e2e.conftest import artifacts_dir
-from tests.e2e.test_impersonation import console_path, flash, nav, sign_in
+from tests.e2e.walkthrough import console_path, flash, nav, sign_in
 
 pytestmark = pytest.mark.e2e
 

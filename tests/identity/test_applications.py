@@ -9,17 +9,15 @@ from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
 
 from identity.models import APIResource, Application, ApplicationAPIAuthorization, AuditEvent
-from identity.services.applications import (
-    application_authorize_api,
-    application_create,
+from identity.services.application_edits import (
     application_delete,
     application_regenerate_secret,
     application_remove_api_authorization,
-    application_share,
     application_update_advanced,
     application_update_general,
     application_update_protocol,
 )
+from identity.services.applications import application_authorize_api, application_create, application_share
 from tests.conftest import World
 
 

@@ -27,11 +27,12 @@ from identity.audit_labels import (
 )
 from identity.audit_selectors import audit_event_views
 from identity.models import AuditEvent, Role
-from identity.services.applications import application_share, application_update_general
+from identity.services.application_edits import application_update_general
+from identity.services.applications import application_share
 from identity.services.audit import audit_record
-from identity.services.organizations import organization_settings_update
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_profile_update, user_set_flags
+from organizations.services import organization_settings_update
 from tests.conftest import World
 from tests.identity.oauth_helpers import make_app
 

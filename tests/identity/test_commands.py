@@ -19,7 +19,7 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.selectors import user_scopes_for_application
+from identity.selectors.permissions import user_scopes_for_application
 from identity.services.audit import audit_verify_chain
 from organizations.models import Organization
 
@@ -110,3 +110,26 @@ def test_bootstrap_tenant_command() -> None:
     with pytest.raises(CommandError):
         call_command("bootstrap_tenant", "initech", "--name", "Initech", "--admin-password", "short")
     assert not Organization.objects.filter(handle="initech").exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_serves_pickup_where_it_is_told() -> None:
+    """``--pickup-url``: Pickup's access URL, redirect and post-logout URIs; a later run with
+    another address moves them there (and only them), a run with the same one changes nothing."""
+    call_command("seed_demo", "--pickup-url", "http://127.0.0.1:9001", stdout=io.StringIO())
+    pickup = Application.objects.get(client_id="pickup")
+    assert pickup.access_url == "http://127.0.0.1:9001/"
+    assert pickup.redirect_uris.split() == ["http://127.0.0.1:9001/callback"]
+    assert pickup.post_logout_redirect_uris.split() == ["http://127.0.0.1:9001/"]
+
+    out = io.StringIO()
+    call_command("seed_demo", "--pickup-url", "https://pickup.example/", stdout=out)
+    assert "Pickup application: moved to https://pickup.example/" in out.getvalue()
+    pickup.refresh_from_db()
+    assert pickup.access_url == "https://pickup.example/"
+    assert pickup.redirect_uris.split() == ["https://pickup.example/callback"]
+    assert pickup.subject_token_enabled and pickup.discoverable and pickup.name == "Pickup"
+
+    again = io.StringIO()
+    call_command("seed_demo", "--pickup-url", "https://pickup.example", stdout=again)
+    assert "Pickup application: already there" in again.getvalue()

@@ -11,20 +11,20 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils.safestring import SafeData
 
-from identity import emails
+from identity import email_sandbox, emails
+from identity.email_sandbox import render_string
 from identity.emails import (
     EMAIL_OTP,
-    IMPERSONATION_STARTED,
     branding_effective,
     default_template,
     email_render,
-    render_string,
     template_resolve,
     template_validate,
 )
 from identity.models import AuditEvent, EmailTemplate, OutboxMessage
 from identity.services.branding import branding_update, email_template_reset, email_template_save
 from identity.services.outbox import outbox_deliver
+from impersonation.emails import IMPERSONATION_STARTED
 from impersonation.models import ImpersonationSession
 from tests.conftest import World, console_url
 
@@ -358,14 +358,14 @@ def _refusal(field: str, **parts: str) -> str:
 def test_padding_wider_than_the_limit_is_refused_at_save(source: str) -> None:
     message = _refusal("text_body", text_body=source)
     assert message.startswith("Template limit:")
-    assert f"pads to at most {emails.MAX_PAD_WIDTH:,} characters" in message
+    assert f"pads to at most {email_sandbox.MAX_PAD_WIDTH:,} characters" in message
 
 
 def test_padding_within_the_limit_renders_and_a_width_from_a_value_is_checked_when_rendering() -> None:
     values = {"x": "ab", "w": "6"}
     source = '[{{ x|ljust:"6" }}|{{ x|center:w }}|{{ x|rjust:1000|length }}|{{ "a|ljust:9999" }}]'
     assert render_string(source, values, html=False) == "[ab    |  ab  |1000|a|ljust:9999]"
-    with pytest.raises(emails.TemplateLimitError, match="pads to at most 1,000 characters"):
+    with pytest.raises(email_sandbox.TemplateLimitError, match="pads to at most 1,000 characters"):
         render_string("{{ x|rjust:w }}", {"x": "ab", "w": "50000000"}, html=False)
 
 
@@ -380,7 +380,7 @@ def test_metered_filters_keep_their_html_behaviour() -> None:
 
 def test_nested_loops_are_stopped_at_the_loop_pass_limit() -> None:
     message = _refusal("html_body", html_body=NESTED_LOOPS)
-    assert f"ran more than {emails.MAX_LOOP_ITERATIONS:,} times" in message
+    assert f"ran more than {email_sandbox.MAX_LOOP_ITERATIONS:,} times" in message
     two_deep = "{% for a in reason %}{% for b in reason %}.{% endfor %}{% endfor %}"  # 1,122 passes
     rendered = template_validate(kind=IMPERSONATION_STARTED, subject="ok", html_body=two_deep, text_body="ok")
     assert rendered.html == "." * 33**2
@@ -388,18 +388,18 @@ def test_nested_loops_are_stopped_at_the_loop_pass_limit() -> None:
 
 def test_loops_nest_at_most_three_deep_and_tags_at_most_twenty() -> None:
     four = "{% for a in x %}" * 4 + "{% endfor %}" * 4
-    assert f"loops may nest at most {emails.MAX_LOOP_DEPTH} deep" in _refusal("subject", subject=four)
+    assert f"loops may nest at most {email_sandbox.MAX_LOOP_DEPTH} deep" in _refusal("subject", subject=four)
     three = "{% for a in x %}" * 3 + "{{ a }}" + "{% endfor %}" * 3
     assert render_string(three, {"x": "ab"}, html=False) == "ab" * 4
     deep_ifs = "{% if x %}" * 21 + "{% endif %}" * 21
-    assert f"nest at most {emails.MAX_BLOCK_DEPTH} deep" in _refusal("subject", subject=deep_ifs)
+    assert f"nest at most {email_sandbox.MAX_BLOCK_DEPTH} deep" in _refusal("subject", subject=deep_ifs)
     assert render_string("{% if x %}" * 20 + "y" + "{% endif %}" * 20, {"x": "1"}, html=False) == "y"
 
 
 def test_a_loop_runs_over_at_most_a_thousand_items() -> None:
     loop = "{% for c in v %}{{ c }}{% endfor %}"
     assert render_string(loop, {"v": "x" * 1000}, html=False) == "x" * 1000
-    with pytest.raises(emails.TemplateLimitError, match="at most 1,000 items"):
+    with pytest.raises(email_sandbox.TemplateLimitError, match="at most 1,000 items"):
         render_string(loop, {"v": "x" * 1001}, html=False)
 
 
@@ -414,8 +414,8 @@ def test_the_rendered_size_is_bounded() -> None:
 
 
 def test_a_render_past_the_time_budget_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert emails.RENDER_SECONDS == 0.2
-    monkeypatch.setattr(emails, "RENDER_SECONDS", 0.0)  # every look at the clock is too late
+    assert email_sandbox.RENDER_SECONDS == 0.2
+    monkeypatch.setattr(email_sandbox, "RENDER_SECONDS", 0.0)  # every look at the clock is too late
     # Stopped in a loop, before a filter, or at the latest once the part is rendered.
     for source in ("{% for c in reason %}{{ c }}{% endfor %}", "{{ reason|upper }}", "plain text"):
         assert "ran longer than 0 ms" in _refusal("subject", subject=source)

@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from identity.models import RoleAssignment, User
-from identity.selectors import roles_in_org, user_scopes_along_path, user_scopes_for_application
+from identity.selectors.permissions import user_scopes_along_path, user_scopes_for_application
+from identity.selectors.roles import roles_in_org
 from identity.services.roles import role_assign, role_create
 from tests.conftest import World, console_url, make_user, sign_in
 

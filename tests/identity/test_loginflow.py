@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 
 from identity.models import Application, AuditEvent, EmailOTPChallenge, OutboxMessage, SSOSession
-from identity.services.applications import application_create, application_share, login_flow_set
+from identity.services.applications import application_create, application_share
+from identity.services.loginflows import login_flow_set
 from identity.services.outbox import outbox_deliver
 from tests.conftest import PASSWORD, World, console_url
 
@@ -218,7 +219,7 @@ def test_editing_a_flow_restarts_sign_ins_in_progress(client: Client, world: Wor
     )
     url = _login_url(world, world.eu)
     client.post(url, {"username": "eu-admin"})
-    from identity.services.applications import login_flow_reset
+    from identity.services.loginflows import login_flow_reset
 
     login_flow_reset(actor=None, application=console, org=world.eu)  # now just [password]
     response = client.get(url)

@@ -4,8 +4,8 @@ of queries however many roles, scopes, organizations and earlier tokens there ar
 Each case runs one request, grows the data it could be tempted to iterate over (more roles of
 the user and of the impersonator, more authorized scopes, more organizations, more tokens of
 the same client), runs the same request again and compares the two query counts with each
-other and with the ceiling the server was measured at (the ceilings hold on SQLite and
-PostgreSQL: savepoints and ``SELECT … FOR UPDATE`` are one query each on both)."""
+other and, on PostgreSQL (where writes that belong together are one statement), with the
+ceiling the server was measured at (tests/identity/test_token_queries.py asserts issue 15's)."""
 
 from __future__ import annotations
 
@@ -19,26 +19,35 @@ from django.test.utils import CaptureQueriesContext
 
 from identity.models import APIResource, Application, Role
 from identity.services.applications import application_authorize_api
-from identity.services.organizations import organization_create
 from identity.services.resources import ScopeSpec, api_resource_create
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_create
+from organizations.services import organization_create
 from tests.conftest import PASSWORD, World
 from tests.identity.oauth_helpers import App, basic, exchange, get_code, make_app
 from tests.impersonation.helpers import exchange_tokens, get_subject_token, impersonation_app
 
 pytestmark = pytest.mark.django_db
 
-# What each grant costs today (the bench README's profile names them); a change that adds a
-# query per request has to raise these on purpose.
+# What each grant costs today, savepoints included (the test's transaction makes the token
+# request's own one a savepoint pair; tests/identity/test_token_queries.py counts them apart);
+# a change that adds a query per request has to raise these on purpose.
 CEILINGS = {
-    "client_credentials": 6,
-    "authorization_code": 15,
-    # An impersonated refresh writes its audit event (chain head lock, event, head): 28 + 3.
-    "refresh_token": 31,
-    "token_exchange": 34,
-    "organization_switch": 25,
+    "client_credentials": 5,
+    "authorization_code": 9,
+    # An impersonated refresh writes its audit event (chain head lock, event with head).
+    "refresh_token": 16,
+    "token_exchange": 21,
+    "organization_switch": 16,
 }
+
+
+def _bounded(grant: str, before: int, after: int) -> None:
+    """The same count before and after the data grew; under the ceiling on PostgreSQL (where
+    writes that belong together are one statement; SQLite makes them one at a time)."""
+    assert before == after, (before, after)
+    if connection.vendor == "postgresql":
+        assert after <= CEILINGS[grant], (grant, after)
 
 
 def _queries(request: Callable[[], Any]) -> int:
@@ -93,7 +102,7 @@ def test_client_credentials_queries_are_bounded(world: World) -> None:
     before = _queries(request)
     _grow(world, app)
     after = _queries(request)
-    assert before == after <= CEILINGS["client_credentials"], (before, after)
+    _bounded("client_credentials", before, after)
 
 
 def test_authorization_code_queries_are_bounded(world: World) -> None:
@@ -104,7 +113,7 @@ def test_authorization_code_queries_are_bounded(world: World) -> None:
     _grow(world, app)
     code, verifier = get_code(client, world, app, signed_in=True)
     after = _queries(lambda: exchange(client, app, code, verifier))
-    assert before == after <= CEILINGS["authorization_code"], (before, after)
+    _bounded("authorization_code", before, after)
 
 
 @pytest.fixture
@@ -119,7 +128,7 @@ def test_token_exchange_queries_are_bounded(world: World, pickup: App) -> None:
     _grow(world, pickup)
     artifacts = get_subject_token(second, world, pickup)
     after = _queries(lambda: exchange_tokens(second, pickup, artifacts))
-    assert before == after <= CEILINGS["token_exchange"], (before, after)
+    _bounded("token_exchange", before, after)
 
 
 def test_impersonated_refresh_queries_are_bounded(world: World, pickup: App) -> None:
@@ -141,7 +150,7 @@ def test_impersonated_refresh_queries_are_bounded(world: World, pickup: App) -> 
     for _ in range(3):  # earlier rotations of the family are not read again
         request()
     after = _queries(request)
-    assert before == after <= CEILINGS["refresh_token"], (before, after)
+    _bounded("refresh_token", before, after)
 
 
 def test_organization_switch_queries_are_bounded(world: World, pickup: App) -> None:
@@ -165,7 +174,7 @@ def test_organization_switch_queries_are_bounded(world: World, pickup: App) -> N
     before = _queries(request)
     _grow(world, pickup)
     after = _queries(request)
-    assert before == after <= CEILINGS["organization_switch"], (before, after)
+    _bounded("organization_switch", before, after)
 
 
 def test_the_permission_selector_makes_a_fixed_number_of_queries(world: World) -> None:
@@ -173,7 +182,7 @@ def test_the_permission_selector_makes_a_fixed_number_of_queries(world: World) -
     the same queries for a user with one role as for one with many, in a root organization
     and below it (two more at most: the path, and whether the application is shared there —
     remembered on the application once asked)."""
-    from identity.selectors import user_scopes_for_application
+    from identity.selectors.permissions import user_scopes_for_application
 
     app = make_app(world)
     counts = []

@@ -13,7 +13,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from identity import tokens
 from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession
 from identity.oauth.claims import issuer_for
-from identity.services.applications import login_flow_set
+from identity.services.loginflows import login_flow_set
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import (
     LOGOUT_REDIRECT,
@@ -754,7 +754,7 @@ def test_client_credentials_only_at_the_apps_own_or_the_tenants_endpoint(
         f"/t/acme/o/{world.eu.pk}/oauth2/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=auth
     )
     assert child.status_code == 400 and child.json()["error"] == "unauthorized_client"
-    from identity.services.organizations import organization_set_status
+    from organizations.services import organization_set_status
 
     organization_set_status(actor=None, org=world.eu, status="disabled")
     disabled = client.post(

@@ -10,7 +10,7 @@ from pathlib import Path
 from django.template.loader import render_to_string
 from django.test import Client
 
-from identity.emails import IMPERSONATION_STARTED
+from impersonation.emails import IMPERSONATION_STARTED
 from tests.conftest import World, console_url, sign_in
 from tests.identity.oauth_helpers import REDIRECT, authorize_url, make_app, pkce_pair
 from tests.impersonation.helpers import impersonation_app, subject_authorize_url

@@ -23,19 +23,12 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.selectors import (
-    application_available_in,
-    org_member_page,
-    roles_in_org,
-    user_scopes_along_path,
-    user_scopes_for_application,
-    user_switchable_organizations,
-)
-from identity.services.applications import (
-    application_authorize_api,
-    application_create,
-    application_share,
-)
+from identity.selectors.applications import application_available_in
+from identity.selectors.permission_map import user_switchable_organizations
+from identity.selectors.permissions import user_scopes_along_path, user_scopes_for_application
+from identity.selectors.roles import roles_in_org
+from identity.selectors.users import org_member_page
+from identity.services.applications import application_authorize_api, application_create, application_share
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_share
 from organizations.models import Organization

@@ -6,14 +6,8 @@ from typing import Any
 
 import pytest
 
-from identity.serializers import (
-    ConfigPatchError,
-    ScimError,
-    config_patch_values,
-    parse_user_filter,
-    primary_email,
-    scim_patch_changes,
-)
+from identity.serializers import ScimError, parse_user_filter, primary_email, scim_patch_changes
+from impersonation.serializers import ConfigPatchError, config_patch_values
 
 
 def test_user_filter() -> None:

@@ -18,13 +18,8 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.services.applications import (
-    application_authorize_api,
-    application_create,
-    application_share,
-    login_flow_set,
-    login_flow_validate,
-)
+from identity.services.applications import application_authorize_api, application_create, application_share
+from identity.services.loginflows import login_flow_set, login_flow_validate
 from identity.services.roles import role_assign, role_create, role_set_permissions, role_unassign
 from identity.services.tenants import tenant_bootstrap, tenant_ensure_system_objects
 from identity.services.users import user_create, user_set_flags, user_share

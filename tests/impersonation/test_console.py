@@ -10,12 +10,12 @@ from django.test import Client
 from oauth2_provider.models import AccessToken
 
 from identity.models import AuditEvent, OAuthAuthorization, SSOSession
-from identity.services.applications import login_flow_set
-from identity.services.organizations import organization_settings_update
+from identity.services.loginflows import login_flow_set
 from identity.services.roles import role_assign
 from identity.services.users import user_set_flags
 from impersonation.models import ImpersonationSession
 from impersonation.selectors import active_impersonations
+from organizations.services import organization_settings_update
 from tests.conftest import World, console_url, sign_in
 from tests.identity.oauth_helpers import REDIRECT, authorize_url, basic, exchange, pkce_pair
 from tests.impersonation.helpers import impersonation_app, impersonator_role, query
@@ -329,7 +329,7 @@ def test_the_impersonated_users_own_page_links_to_my_account_again(
 def test_refused_when_the_impersonator_or_organization_is_inactive(world: World) -> None:
     """Not reachable from a Console page (a disabled organization's Console is closed), but
     the words are the rule's all the same."""
-    from identity.console_shell import Console
+    from identity.console.shell import Console
     from impersonation.console import refusal_for
 
     console = Console(

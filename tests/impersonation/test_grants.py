@@ -851,7 +851,7 @@ def test_the_target_is_emailed_when_an_impersonation_starts(
 
 def test_no_email_when_the_organization_turned_it_off(client: Client, world: World, pickup: App) -> None:
     from identity.models import OutboxMessage
-    from identity.services.organizations import organization_settings_update
+    from organizations.services import organization_settings_update
 
     organization_settings_update(actor=None, org=world.root, impersonation_email_enabled=False)
     exchange_tokens(client, pickup, get_subject_token(client, world, pickup))

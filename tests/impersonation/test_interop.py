@@ -13,7 +13,8 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
 from identity.models import Application, Role
-from identity.services.applications import application_share, login_flow_set
+from identity.services.applications import application_share
+from identity.services.loginflows import login_flow_set
 from identity.services.roles import role_assign
 from tests.conftest import PASSWORD, World
 from tests.identity.oauth_helpers import REDIRECT, SECRET

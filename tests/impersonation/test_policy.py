@@ -20,10 +20,10 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.selectors import dominance_gaps
-from identity.services.organizations import organization_create
+from identity.selectors.permission_map import dominance_gaps
 from impersonation import policy
 from organizations.models import Organization
+from organizations.services import organization_create
 from tests.conftest import World, make_user
 
 SCOPES = ["s_read", "s_write", "s_admin", "s_audit"]

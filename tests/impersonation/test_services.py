@@ -13,13 +13,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from identity.models import APIResource, Application, AuditEvent, Role, User
-from identity.services.applications import (
-    application_authorize_api,
+from identity.services.application_edits import (
     application_remove_api_authorization,
-    application_share,
     application_update_protocol,
 )
-from identity.services.organizations import organization_set_status
+from identity.services.applications import application_authorize_api, application_share
 from identity.services.resources import ScopeSpec, api_resource_create
 from identity.services.roles import role_assign, role_create, role_set_permissions, role_unassign
 from identity.services.sessions import sso_session_start
@@ -29,6 +27,7 @@ from impersonation.models import ImpersonationSession, SubjectToken
 from impersonation.selectors import active_impersonations
 from impersonation.services import impersonation_begin
 from organizations.models import Organization
+from organizations.services import organization_set_status
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import App, basic, exchange, get_code
 from tests.impersonation.helpers import (

@@ -75,7 +75,7 @@ def test_impersonate_user_confirmation_refuses_bad_reasons(
     else:
         assert started == 0, (response.status_code, fields)
         if response.status_code == 400 and raw is not None and not _utf8_form(body):
-            # Not UTF-8: refused by the Console before the form is read (identity.console_shell).
+            # Not UTF-8: refused by the Console before the form is read (identity.console.shell).
             assert b"have to arrive as UTF-8" in response.content
         elif response.status_code == 400:
             assert b"reason" in response.content.lower()

@@ -646,7 +646,7 @@ def test_my_account_shared_with_all_serves_grandchildren(client: Client, world: 
 
 
 def test_a_disabled_my_account_org_is_not_served(client: Client, world: World) -> None:
-    from identity.services.organizations import organization_set_status
+    from organizations.services import organization_set_status
 
     share_myaccount(world)
     organization_set_status(actor=None, org=world.us, status="disabled")

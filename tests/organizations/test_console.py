@@ -8,9 +8,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from identity.models import AuditEvent
-from identity.services.organizations import organization_create
 from organizations.models import Organization
-from organizations.services import org_insert
+from organizations.services import org_insert, organization_create
 from tests.conftest import World, console_url, sign_in
 
 

@@ -10,10 +10,10 @@ import pytest
 from django.test import Client
 
 from identity.models import AuditEvent
-from identity.services.organizations import organization_settings_update
 from identity.services.roles import role_assign, role_create
 from organizations.models import OrganizationSettings
 from organizations.selectors import org_effective_settings
+from organizations.services import organization_settings_update
 from tests.conftest import World, console_url, make_user, sign_in
 
 PAGE = "login-registration/impersonation/"

@@ -7,10 +7,14 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from identity.models import AuditEvent
-from identity.services.organizations import organization_create, organization_settings_update
 from organizations.models import Organization, OrganizationSettings
 from organizations.selectors import org_effective_settings
-from organizations.services import org_insert, org_set_status
+from organizations.services import (
+    org_insert,
+    org_set_status,
+    organization_create,
+    organization_settings_update,
+)
 from tests.conftest import World
 
 

@@ -19,15 +19,15 @@ from identity.models import (
     User,
     UserAssociation,
 )
+from identity.services.application_edits import application_update_general, application_update_protocol
 from identity.services.applications import application_authorize_api, application_create, application_share
-from identity.services.organizations import organization_create, tenant_root_create
 from identity.services.roles import role_assign, role_create
 from identity.services.tenants import TenantSystem, tenant_ensure_system_objects
 from identity.services.users import user_create, user_share
 from organizations.models import Organization
 from organizations.selectors import tenant_get
+from organizations.services import organization_create, tenant_root_create
 
-PICKUP_REDIRECT = "http://127.0.0.1:8765/callback"
 PICKUP_URL = "http://127.0.0.1:8765/"
 USER_MGT_RESOURCES = ("system:users", "org:users")
 
@@ -37,9 +37,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--password", default="actas-demo-1", help="Password of every demo user.")
+        parser.add_argument(
+            "--pickup-url",
+            default=PICKUP_URL,
+            help="Where browsers reach Pickup (default %(default)s): its access URL; its redirect URI "
+            "is this plus 'callback'. A later run with another address moves Pickup there.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.password: str = options["password"]
+        self.pickup_url: str = options["pickup_url"].rstrip("/") + "/"
         steps: list[tuple[str, Callable[[], str]]] = [
             ("tenant acme", self.tenant),
             ("system applications, resources and roles", self.system),
@@ -164,11 +171,11 @@ class Command(BaseCommand):
                     Application.GRANT_TOKEN_EXCHANGE_TYPE,
                     Application.GRANT_ORGANIZATION_SWITCH_TYPE,
                 ],
-                redirect_uris=[PICKUP_REDIRECT],
-                post_logout_redirect_uris=[PICKUP_URL],
+                redirect_uris=[f"{self.pickup_url}callback"],
+                post_logout_redirect_uris=[self.pickup_url],
                 subject_token_enabled=True,
                 discoverable=True,
-                access_url=PICKUP_URL,
+                access_url=self.pickup_url,
                 skip_login_consent=True,
                 skip_logout_consent=True,
                 pkce_required=False,
@@ -184,7 +191,38 @@ class Command(BaseCommand):
                 )
             application_share(actor=None, application=app, mode=Application.SharedAccess.ALL)
         self.pickup_app = app
-        return "created" if created else "already there"
+        if created:
+            return "created"
+        return "moved to " + self.pickup_url if self._move_pickup(app) else "already there"
+
+    def _move_pickup(self, app: Application) -> bool:
+        """Point Pickup at ``--pickup-url`` when an earlier run put it elsewhere."""
+        redirect, home = f"{self.pickup_url}callback", self.pickup_url
+        if app.access_url == home and app.redirect_uris.split() == [redirect]:
+            return False
+        application_update_protocol(
+            actor=None,
+            application=app,
+            client_type=app.client_type,
+            grant_types=app.grant_types,
+            redirect_uris=[redirect],
+            post_logout_redirect_uris=[home],
+            pkce_required=app.pkce_required,
+            access_token_lifetime=app.access_token_lifetime,
+            refresh_token_lifetime=app.refresh_token_lifetime,
+            id_token_lifetime=app.id_token_lifetime,
+            subject_token_enabled=app.subject_token_enabled,
+            subject_token_expiry=app.subject_token_expiry,
+        )
+        application_update_general(
+            actor=None,
+            application=app,
+            name=app.name,
+            description=app.description,
+            discoverable=app.discoverable,
+            access_url=home,
+        )
+        return True
 
     def pickup_role(self) -> str:
         role = Role.objects.filter(

@@ -1,0 +1,366 @@
+"""What the OAuth endpoints of :mod:`identity.oauth.views` and the extensions in front of them
+(``impersonation.views``) share: error pages and redirects to a client, the sign-in redirect,
+parameter checks, and the authorization request of ``/oauth2/authorize`` itself (the views
+module wraps it with the HTTP decorators; an extension answering some response types there
+hands every other request to :func:`authorize`). No app imports another app's views.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import IDToken
+from oauth2_provider.views.mixins import OAuthLibMixin
+
+from identity import tokens
+from identity.access import access_org_in_tenant, access_tenant
+from identity.loginflow import flow_satisfied_by_session
+from identity.models import Application, SSOSession
+from identity.oauth import claims as oauth_claims
+from identity.oauth.hooks import PrincipalRefused, resolve_principal
+from identity.oauth.params import params_malformed
+from identity.selectors.applications import login_flow_steps
+from identity.selectors.permission_map import impersonated_scopes
+from identity.selectors.permissions import oauth_user_scopes
+from identity.services.sessions import sso_session_is_fresh
+from organizations.models import Organization
+from organizations.selectors import org_is_usable
+
+PENDING_PREFIX = "actas.oauth.pending:"
+MAX_AGE_RE = re.compile(r"[0-9]{1,10}")
+MAX_PENDING = 5
+OIDC_PARAMS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "claims",
+)
+
+
+class _OAuth(OAuthLibMixin):
+    """DOT's bridge from Django requests to the oauthlib server named in settings."""
+
+
+oauth = _OAuth()
+
+
+class SeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def oauth_response(body: str, status: int, headers: dict[str, str]) -> HttpResponse:
+    response = HttpResponse(content=body or "", status=status, content_type="application/json")
+    for key, value in headers.items():
+        response[key] = value
+    return no_store(response)
+
+
+def json_error(error: str, status: int, description: str = "", **headers: str) -> JsonResponse:
+    payload = {"error": error}
+    if description:
+        payload["error_description"] = description
+    response = JsonResponse(payload, status=status)
+    for key, value in headers.items():
+        response[key] = value
+    no_store(response)
+    return response
+
+
+def error_page(request: HttpRequest, *, title: str, message: str, status: int = 400) -> HttpResponse:
+    return render(request, "identity/oauth/error.html", {"title": title, "message": message}, status=status)
+
+
+def client_redirect(application: Application | None, url: str) -> HttpResponse:
+    schemes = application.get_allowed_schemes() if application else ["https", "http"]
+    return OAuth2ResponseRedirect(url, schemes)
+
+
+def error_redirect_url(redirect_uri: str, *, error: str, state: str | None, fragment: bool = False) -> str:
+    params = {"error": error}
+    if state:
+        params["state"] = state
+    separator = "#" if fragment else ("&" if "?" in redirect_uri else "?")
+    return f"{redirect_uri}{separator}{urlencode(params)}"
+
+
+def _toolkit_error(
+    request: HttpRequest, error: OAuthToolkitError, application: Application | None
+) -> HttpResponse:
+    redirect, response = oauth.error_response(error)
+    oauthlib_error = error.oauthlib_error
+    if redirect and oauthlib_error is not None and oauthlib_error.redirect_uri:
+        return client_redirect(application, response["url"])
+    description = getattr(oauthlib_error, "description", "") or "The request was not valid."
+    return error_page(
+        request,
+        title="This sign-in request cannot be completed",
+        message=f"{description} Return to the application and try again.",
+        status=getattr(oauthlib_error, "status_code", 400),
+    )
+
+
+def login_url(tenant: Organization, org: Organization, *, client_id: str, next_url: str, reauth: bool) -> str:
+    if org.pk == tenant.pk:
+        base = reverse("login", kwargs={"tenant": tenant.handle})
+    else:
+        base = reverse("org-login", kwargs={"tenant": tenant.handle, "org": org.pk})
+    params = {"client_id": client_id, "next": next_url}
+    if reauth:
+        params["reauth"] = "1"
+    return f"{base}?{urlencode(params)}"
+
+
+def url_without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    encoded = query.urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
+
+
+def form_unparseable(request: HttpRequest) -> bool:
+    """A body Django cannot parse as a form (broken multipart, too many fields, too large):
+    answered as an OAuth ``invalid_request``, not Django's HTML 400."""
+    try:
+        request.POST  # noqa: B018 (parsed here, where the failure can be answered)
+    except (BadRequest, SuspiciousOperation, MultiPartParserError):
+        return True
+    return False
+
+
+def _parse_max_age(raw: str | None) -> int | None | bool:
+    """None when absent, False when malformed."""
+    if raw is None or raw == "":
+        return None
+    if not MAX_AGE_RE.fullmatch(raw):
+        return False
+    return int(raw)
+
+
+def issue_authorization(
+    request: HttpRequest,
+    *,
+    application: Application,
+    scopes: list[str],
+    credentials: dict[str, Any],
+    allow: bool,
+) -> HttpResponse:
+    # The decided scopes travel in the credentials too: oauthlib falls back to the request's
+    # own ``scope`` parameter when the list is empty, and the validator refuses any other set.
+    credentials = {**credentials, "scope": " ".join(scopes), "actas_granted": list(scopes)}
+    try:
+        uri, _headers, _body, _status = oauth.create_authorization_response(
+            request=request, scopes=" ".join(scopes), credentials=credentials, allow=allow
+        )
+    except OAuthToolkitError as error:
+        return _toolkit_error(request, error, application)
+    return client_redirect(application, uri)
+
+
+def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
+    if request.method == "POST":
+        # A cross-site POST carries no SameSite=Lax cookie, so the signed-in browser would look
+        # signed out: answer with the equivalent GET, which carries it.
+        params = [(k, v) for k, values in request.POST.lists() for v in values if k != "csrfmiddlewaretoken"]
+        return SeeOther(f"{request.path}?{urlencode(params)}")
+    tenant_org = access_tenant(handle=tenant)
+    current = access_org_in_tenant(tenant=tenant_org, org_id=org)
+    if params_malformed(request.GET):
+        return error_page(
+            request, title="This sign-in request cannot be completed", message="The request is malformed."
+        )
+    org_param = request.GET.get("orgId")
+    if org is None and org_param:
+        try:
+            child = access_org_in_tenant(tenant=tenant_org, org_id=org_param)
+        except Http404:
+            return error_page(request, title="Unknown organization", message="No such organization.")
+        target = reverse("org-oauth2-authorize", kwargs={"tenant": tenant_org.handle, "org": child.pk})
+        query = request.GET.copy()
+        query.pop("orgId")
+        return HttpResponseRedirect(f"{target}?{query.urlencode()}")
+
+    try:
+        scopes, credentials = oauth.validate_authorization_request(request)
+    except FatalClientError as error:
+        return _toolkit_error(request, error, None)
+    except OAuthToolkitError as error:
+        return _toolkit_error(request, error, None)
+    application: Application = Application.objects.select_related("organization").get(
+        client_id=credentials["client_id"]
+    )
+    redirect_uri = credentials["redirect_uri"]
+    state = credentials.get("state")
+    if not org_is_usable(current):
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="access_denied", state=state)
+        )
+
+    prompt = set(request.GET.get("prompt", "").split())
+    max_age = _parse_max_age(request.GET.get("max_age"))
+    if max_age is False:
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+        )
+
+    session: SSOSession | None = getattr(request, "sso_session", None) or None
+    steps = login_flow_steps(application=application, org=current)
+    signed_in = (
+        session is not None
+        and session.organization_id == current.pk
+        and flow_satisfied_by_session(session, steps)
+    )
+    raw_hint = request.GET.get("id_token_hint", "")
+    if raw_hint:
+        hint = logout_hint(tenant_org, raw_hint)
+        if hint is None:
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+            )
+        # OIDC Core §3.1.2.1: a silent request for someone other than who is signed in.
+        if "none" in prompt and (session is None or hint.get("sub") != str(session.user_id)):
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+            )
+    stale = (
+        signed_in
+        and session is not None
+        and not sso_session_is_fresh(session, max_age=max_age if isinstance(max_age, int) else None)
+    )
+    if not signed_in or "login" in prompt or stale:
+        if "none" in prompt:
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+            )
+        # Come back without the demand that sent us to sign in, or it would never be met.
+        drop = ["prompt"] if "login" in prompt else []
+        if max_age == 0:
+            drop.append("max_age")
+        return HttpResponseRedirect(
+            login_url(
+                tenant_org,
+                current,
+                client_id=application.client_id,
+                next_url=url_without(request, *drop),
+                reauth=signed_in and ("login" in prompt or bool(stale)),
+            )
+        )
+    assert session is not None
+    try:
+        # Usually the signed-in user; under a bound impersonation, the impersonated user.
+        principal = resolve_principal(session=session, application=application, org=current)
+    except PrincipalRefused as refusal:
+        return error_page(
+            request, title="You cannot sign in to this application now", message=refusal.message, status=403
+        )
+    user = principal.user
+    granted = oauth_user_scopes(user=user, application=application, org=current, requested=scopes)
+    if principal.impersonator is not None:
+        granted = impersonated_scopes(granted, tenant_id=current.tenant_id, read_only=principal.read_only)
+    clean = {k: v for k, v in credentials.items() if k in OIDC_PARAMS and v not in (None, "")}
+    context = {"actas_org": current, "actas_sso_session": session, "actas_principal": principal}
+    if application.is_system or (application.skip_login_consent and "consent" not in prompt):
+        return issue_authorization(
+            request, application=application, scopes=granted, credentials={**clean, **context}, allow=True
+        )
+    if principal.impersonator is not None:
+        # Consent is the user's own decision: nobody gives it on their behalf.
+        return error_page(
+            request,
+            title="You cannot sign in to this application now",
+            message=(
+                f"{application.name} asks for the user's consent, which cannot be given while impersonating. "
+                "An administrator can turn on Skip login consent for it."
+            ),
+            status=403,
+        )
+    if "none" in prompt:
+        return client_redirect(
+            application, error_redirect_url(redirect_uri, error="consent_required", state=state)
+        )
+
+    pending_id = secrets.token_urlsafe(16)
+    waiting = sorted(
+        (k for k in request.session.keys() if k.startswith(PENDING_PREFIX)),
+        key=lambda k: (
+            float(request.session[k].get("created", 0)) if isinstance(request.session[k], dict) else 0
+        ),
+    )
+    for key in waiting[: max(0, len(waiting) - MAX_PENDING + 1)]:  # the oldest go
+        request.session.pop(key, None)
+    request.session[PENDING_PREFIX + pending_id] = {
+        "credentials": json.loads(json.dumps(clean, default=str)),
+        "scopes": granted,
+        "org": str(current.pk),
+        "sid": session.sid,
+        "created": timezone.now().timestamp(),
+    }
+    consent_url = (
+        reverse("oauth2-consent", kwargs={"tenant": tenant_org.handle})
+        if current.pk == tenant_org.pk
+        else reverse("org-oauth2-consent", kwargs={"tenant": tenant_org.handle, "org": current.pk})
+    )
+    return render(
+        request,
+        "identity/oauth/consent.html",
+        {
+            "application": application,
+            "org": current,
+            "tenant": tenant_org,
+            "user": user,
+            "scopes": granted,
+            "pending": pending_id,
+            "action": consent_url,
+        },
+    )
+
+
+def logout_hint(tenant: Organization, raw: str) -> dict[str, Any] | None:
+    """The claims of an ID token of this tenant, expired or not (a logout hint)."""
+    if not raw:
+        return None
+    try:
+        claims = tokens.verify(
+            raw,
+            typ=oauth_claims.ID_TOKEN_TYP,
+            issuer=oauth_claims.issuer_for(tenant),
+            audience=tokens.ANY_AUDIENCE,
+            required=("exp", "iat", "iss", "sub", "aud", "jti"),
+            verify_exp=False,
+        )
+    except tokens.TokenError:
+        return None
+    # An ID token, not another JWT of ours with the same ``typ`` (a subject token): it was
+    # recorded when issued.
+    if "may_act" in claims or not IDToken.objects.filter(jti=str(claims["jti"])).exists():
+        return None
+    return claims

@@ -50,6 +50,7 @@ from identity.oauth.web import (
     no_store,
     oauth,
     oauth_response,
+    oauthlib_parts,
     params_malformed,
 )
 from identity.ratelimit import introspect_rate_limited, token_rate_limited
@@ -131,7 +132,7 @@ def token(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> Ht
     context once (tenant, organization, client) and runs the grant in one transaction."""
     if form_unparseable(request):
         return json_error("invalid_request", 400, "The request is malformed.")
-    uri, _method, _body, headers = oauth.get_oauthlib_core()._extract_params(request)
+    uri, _method, _body, headers = oauthlib_parts(request)
     answer = token_request(
         tenant_handle=tenant,
         org_id=org,
@@ -157,7 +158,7 @@ def revoke(request: HttpRequest, tenant: str) -> HttpResponse:
 def _introspection_client(request: HttpRequest) -> Application | None:
     """The confidential client of this tenant that authenticates the introspection call."""
     core = oauth.get_oauthlib_core()
-    uri, http_method, body, headers = core._extract_params(request)
+    uri, http_method, body, headers = oauthlib_parts(request)
     oauthlib_request = OAuthlibRequest(uri, http_method, body, headers)
     if not core.server.request_validator.authenticate_client(oauthlib_request):
         return None

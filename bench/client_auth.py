@@ -50,7 +50,7 @@ def main() -> int:
 
     from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
 
-    from identity import tokens
+    from identity.oauth import tokens
 
     tokens.rotate_signing_key(alg="RS256", publish_old_for=dt.timedelta(seconds=60))
     secret = secrets.token_urlsafe(32)

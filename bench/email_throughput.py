@@ -306,8 +306,8 @@ def main() -> int:  # noqa: C901 - one linear script
 
     call_command("migrate", verbosity=0)
 
-    from identity.models import OutboxMessage
-    from identity.services.outbox import message_id
+    from identity.notifications.models import OutboxMessage
+    from identity.notifications.outbox import message_id
     from identity.services.sessions import sso_session_start
     from identity.services.tenants import tenant_bootstrap
     from identity.services.users import user_create

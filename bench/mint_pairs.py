@@ -26,10 +26,11 @@ import sys
 import time
 
 from identity.models import Application, User
-from identity.services.oauth import oauth_id_token_issue
+from identity.oauth.claims import oauth_id_token_issue
 from identity.services.sessions import sso_session_start
 from impersonation import policy
-from impersonation.services import impersonation_check, subject_token_issue
+from impersonation.services import impersonation_check
+from impersonation.subject_tokens import subject_token_issue
 from organizations.selectors import tenant_get
 
 TENANT = os.environ.get("BENCH_PAIRS_TENANT", "acme")

@@ -68,7 +68,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "oauth2_provider",
     "organizations",
+    "identity.audit",
+    "identity.notifications",
     "identity",
+    "identity.oauth",
+    "identity.api",
     "impersonation",
     "myaccount",
 ]
@@ -353,7 +357,7 @@ ACTAS_LOGIN_ACCOUNT_DELAY_MAX = env_int("ACTAS_LOGIN_ACCOUNT_DELAY_MAX", 60)
 # entry from the right of X-Forwarded-For (each proxy appends the address it saw); with 0
 # the header is ignored, since a client could write anything there.
 ACTAS_TRUSTED_PROXIES = env_int("ACTAS_TRUSTED_PROXIES", 0)
-# Directory of the JWT signing key set (identity/tokens.py). Required outside the embedded
+# Directory of the JWT signing key set (identity/oauth/tokens.py). Required outside the embedded
 # default; `manage.py rotate_signing_key` creates and rotates it.
 ACTAS_SIGNING_KEYS_DIR = os.environ.get("ACTAS_SIGNING_KEYS_DIR", "")
 ACTAS_EMAIL_OTP_MAX_SENDS = env_int("ACTAS_EMAIL_OTP_MAX_SENDS", 5)  # per user and window

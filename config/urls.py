@@ -4,8 +4,10 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
-from identity import api as identity_api
 from identity import views as identity_views
+from identity.api import me as identity_me_api
+from identity.api import scim as identity_scim
+from identity.oauth import metadata as oauth_metadata
 from identity.oauth import views as oauth_views
 from impersonation import api as impersonation_api
 from impersonation import views as impersonation_views
@@ -28,7 +30,7 @@ urlpatterns = [
     path("t/<slug:tenant>/logout/", identity_views.logout_view, name="logout"),
     path("t/<slug:tenant>/o/<uuid:org>/login/", identity_views.login_view, name="org-login"),
     path("t/<slug:tenant>/o/<uuid:org>/logout/", identity_views.logout_view, name="org-logout"),
-    path("t/<slug:tenant>/oauth2/jwks", identity_views.jwks_view, name="jwks"),
+    path("t/<slug:tenant>/oauth2/jwks", oauth_metadata.jwks, name="jwks"),
     # /authorize goes through impersonation first (subject tokens), then identity.
     path("t/<slug:tenant>/oauth2/authorize", impersonation_views.authorize, name="oauth2-authorize"),
     path(
@@ -47,42 +49,48 @@ urlpatterns = [
     path("t/<slug:tenant>/oauth2/userinfo", oauth_views.userinfo, name="oauth2-userinfo"),
     path(
         "t/<slug:tenant>/oauth2/token/.well-known/openid-configuration",
-        oauth_views.discovery,
+        oauth_metadata.discovery,
         name="oidc-discovery",
     ),
     path(
-        "t/<slug:tenant>/.well-known/openid-configuration", oauth_views.discovery, name="oidc-discovery-root"
+        "t/<slug:tenant>/.well-known/openid-configuration",
+        oauth_metadata.discovery,
+        name="oidc-discovery-root",
     ),
     path("t/<slug:tenant>/oidc/logout", oauth_views.logout, name="oidc-logout"),
     path(
         "t/<slug:tenant>/api/users/v1/me/organizations",
-        login_not_required(identity_api.MyOrganizations.as_view()),
+        login_not_required(identity_me_api.MyOrganizations.as_view()),
         name="api-me-organizations",
     ),
     # SCIM 2.0 users (identity/api/), the impersonation configuration (impersonation/api.py);
     # the OpenAPI schema of actas's APIs at /api/schema/ (YAML; ?format=json for JSON).
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
-        "t/<slug:tenant>/scim2/Users", login_not_required(identity_api.ScimUsers.as_view()), name="scim-users"
+        "t/<slug:tenant>/scim2/Users",
+        login_not_required(identity_scim.ScimUsers.as_view()),
+        name="scim-users",
     ),
     path(
         "t/<slug:tenant>/scim2/Users/<str:user_id>",
-        login_not_required(identity_api.ScimUser.as_view()),
+        login_not_required(identity_scim.ScimUser.as_view()),
         name="scim-user",
     ),
-    path("t/<slug:tenant>/scim2/Me", login_not_required(identity_api.ScimMe.as_view()), name="scim-me"),
+    path("t/<slug:tenant>/scim2/Me", login_not_required(identity_scim.ScimMe.as_view()), name="scim-me"),
     path(
         "t/<slug:tenant>/o/scim2/Users",
-        login_not_required(identity_api.OrgScimUsers.as_view()),
+        login_not_required(identity_scim.OrgScimUsers.as_view()),
         name="org-scim-users",
     ),
     path(
         "t/<slug:tenant>/o/scim2/Users/<str:user_id>",
-        login_not_required(identity_api.OrgScimUser.as_view()),
+        login_not_required(identity_scim.OrgScimUser.as_view()),
         name="org-scim-user",
     ),
     path(
-        "t/<slug:tenant>/o/scim2/Me", login_not_required(identity_api.OrgScimMe.as_view()), name="org-scim-me"
+        "t/<slug:tenant>/o/scim2/Me",
+        login_not_required(identity_scim.OrgScimMe.as_view()),
+        name="org-scim-me",
     ),
     path(
         "t/<slug:tenant>/api/server/v1/configs/impersonation",

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
+from identity.hooks import session_impersonation
 from identity.models import APIResource, Application, Role, User
-from identity.oauth.hooks import session_impersonation
 from identity.selectors.applications import application_available_in, tenant_system_application
 from identity.selectors.permissions import user_grantable_scope_names, user_scopes_along_path
 from identity.selectors.roles import role_is_shared_into

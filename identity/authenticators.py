@@ -52,11 +52,11 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from identity import context
+from identity.audit.services import audit_refusal
 from identity.backends import TenantUserBackend
 from identity.models import EmailOTPChallenge, User, UserAssociation
+from identity.notifications.outbox import outbox_enqueue
 from identity.ratelimit import address_bucket
-from identity.services.audit import audit_refusal
-from identity.services.outbox import outbox_enqueue
 from organizations.models import Organization
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,13 @@ import uuid
 
 from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.authenticators import AUTHENTICATORS, GENERIC_FAILURE
 from identity.console.shell import console_reverse
@@ -151,14 +150,3 @@ def logout_view(request: HttpRequest, tenant: str, org: uuid.UUID | None = None)
     if current.pk == tenant_org.pk:
         return HttpResponseRedirect(reverse("login", kwargs={"tenant": tenant_org.handle}))
     return HttpResponseRedirect(reverse("org-login", kwargs={"tenant": tenant_org.handle, "org": current.pk}))
-
-
-@login_not_required
-@require_GET
-def jwks_view(request: HttpRequest, tenant: str) -> JsonResponse:
-    """The tenant's public signing keys (RFC 7517), cacheable, readable from any origin."""
-    access_tenant(handle=tenant)
-    response = JsonResponse(tokens.jwks())
-    response["Cache-Control"] = "public, max-age=300"
-    response["Access-Control-Allow-Origin"] = "*"
-    return response

@@ -8,7 +8,7 @@ class ImpersonationConfig(AppConfig):
     def ready(self) -> None:
         """Plug into identity's extension points (identity never imports impersonation):
         the Impersonate User panel of a Console user page (``identity.console.extensions``)
-        and the ``impersonation_started`` email kind (``identity.emails``)."""
+        and the ``impersonation_started`` email kind (``identity.notifications.emails``)."""
         from identity.console.extensions import UserPagePanel, user_page_panel_register
         from impersonation import emails
         from impersonation.console import impersonate_user_panel

@@ -28,11 +28,10 @@ from identity.selectors.users import user_is_member
 from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy, selectors
 from impersonation.models import ImpersonationSession
+from impersonation.reasons import MAX_REASON, impersonation_reason_check
 from impersonation.services import (
-    MAX_REASON,
     impersonation_begin,
     impersonation_end,
-    impersonation_reason_check,
     impersonation_refused,
     live_session_for,
 )

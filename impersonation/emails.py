@@ -1,9 +1,9 @@
 """The email kinds impersonation adds to identity's editable emails (registered from
-``ImpersonationConfig.ready()`` into ``identity.emails``' registry of kinds)."""
+``ImpersonationConfig.ready()`` into ``identity.notifications.emails``' registry of kinds)."""
 
 from __future__ import annotations
 
-from identity.emails import BRAND_PLACEHOLDERS, Kind, email_kind_register
+from identity.notifications.emails import BRAND_PLACEHOLDERS, Kind, email_kind_register
 
 IMPERSONATION_STARTED = "impersonation_started"
 

@@ -23,10 +23,9 @@ from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from identity import tokens
 from identity.models import Application, OAuthAuthorization, User, UserAssociation
 from identity.oauth import claims as oauth_claims
-from identity.oauth import rows
+from identity.oauth import rows, tokens
 from identity.oauth.bearer import live_access_token
 from identity.oauth.context import TokenContext, context_of
 from identity.selectors.applications import application_available_in
@@ -35,13 +34,8 @@ from identity.selectors.permissions import oauth_user_scopes
 from impersonation import policy
 from impersonation.hooks import impersonation_read
 from impersonation.models import ImpersonationSession, SubjectToken
-from impersonation.services import (
-    SUBJECT_TOKEN_TYP,
-    impersonation_begin,
-    impersonation_guard,
-    impersonation_refused,
-    subject_token_claim,
-)
+from impersonation.services import impersonation_begin, impersonation_guard, impersonation_refused
+from impersonation.subject_tokens import SUBJECT_TOKEN_TYP, subject_token_claim
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 
@@ -213,7 +207,7 @@ class TokenExchangeGrant(GrantTypeBase):
         except ValueError:
             raise errors.InvalidRequestError(description=REFUSED, request=request) from None
         # Whether the actor token is an ID token recorded for this client and user is read with
-        # the subject token (impersonation.services.subject_token_claim).
+        # the subject token (impersonation.subject_tokens.subject_token_claim).
         return {"subject": subject, "actor": actor, "actor_token": (jti, sub)}
 
     # --- issuing --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""How impersonation plugs into identity's OAuth server (``identity.oauth.hooks``)."""
+"""How impersonation plugs into identity's OAuth server (``identity.hooks``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from identity.hooks import MintRefused, Principal, PrincipalRefused
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import rows
-from identity.oauth.hooks import MintRefused, Principal, PrincipalRefused
 from impersonation import policy
 from impersonation.models import ImpersonationSession
 from impersonation.services import (

@@ -12,7 +12,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from identity.models import Application, AuditEvent, OAuthAuthorization
+from identity.audit.models import AuditEvent
+from identity.models import Application, OAuthAuthorization
 from identity.selectors.applications import (
     application_available_in,
     login_flow_steps,

@@ -33,21 +33,20 @@ from identity.middleware import SSO_SESSION_KEY
 from identity.models import Application, SSOSession, User
 from identity.oauth import web as oauth_views
 from identity.oauth.bearer import bearer_token, live_access_token
+from identity.oauth.claims import oauth_id_token_issue
 from identity.oauth.validator import ActasOAuth2Validator
 from identity.selectors.applications import login_flow_steps
-from identity.services.oauth import oauth_id_token_issue
 from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy
 from impersonation.models import ImpersonationSession
+from impersonation.reasons import MAX_REASON, impersonation_reason_check
 from impersonation.services import (
-    MAX_REASON,
     impersonation_check,
     impersonation_end,
     impersonation_end_by_impersonator,
-    impersonation_reason_check,
     live_session_for,
-    subject_token_issue,
 )
+from impersonation.subject_tokens import subject_token_issue
 from organizations.models import Organization
 from organizations.selectors import org_effective_settings
 

@@ -38,12 +38,12 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from identity import tokens
+from identity.hooks import session_impersonation
 from identity.models import Application, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth import service as oauth_service
+from identity.oauth import tokens
 from identity.oauth.bearer import live_access_token
-from identity.oauth.hooks import session_impersonation
 from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant
 

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from identity.services.users import EMAIL_MAX, PROFILE_NAME_MAX
-from impersonation.services import MAX_MISUSE_NOTE
+from impersonation.misuse import MAX_MISUSE_NOTE
 
 
 class ProfileForm(forms.Form):

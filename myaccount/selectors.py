@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from identity.audit_labels import API_CALL_ACTIONS, EventView
-from identity.audit_selectors import audit_event_views
-from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession, User
+from identity.audit.labels import API_CALL_ACTIONS, EventView
+from identity.audit.models import AuditEvent
+from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.selectors.applications import application_authorized_scopes, applications_available_in
+from identity.selectors.audit_log import audit_event_views
 from impersonation import policy
+from impersonation.misuse import MISUSE_REPORTED
 from impersonation.models import ImpersonationSession
-from impersonation.services import MISUSE_REPORTED
 from organizations.models import Organization
 
 PAGE_SIZE = 10

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from identity.audit.services import audit_record, audit_refusal
 from identity.models import SSOSession, User
-from identity.services.audit import audit_record, audit_refusal
 from identity.services.sessions import sso_session_end
 from identity.services.users import user_profile_update
 from impersonation.models import ImpersonationSession

@@ -33,9 +33,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from identity.access import access_org_in_tenant, access_tenant
 from identity.models import Application, User
 from identity.selectors.applications import application_available_in, tenant_system_application
+from impersonation.misuse import impersonation_report_misuse
 from impersonation.models import ImpersonationSession
 from impersonation.services import impersonation_end as impersonation_end_service
-from impersonation.services import impersonation_report_misuse
 from myaccount import client, selectors
 from myaccount.access import access_own_impersonation
 from myaccount.forms import MisuseReportForm, ProfileForm

@@ -17,9 +17,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from identity.audit.services import audit_chain_head_create, audit_record
+from identity.hooks import impersonations_revalidate
 from identity.models import User
-from identity.oauth.hooks import impersonations_revalidate
-from identity.services.audit import audit_chain_head_create, audit_record
 from organizations.models import NAME_MAX_LENGTH, Organization, OrganizationSettings, handle_validator
 from organizations.selectors import org_effective_settings
 

@@ -56,7 +56,7 @@ def _fast_hashers_and_clean_cache(settings: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def _signing_keys(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One signing key set for the whole run (outside the embedded default none is generated)."""
-    from identity import tokens
+    from identity.oauth import tokens
 
     directory = tmp_path_factory.mktemp("signing-keys")
     tokens.rotate_signing_key(directory=directory, publish_old_for=dt.timedelta(hours=1))

@@ -5,21 +5,3 @@ revocation: ``identity.oauth.bearer``), checks the scopes its operations need, a
 results by the token's ``org_id``. Non-GET calls made with an impersonated token are audited
 (``identity.api.base.ActasAPIView``). The OpenAPI schema is served at ``/api/schema/``.
 """
-
-from identity.api.base import AccessTokenAuth, ActasAPIView, BearerTokenAuthentication, exception_handler
-from identity.api.me import MyOrganizations
-from identity.api.scim import OrgScimMe, OrgScimUser, OrgScimUsers, ScimMe, ScimUser, ScimUsers
-
-__all__ = [
-    "AccessTokenAuth",
-    "ActasAPIView",
-    "BearerTokenAuthentication",
-    "MyOrganizations",
-    "OrgScimMe",
-    "OrgScimUser",
-    "OrgScimUsers",
-    "ScimMe",
-    "ScimUser",
-    "ScimUsers",
-    "exception_handler",
-]

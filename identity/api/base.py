@@ -32,11 +32,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from identity import context
 from identity.access import access_tenant
+from identity.audit.services import audit_record, audit_refusal
+from identity.hooks import impersonation_read_only
 from identity.models import User
 from identity.oauth.bearer import bearer_token, live_access_token
-from identity.oauth.hooks import impersonation_read_only
 from identity.serializers import SCIM_ERROR_SCHEMA, ScimError
-from identity.services.audit import audit_record, audit_refusal
 from identity.services.users import UserChangeRefused, UserDeleteConflict
 from organizations.models import Organization
 from organizations.selectors import org_get_in_tenant

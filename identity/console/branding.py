@@ -8,8 +8,8 @@ error on the field, nothing written); Reset to inherited deletes the own templat
 
 Viewing needs ``internal_config_mgt_view``; previewing and writing need
 ``internal_config_mgt_update`` (both held by the Console's Administrator role). Preview and
-Save render within the sandbox's limits (``identity.email_sandbox``): a template over one is refused
-with the limit named on the field.
+Save render within the sandbox's limits (``identity.notifications.email_sandbox``): a template
+over one is refused with the limit named on the field.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from identity import email_sandbox
 from identity.console.shell import Console, console_page
 from identity.csp import csp_email_preview
-from identity.emails import (
+from identity.forms import apply_service_errors
+from identity.notifications import email_sandbox
+from identity.notifications.branding import branding_update, email_template_reset, email_template_save
+from identity.notifications.emails import (
     DEFAULT_LOCALE,
     KINDS,
     RenderedEmail,
@@ -36,9 +38,7 @@ from identity.emails import (
     template_resolve,
     template_validate,
 )
-from identity.forms import apply_service_errors
-from identity.models import EmailTemplate, OrganizationBranding
-from identity.services.branding import branding_update, email_template_reset, email_template_save
+from identity.notifications.models import EmailTemplate, OrganizationBranding
 from organizations.selectors import org_ancestors
 
 VIEW = "internal_config_mgt_view"

@@ -34,23 +34,25 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from identity.audit_labels import ACTIONS
-from identity.audit_selectors import (
-    EXPORT_MAX_ROWS,
+from identity.audit.labels import ACTIONS
+from identity.audit.models import AuditEvent
+from identity.audit.selectors import (
     SEQ_MAX,
-    AuditFilters,
     audit_chain_head,
     audit_event_fields,
     audit_event_get,
+    audit_last_verification,
+)
+from identity.audit.services import HASHED_FIELDS, event_hash
+from identity.audit.verification import audit_chain_verify
+from identity.console.shell import Console, console_page
+from identity.selectors.audit_log import (
+    EXPORT_MAX_ROWS,
+    AuditFilters,
     audit_event_page,
     audit_event_views,
     audit_export_rows,
-    audit_last_verification,
 )
-from identity.console.shell import Console, console_page
-from identity.models import AuditEvent
-from identity.services.audit import HASHED_FIELDS, event_hash
-from identity.services.audit_verification import audit_chain_verify
 
 VIEW = "internal_audit_view"
 DEFAULT_WINDOW = dt.timedelta(minutes=15)

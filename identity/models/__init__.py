@@ -1,5 +1,5 @@
 """Users, shared-user associations, API resources and scopes, applications, roles, login
-flows, the SSO session and the audit trail.
+flows and the SSO session.
 
 Every decision that cannot change later is taken here, in the first migration: the custom
 user model (UUID ids, usernames unique within the resident organization), and the swapped
@@ -8,19 +8,13 @@ DOT's single ``authorization_grant_type`` column cannot express).
 
 One module per domain: ``users``, ``resources`` (API resources, scopes), ``applications``
 (with sharing, API authorizations, login flows), ``roles``, ``sessions`` (SSO sessions, email
-codes, OAuth authorizations), ``audit``, ``notifications`` (outbox, branding, email templates).
-Django finds the models here; import them from ``identity.models``."""
+codes, OAuth authorizations). Django finds the models here; import them from
+``identity.models``. The audit trail's and the outbox's models live in their own apps
+(``identity.audit.models``, ``identity.notifications.models``)."""
 
 from __future__ import annotations
 
 from identity.models.applications import Application, ApplicationAPIAuthorization, ApplicationShare, LoginFlow
-from identity.models.audit import AuditChainHead, AuditEvent
-from identity.models.notifications import (
-    EmailTemplate,
-    OrganizationBranding,
-    OutboxMessage,
-    validate_https_url,
-)
 from identity.models.resources import (
     IMPERSONATE_SCOPE,
     IMPERSONATION_SCOPES,
@@ -54,12 +48,6 @@ __all__ = [
     "RoleAssignment",
     "LoginFlow",
     "SSOSession",
-    "AuditEvent",
-    "AuditChainHead",
-    "OutboxMessage",
     "EmailOTPChallenge",
     "OAuthAuthorization",
-    "validate_https_url",
-    "OrganizationBranding",
-    "EmailTemplate",
 ]

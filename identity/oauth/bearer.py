@@ -12,9 +12,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from identity import tokens
+from identity.hooks import impersonation_live_until
 from identity.oauth import claims as oauth_claims
-from identity.oauth.hooks import impersonation_live_until
+from identity.oauth import tokens
 from organizations.models import Organization
 from organizations.selectors import org_id_is_usable
 

@@ -1,19 +1,23 @@
 """What actas's tokens say: the claims of access tokens, ID tokens and userinfo (DESIGN §4).
 
-Pure functions of the people, organization and client involved; ``identity.tokens`` signs.
+Pure functions of the people, organization and client involved; ``identity.oauth.tokens`` signs.
+:func:`oauth_id_token_issue` signs an ID token and keeps its ``jti``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from django.conf import settings
+from django.utils import timezone
+from oauth2_provider.models import IDToken
 
-from identity import tokens
 from identity.models import Application, SSOSession, User
+from identity.oauth import tokens
 from organizations.models import Organization
 
 ACCESS_TOKEN_TYP: Final = "at+jwt"  # noqa: S105 (a JOSE type)
@@ -138,3 +142,41 @@ def id_token_claims(
     if extra:
         claims.update(extra)
     return claims
+
+
+def oauth_id_token_issue(
+    *,
+    tenant: Organization,
+    org: Organization,
+    client: Application,
+    user: User,
+    scopes: Iterable[str],
+    session: SSOSession | None,
+    base: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    expires_cap: int | None = None,
+) -> tuple[str, IDToken]:
+    """Sign an ID token with the tenant's key set and keep its ``jti`` (DOT's IDToken row), so
+    it can later be recognised as issued to ``client`` (an actor token, a logout hint)."""
+    scopes = list(scopes)
+    claims = id_token_claims(
+        tenant=tenant,
+        org=org,
+        client=client,
+        user=user,
+        scopes=scopes,
+        session=session,
+        issued_at=int(timezone.now().timestamp()),
+        base=base or {},
+        extra=extra,
+        expires_cap=expires_cap,
+    )
+    signed = tokens.mint(claims, typ=ID_TOKEN_TYP)
+    stored = IDToken.objects.create(
+        user=user,
+        application=client,
+        jti=claims["jti"],
+        scope=" ".join(scopes),
+        expires=dt.datetime.fromtimestamp(claims["exp"], tz=dt.UTC),
+    )
+    return signed, stored

@@ -13,12 +13,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.urls import Resolver404, resolve
 from oauth2_provider.models import AccessToken, Grant
 from oauthlib.common import Request
 
 from identity.models import Application, OAuthAuthorization, SSOSession
 from organizations.models import Organization
+from organizations.selectors import org_get_in_tenant, org_is_usable, tenant_get
 
 
 @dataclass
@@ -75,3 +78,33 @@ def context_of(request: Request) -> TokenContext | None:
 def mint_of(request: Request) -> Mint:
     context = context_of(request)
     return context.mint if context is not None else Mint()
+
+
+def endpoint_context(request: Request) -> tuple[Organization, Organization] | None:
+    """(tenant, organization) of the endpoint the request was sent to: a token request's from
+    its context (built once by the token endpoint); the browser-facing endpoints' (authorize,
+    revoke, introspect) from the URL they were sent to."""
+    if isinstance(request, ContextRequest):
+        context = request.context
+        return (context.tenant, context.org) if context is not None else None
+    cached = getattr(request, "actas_endpoint", None)
+    if cached is not None:
+        return cached or None
+    found: tuple[Organization, Organization] | tuple[()] = ()
+    try:
+        match = resolve(urlsplit(request.uri).path)
+    except Resolver404:
+        match = None
+    handle = match.kwargs.get("tenant") if match else None
+    tenant = tenant_get(handle=handle) if isinstance(handle, str) else None
+    if tenant is not None and org_is_usable(tenant):
+        org_id = match.kwargs.get("org") if match else None
+        org = tenant if org_id is None else org_get_in_tenant(tenant=tenant, org_id=org_id)
+        if org is not None and (org is tenant or org_is_usable(org)):
+            found = (tenant, org)
+    request.actas_endpoint = found
+    return found or None
+
+
+def authorization_of(request: Request) -> OAuthAuthorization | None:
+    return mint_of(request).authorization

@@ -36,9 +36,9 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationTokenGrantDispatcher,
 )
 
-from identity import tokens
 from identity.models import Application, User
 from identity.oauth import claims as oauth_claims
+from identity.oauth import tokens
 from identity.oauth.context import ContextRequest, TokenContext, context_of, mint_of
 
 S256_ONLY = {"S256": code_challenge_method_s256}

@@ -29,14 +29,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from oauth2_provider.models import RefreshToken
 from oauthlib.common import Request as OAuthlibRequest
 
-from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
 from identity.csp import csp_redirecting_form
-from identity.models import OPEN_SCOPES, Application, OAuthAuthorization, SSOSession, User
+from identity.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
+from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.oauth import claims as oauth_claims
 from identity.oauth import web
 from identity.oauth.bearer import bearer_token, live_access_token
-from identity.oauth.hooks import PrincipalRefused, impersonation_live_until, resolve_principal
 from identity.oauth.service import token_request
 from identity.oauth.web import (
     PENDING_PREFIX,
@@ -321,68 +320,6 @@ def userinfo(request: HttpRequest, tenant: str) -> HttpResponse:
     answer.update(oauth_claims.user_claims(user=user, scopes=scopes))
     answer.update({k: claims[k] for k in ("org_id", "org_name", "user_org") if k in claims})
     return no_store(JsonResponse(answer))
-
-
-# --- discovery -----------------------------------------------------------------------------------
-
-
-@login_not_required
-@require_http_methods(["GET"])
-def discovery(request: HttpRequest, tenant: str) -> JsonResponse:
-    tenant_org = access_tenant(handle=tenant)
-    server = oauth.get_oauthlib_core().server
-    issuer = oauth_claims.issuer_for(tenant_org)
-    base = issuer.rsplit("/oauth2/token", 1)[0]
-    algorithms = sorted({key.alg for key in tokens.current_keyset().keys.values()})
-    document = {
-        "issuer": issuer,
-        "authorization_endpoint": f"{base}/oauth2/authorize",
-        "token_endpoint": issuer,
-        "userinfo_endpoint": f"{base}/oauth2/userinfo",
-        "jwks_uri": f"{base}/oauth2/jwks",
-        "revocation_endpoint": f"{base}/oauth2/revoke",
-        "introspection_endpoint": f"{base}/oauth2/introspect",
-        "end_session_endpoint": f"{base}/oidc/logout",
-        "response_types_supported": server.supported_response_types,
-        "response_modes_supported": ["query", "fragment"],
-        "grant_types_supported": server.supported_grant_types,
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algorithms,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": sorted(OPEN_SCOPES),
-        "claims_supported": [
-            "sub",
-            "iss",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "nonce",
-            "amr",
-            "sid",
-            "isk",
-            "azp",
-            "org_id",
-            "org_name",
-            "user_org",
-            "act",
-            *oauth_claims.PROFILE_CLAIMS,
-            *oauth_claims.EMAIL_CLAIMS,
-        ],
-        "prompt_values_supported": ["none", "login", "consent"],
-        "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
-        "claims_parameter_supported": False,
-        "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
-    }
-    response = JsonResponse(document)
-    response["Cache-Control"] = "public, max-age=300"
-    response["Access-Control-Allow-Origin"] = "*"
-    return response
 
 
 # --- RP-initiated logout -------------------------------------------------------------------------

@@ -32,12 +32,12 @@ from oauth2_provider.models import IDToken
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import urlencoded
 
-from identity import tokens
 from identity.access import access_org_in_tenant, access_tenant
+from identity.hooks import PrincipalRefused, resolve_principal
 from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession
 from identity.oauth import claims as oauth_claims
-from identity.oauth.hooks import PrincipalRefused, resolve_principal
+from identity.oauth import tokens
 from identity.oauth.params import params_malformed
 from identity.selectors.applications import login_flow_steps
 from identity.selectors.permission_map import impersonated_scopes

@@ -10,15 +10,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from identity.audit.services import audit_record
+from identity.hooks import impersonations_revalidate
 from identity.models import (
     APIResource,
     Application,
     ApplicationAPIAuthorization,
     User,
 )
-from identity.oauth.hooks import impersonations_revalidate
 from identity.services.applications import KNOWN_GRANTS, generate_client_secret, validate_uris
-from identity.services.audit import audit_record
 
 # Token lifetimes are whole seconds between one second and one year; a subject token lives
 # minutes at most (it is single use and only bridges authorize and token exchange).

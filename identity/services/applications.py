@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 
+from identity.audit.services import audit_record
+from identity.hooks import impersonations_revalidate
 from identity.models import (
     APIResource,
     Application,
@@ -19,8 +21,6 @@ from identity.models import (
     ApplicationShare,
     User,
 )
-from identity.oauth.hooks import impersonations_revalidate
-from identity.services.audit import audit_record
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 

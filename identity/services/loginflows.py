@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from identity.audit.services import audit_record
 from identity.models import (
     Application,
     LoginFlow,
     User,
 )
-from identity.services.audit import audit_record
 from organizations.models import Organization
 
 USERNAME_PASSWORD = "BasicAuthenticator"  # noqa: S105 (an authenticator's name)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import AccessToken, IDToken, RefreshToken, revoke_access_token
+from oauth2_provider.models import AccessToken, RefreshToken, revoke_access_token
 
-from identity import tokens
-from identity.models import Application, OAuthAuthorization, SSOSession, User
-from identity.oauth import claims as oauth_claims
-from identity.services.audit import audit_record
-from organizations.models import Organization
+from identity.audit.services import audit_record
+from identity.models import OAuthAuthorization, SSOSession, User
 
 
 def _revoke_tokens(authorization: OAuthAuthorization) -> None:
@@ -58,41 +51,3 @@ def oauth_session_revoke(*, actor: User | None, session: SSOSession, reason: str
     ).select_related("organization", "application", "user"):
         count += oauth_authorization_revoke(actor=actor, authorization=authorization, reason=reason)
     return count
-
-
-def oauth_id_token_issue(
-    *,
-    tenant: Organization,
-    org: Organization,
-    client: Application,
-    user: User,
-    scopes: Iterable[str],
-    session: SSOSession | None,
-    base: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    expires_cap: int | None = None,
-) -> tuple[str, IDToken]:
-    """Sign an ID token with the tenant's key set and keep its ``jti`` (DOT's IDToken row), so
-    it can later be recognised as issued to ``client`` (an actor token, a logout hint)."""
-    scopes = list(scopes)
-    claims = oauth_claims.id_token_claims(
-        tenant=tenant,
-        org=org,
-        client=client,
-        user=user,
-        scopes=scopes,
-        session=session,
-        issued_at=int(timezone.now().timestamp()),
-        base=base or {},
-        extra=extra,
-        expires_cap=expires_cap,
-    )
-    signed = tokens.mint(claims, typ=oauth_claims.ID_TOKEN_TYP)
-    stored = IDToken.objects.create(
-        user=user,
-        application=client,
-        jti=claims["jti"],
-        scope=" ".join(scopes),
-        expires=dt.datetime.fromtimestamp(claims["exp"], tz=dt.UTC),
-    )
-    return signed, stored

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from identity.audit.services import audit_record
 from identity.models import APIResource, Scope, User
-from identity.services.audit import audit_record
 from organizations.models import Organization
 
 IDENTIFIER_MAX = 255

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from identity.audit.services import audit_record
+from identity.hooks import impersonations_revalidate
 from identity.models import (
     IMPERSONATION_SCOPES,
     Application,
@@ -16,10 +18,8 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.oauth.hooks import impersonations_revalidate
 from identity.selectors.applications import application_authorized_scopes, application_available_in
 from identity.selectors.roles import role_is_shared_into
-from identity.services.audit import audit_record
 from organizations.models import Organization
 
 

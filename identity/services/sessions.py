@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from identity.audit.services import audit_record
 from identity.models import SSOSession, User
-from identity.services.audit import audit_record
 from identity.services.oauth import oauth_session_revoke
 from organizations.models import Organization
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from identity.audit.services import audit_record
 from identity.models import (
     IMPERSONATE_SCOPE,
     ORG_IMPERSONATE_SCOPE,
@@ -24,7 +25,6 @@ from identity.models import (
     User,
 )
 from identity.services.applications import application_authorize_api, application_create
-from identity.services.audit import audit_record
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_create
 from organizations.models import Organization

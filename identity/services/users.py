@@ -8,9 +8,9 @@ from django.core.validators import EmailValidator, RegexValidator
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from identity.audit.services import audit_record, audit_refusal
+from identity.hooks import impersonations_revalidate
 from identity.models import OAuthAuthorization, RoleAssignment, SSOSession, User, UserAssociation
-from identity.oauth.hooks import impersonations_revalidate
-from identity.services.audit import audit_record, audit_refusal
 from identity.services.oauth import oauth_authorization_revoke
 from identity.services.sessions import sso_session_end
 from organizations.models import Organization

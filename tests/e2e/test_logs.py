@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from tests.conftest import World
 from tests.e2e.walkthrough import console_path, nav, sign_in
 from tests.identity.oauth_helpers import make_app

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from identity.models import AuditEvent, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import SSOSession
 from impersonation.models import ImpersonationSession
 from tests.conftest import World
 from tests.e2e.walkthrough import console_path, myaccount_path, nav, open_user, sign_in

@@ -24,7 +24,9 @@ import pytest
 
 from demo.pickup.app import Config
 from demo.pickup.app import Pickup as PickupProgram
-from identity.models import Application, AuditEvent, OAuthAuthorization, OutboxMessage, Role, User
+from identity.audit.models import AuditEvent
+from identity.models import Application, OAuthAuthorization, Role, User
+from identity.notifications.models import OutboxMessage
 from identity.selectors.roles import user_roles_in_org
 from impersonation.models import ImpersonationSession
 from organizations.models import Organization

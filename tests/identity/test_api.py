@@ -12,9 +12,10 @@ import time_machine
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
-from identity.models import APIResource, Application, AuditEvent, Role, User
+from identity.audit.models import AuditEvent
+from identity.audit.services import audit_verify_chain
+from identity.models import APIResource, Application, Role, User
 from identity.services.applications import application_authorize_api
-from identity.services.audit import audit_verify_chain
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_share
 from organizations.models import OrganizationSettings

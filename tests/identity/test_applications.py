@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
 
-from identity.models import APIResource, Application, ApplicationAPIAuthorization, AuditEvent
+from identity.audit.models import AuditEvent
+from identity.models import APIResource, Application, ApplicationAPIAuthorization
 from identity.services.application_edits import (
     application_delete,
     application_regenerate_secret,

@@ -12,8 +12,8 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
 
 from identity import context
-from identity.models import AuditChainHead, AuditEvent
-from identity.services.audit import audit_record, audit_refusal, audit_verify_chain
+from identity.audit.models import AuditChainHead, AuditEvent
+from identity.audit.services import audit_record, audit_refusal, audit_verify_chain
 from organizations.services import org_insert
 from tests.conftest import World
 

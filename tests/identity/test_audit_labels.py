@@ -1,5 +1,5 @@
-"""The audit trail in words (identity.audit_labels and the bulk name look-ups of
-identity.audit_selectors): a label for every action the code writes, one initiator rendering
+"""The audit trail in words (identity.audit.labels and the bulk name look-ups of
+identity.selectors.audit_log): a label for every action the code writes, one initiator rendering
 for every event of a request, changes as (field, from, to) rows however a service stored them,
 names instead of ids."""
 
@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from identity import context
-from identity.audit_labels import (
+from identity.audit.labels import (
     ACTIONS,
     API_CALL_ACTIONS,
     AuditNames,
@@ -25,11 +25,12 @@ from identity.audit_labels import (
     initiator,
     sentence,
 )
-from identity.audit_selectors import audit_event_views
-from identity.models import AuditEvent, Role
+from identity.audit.models import AuditEvent
+from identity.audit.services import audit_record
+from identity.models import Role
+from identity.selectors.audit_log import audit_event_views
 from identity.services.application_edits import application_update_general
 from identity.services.applications import application_share
-from identity.services.audit import audit_record
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_profile_update, user_set_flags
 from organizations.services import organization_settings_update

@@ -16,9 +16,9 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from identity.models import AuditChainHead, AuditEvent
-from identity.services.audit import GENESIS_HASH, audit_record, audit_verify_chain
-from identity.services.audit_retention import audit_export_verify
+from identity.audit.models import AuditChainHead, AuditEvent
+from identity.audit.retention import audit_export_verify
+from identity.audit.services import GENESIS_HASH, audit_record, audit_verify_chain
 from tests.conftest import World
 from tests.identity.test_audit import tampering
 

@@ -15,9 +15,10 @@ import redis
 from django.core.cache import cache
 from django.test import Client, override_settings
 
+from identity.audit.models import AuditEvent
 from identity.authenticators import AccountGate, FailureBudget, account_delay
 from identity.context import client_ip
-from identity.models import AuditEvent, User
+from identity.models import User
 from tests.conftest import PASSWORD, World, make_user
 from tests.service_fixtures import redis_problem, require_services
 

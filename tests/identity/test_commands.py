@@ -9,10 +9,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import models
 
+from identity.audit.models import AuditEvent
+from identity.audit.services import audit_verify_chain
 from identity.models import (
     APIResource,
     Application,
-    AuditEvent,
     Role,
     RoleAssignment,
     Scope,
@@ -20,7 +21,6 @@ from identity.models import (
     UserAssociation,
 )
 from identity.selectors.permissions import user_scopes_for_application
-from identity.services.audit import audit_verify_chain
 from organizations.models import Organization
 
 MODELS: list[type[models.Model]] = [

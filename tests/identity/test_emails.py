@@ -11,9 +11,11 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils.safestring import SafeData
 
-from identity import email_sandbox, emails
-from identity.email_sandbox import render_string
-from identity.emails import (
+from identity.audit.models import AuditEvent
+from identity.notifications import email_sandbox, emails
+from identity.notifications.branding import branding_update, email_template_reset, email_template_save
+from identity.notifications.email_sandbox import render_string
+from identity.notifications.emails import (
     EMAIL_OTP,
     branding_effective,
     default_template,
@@ -21,9 +23,8 @@ from identity.emails import (
     template_resolve,
     template_validate,
 )
-from identity.models import AuditEvent, EmailTemplate, OutboxMessage
-from identity.services.branding import branding_update, email_template_reset, email_template_save
-from identity.services.outbox import outbox_deliver
+from identity.notifications.models import EmailTemplate, OutboxMessage
+from identity.notifications.outbox import outbox_deliver
 from impersonation.emails import IMPERSONATION_STARTED
 from impersonation.models import ImpersonationSession
 from tests.conftest import World, console_url
@@ -436,7 +437,7 @@ def test_delivery_falls_back_to_the_default_wording_and_audits_it(world: World) 
     from django.core import mail
     from django.core.mail import EmailMultiAlternatives
 
-    from identity.services.outbox import outbox_enqueue
+    from identity.notifications.outbox import outbox_enqueue
 
     # Saved before the limits existed (straight into the table): 5 MB of padding.
     row = EmailTemplate.objects.create(

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from identity.models import Application, AuditEvent, EmailOTPChallenge, OutboxMessage, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import Application, EmailOTPChallenge, SSOSession
+from identity.notifications.models import OutboxMessage
+from identity.notifications.outbox import outbox_deliver
 from identity.services.applications import application_create, application_share
 from identity.services.loginflows import login_flow_set
-from identity.services.outbox import outbox_deliver
 from tests.conftest import PASSWORD, World, console_url
 
 

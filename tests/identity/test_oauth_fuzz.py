@@ -28,11 +28,11 @@ from django.test import Client
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from identity import tokens
 from identity.models import Application
 from identity.oauth import claims as oauth_claims
+from identity.oauth import tokens
 from impersonation.models import SubjectToken
-from impersonation.services import SUBJECT_TOKEN_TYP
+from impersonation.subject_tokens import SUBJECT_TOKEN_TYP
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import REDIRECT, App, basic
 from tests.impersonation.helpers import AT, ID, JWT, TX, Artifacts, get_subject_token, impersonation_app

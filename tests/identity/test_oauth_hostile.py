@@ -11,7 +11,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identity import tokens
+from identity.oauth import tokens
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import REDIRECT, App, basic, make_app, pkce_pair
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from impersonation.models import ImpersonationSession
 from tests.conftest import World
 from tests.identity.oauth_helpers import App, authorize_url, basic, exchange, get_code, make_app, pkce_pair
@@ -110,7 +110,7 @@ def test_the_refresh_and_its_audit_event_commit_together(
     def broken(**_: Any) -> None:
         raise RuntimeError("the audit trail is unavailable")
 
-    monkeypatch.setattr("identity.oauth.validator.audit_record", broken)
+    monkeypatch.setattr("identity.oauth.validator_codes.audit_record", broken)
     with pytest.raises(RuntimeError):
         _refresh(client, pickup, body["refresh_token"])
     monkeypatch.undo()

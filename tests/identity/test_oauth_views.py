@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from identity import tokens
-from identity.models import Application, AuditEvent, OAuthAuthorization, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import Application, OAuthAuthorization, SSOSession
+from identity.oauth import tokens
 from identity.oauth.claims import issuer_for
 from identity.services.loginflows import login_flow_set
 from tests.conftest import World, sign_in

@@ -10,8 +10,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from identity.models import OutboxMessage
-from identity.services.outbox import (
+from identity.notifications.models import OutboxMessage
+from identity.notifications.outbox import (
     MAX_ATTEMPTS,
     message_id,
     outbox_deliver,
@@ -84,7 +84,7 @@ def test_enqueue_rolls_back_with_its_transaction(tenant: Any) -> None:
 
 def test_requeue_publishes_due_rows_once(tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[list[str]] = []
-    monkeypatch.setattr("identity.services.outbox._publish", published.append)
+    monkeypatch.setattr("identity.notifications.outbox._publish", published.append)
     due = _enqueue(tenant)
     _enqueue(tenant)  # not due yet: still inside its first lease
     later = timezone.now() + dt.timedelta(seconds=61)
@@ -103,7 +103,7 @@ def test_broker_down_does_not_break_the_caller(
 ) -> None:
     from kombu.exceptions import OperationalError
 
-    from identity import tasks
+    from identity.notifications import tasks
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
@@ -135,7 +135,7 @@ def _count_smtp_connections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_batch_drains_new_rows_over_one_connection_and_leaves_backoffs_alone(
     tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    monkeypatch.setattr("identity.notifications.outbox._publish_soon", lambda message_ids: None)
     first, *others = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(5)]
     waiting = _enqueue(tenant, to="waiting@example.test")  # in its retry backoff
     OutboxMessage.objects.filter(pk=waiting.pk).update(
@@ -160,7 +160,7 @@ def test_a_batch_drains_new_rows_over_one_connection_and_leaves_backoffs_alone(
 def test_a_batch_respects_its_limit_and_stops_at_the_first_failure(
     tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    monkeypatch.setattr("identity.notifications.outbox._publish_soon", lambda message_ids: None)
     rows = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(6)]
     assert outbox_deliver_batch(message_id_value=str(rows[0].pk), limit=2) == {"sent": 2}
     smtp_sink.refuse_next = 1  # the next message is refused with 451
@@ -190,9 +190,9 @@ def test_delivered_by_a_real_worker(celery_worker_live: Any, smtp_sink: Any) -> 
 def test_a_failure_inside_a_claim_leaves_the_rest_of_it_pending(
     tenant: Any, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from identity.services import outbox
+    from identity.notifications import outbox
 
-    monkeypatch.setattr("identity.services.outbox._publish_soon", lambda message_ids: None)
+    monkeypatch.setattr("identity.notifications.outbox._publish_soon", lambda message_ids: None)
     rows = [_enqueue(tenant, to=f"user{i}@example.test") for i in range(4)]
     real_build = outbox._build
 
@@ -214,7 +214,8 @@ def test_a_failure_inside_a_claim_leaves_the_rest_of_it_pending(
 def test_a_batch_sends_the_default_wording_for_a_template_over_a_limit(tenant: Any) -> None:
     from django.core import mail
 
-    from identity.models import AuditEvent, EmailTemplate
+    from identity.audit.models import AuditEvent
+    from identity.notifications.models import EmailTemplate
 
     # An organization template saved before the sandbox had limits: three loops, 35,937 passes.
     nested = "{% for a in code %}{% for b in code %}{% for c in code %}.{% endfor %}{% endfor %}{% endfor %}"

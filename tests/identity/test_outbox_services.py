@@ -21,10 +21,11 @@ from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
-from identity.models import AuditChainHead, AuditEvent, OutboxMessage
-from identity.services import outbox
-from identity.services.audit import GENESIS_HASH, audit_record, audit_verify_chain
-from identity.services.outbox import message_id, outbox_deliver, outbox_enqueue, outbox_requeue_due
+from identity.audit.models import AuditChainHead, AuditEvent
+from identity.audit.services import GENESIS_HASH, audit_record, audit_verify_chain
+from identity.notifications import outbox
+from identity.notifications.models import OutboxMessage
+from identity.notifications.outbox import message_id, outbox_deliver, outbox_enqueue, outbox_requeue_due
 from impersonation.models import ImpersonationSession
 from organizations.services import org_insert
 from tests.conftest import World
@@ -104,7 +105,7 @@ def test_redis_down_during_20_impersonations_then_20_emails_once_each(
     monkeypatch.setattr(outbox, "LEASE", TEST_LEASE)
     app = impersonation_app(world)
     before = set(OutboxMessage.objects.values_list("pk", flat=True))
-    caplog.set_level(logging.WARNING, logger="identity.services.outbox")
+    caplog.set_level(logging.WARNING, logger="identity.notifications.outbox")
 
     with live_celery(private_redis.url(0), monkeypatch, private_broker=True) as live:
         private_redis.stop()  # the outage: the broker is gone before the first impersonation

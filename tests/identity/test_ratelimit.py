@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 from django.test import Client, override_settings
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from identity.ratelimit import Rate, hit, parse_rate
 from tests.conftest import PASSWORD, World
 

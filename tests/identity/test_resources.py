@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from identity.models import APIResource, AuditEvent, Scope
+from identity.audit.models import AuditEvent
+from identity.models import APIResource, Scope
 from identity.services.resources import ScopeSpec, api_resource_create, scope_create
 from tests.conftest import World
 

@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from identity.models import AuditEvent, User, UserAssociation
-from identity.services.audit import audit_verify_chain
+from identity.audit.models import AuditEvent
+from identity.audit.services import audit_verify_chain
+from identity.models import User, UserAssociation
 from organizations.models import Organization
 
 ORGS, USERS, FANOUT = 60, 300, 4

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
 
+from identity.audit.models import AuditEvent
 from identity.models import (
     APIResource,
     Application,
-    AuditEvent,
     LoginFlow,
     Role,
     RoleAssignment,

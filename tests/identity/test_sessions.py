@@ -8,7 +8,7 @@ import time_machine
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from identity.services.sessions import (
     sso_session_end,
     sso_session_get_live,

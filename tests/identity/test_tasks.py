@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from identity import tasks
-from identity.models import AuditEvent
+from identity.audit import tasks
+from identity.audit.models import AuditEvent
 from identity.services.tenants import tenant_bootstrap
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]

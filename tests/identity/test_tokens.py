@@ -1,4 +1,4 @@
-"""identity.tokens: keys, kid, JWKS, mint and verify with everything pinned."""
+"""identity.oauth.tokens: keys, kid, JWKS, mint and verify with everything pinned."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from django.utils import timezone
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import JWKRegistry, KeySet
 
-from identity import tokens
+from identity.oauth import tokens
 
 ISS = "http://127.0.0.1:8000/t/acme/oauth2/token"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client, override_settings
 
+from identity.audit.models import AuditEvent
 from identity.middleware import SSO_SESSION_KEY
-from identity.models import AuditEvent, SSOSession
+from identity.models import SSOSession
 from identity.services.sessions import sso_session_end
 from identity.services.users import user_set_flags
 from organizations.models import Organization

@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
-from identity.models import AuditEvent, OAuthAuthorization, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import OAuthAuthorization, SSOSession
 from identity.services.loginflows import login_flow_set
 from identity.services.roles import role_assign
 from identity.services.users import user_set_flags

@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
-from identity import tokens
-from identity.models import AuditEvent, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import SSOSession
+from identity.oauth import tokens
 from impersonation.models import ImpersonationSession, SubjectToken
 from tests.conftest import World, sign_in
 from tests.identity.oauth_helpers import REDIRECT, App, basic
@@ -840,7 +841,7 @@ def test_impersonated_tokens_die_with_the_session_even_before_it_is_marked_ended
 def test_the_target_is_emailed_when_an_impersonation_starts(
     client: Client, world: World, pickup: App
 ) -> None:
-    from identity.models import OutboxMessage
+    from identity.notifications.models import OutboxMessage
 
     exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
     message = OutboxMessage.objects.get(kind="impersonation-started")
@@ -850,7 +851,7 @@ def test_the_target_is_emailed_when_an_impersonation_starts(
 
 
 def test_no_email_when_the_organization_turned_it_off(client: Client, world: World, pickup: App) -> None:
-    from identity.models import OutboxMessage
+    from identity.notifications.models import OutboxMessage
     from organizations.services import organization_settings_update
 
     organization_settings_update(actor=None, org=world.root, impersonation_email_enabled=False)

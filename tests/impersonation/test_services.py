@@ -12,7 +12,8 @@ from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from identity.models import APIResource, Application, AuditEvent, Role, User
+from identity.audit.models import AuditEvent
+from identity.models import APIResource, Application, Role, User
 from identity.services.application_edits import (
     application_remove_api_authorization,
     application_update_protocol,

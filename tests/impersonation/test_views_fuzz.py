@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from impersonation.models import ImpersonationSession
-from impersonation.services import MAX_REASON, impersonation_end
+from impersonation.reasons import MAX_REASON
+from impersonation.services import impersonation_end
 from tests.conftest import World, console_url, sign_in
 
 

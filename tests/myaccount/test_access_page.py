@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from identity.models import APIResource, AuditEvent
+from identity.audit.models import AuditEvent
+from identity.models import APIResource
 from identity.services.applications import application_authorize_api
 from identity.services.roles import role_assign, role_create
 from impersonation.models import ImpersonationSession

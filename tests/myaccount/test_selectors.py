@@ -10,9 +10,9 @@ import time_machine
 from django.utils import timezone
 
 from identity import context
+from identity.audit.services import audit_record
 from identity.models import APIResource, RoleAssignment
 from identity.services.applications import application_authorize_api
-from identity.services.audit import audit_record
 from identity.services.roles import role_assign, role_create
 from identity.services.sessions import sso_session_start
 from impersonation.models import ImpersonationSession

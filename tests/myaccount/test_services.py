@@ -1,6 +1,6 @@
 """The writes behind My Account: "sign out everywhere else" (myaccount.services), the profile
 update (identity.services.users.user_profile_update) and the misuse report
-(impersonation.services.impersonation_report_misuse)."""
+(impersonation.misuse.impersonation_report_misuse)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from identity.models import AuditEvent, OutboxMessage, SSOSession, User
+from identity.audit.models import AuditEvent
+from identity.models import SSOSession, User
+from identity.notifications.models import OutboxMessage
 from identity.services.roles import role_assign
 from identity.services.sessions import sso_session_start
 from identity.services.users import user_profile_update
+from impersonation.misuse import impersonation_report_misuse
 from impersonation.models import ImpersonationSession
-from impersonation.services import impersonation_report_misuse
 from myaccount.services import myaccount_sign_out_other_sessions
 from organizations.models import Organization
 from tests.conftest import World, make_user

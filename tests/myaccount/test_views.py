@@ -13,7 +13,9 @@ from django.core import mail
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
-from identity.models import AuditEvent, OAuthAuthorization, OutboxMessage, RoleAssignment, SSOSession
+from identity.audit.models import AuditEvent
+from identity.models import OAuthAuthorization, RoleAssignment, SSOSession
+from identity.notifications.models import OutboxMessage
 from identity.services.roles import role_assign
 from identity.services.sessions import sso_session_start
 from identity.services.users import user_profile_update

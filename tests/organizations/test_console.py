@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from organizations.models import Organization
 from organizations.services import org_insert, organization_create
 from tests.conftest import World, console_url, sign_in

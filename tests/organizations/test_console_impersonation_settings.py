@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from identity.services.roles import role_assign, role_create
 from organizations.models import OrganizationSettings
 from organizations.selectors import org_effective_settings

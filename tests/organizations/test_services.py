@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 from organizations.models import Organization, OrganizationSettings
 from organizations.selectors import org_effective_settings
 from organizations.services import (

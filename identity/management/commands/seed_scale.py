@@ -25,8 +25,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connection, transaction
 
+from identity.audit.services import audit_record
 from identity.models import User, UserAssociation
-from identity.services.audit import audit_record
 from identity.services.tenants import tenant_bootstrap
 from organizations.models import Organization
 

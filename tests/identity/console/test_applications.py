@@ -10,12 +10,12 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.test import Client
 
+from identity.audit.models import AuditEvent
 from identity.models import (
     APIResource,
     Application,
     ApplicationAPIAuthorization,
     ApplicationShare,
-    AuditEvent,
     LoginFlow,
     Role,
     Scope,

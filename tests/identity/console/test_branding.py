@@ -6,9 +6,10 @@ import html
 
 from django.test import Client
 
-from identity.emails import EMAIL_OTP, default_template
-from identity.models import AuditEvent, EmailTemplate, OrganizationBranding
-from identity.services.branding import branding_update, email_template_save
+from identity.audit.models import AuditEvent
+from identity.notifications.branding import branding_update, email_template_save
+from identity.notifications.emails import EMAIL_OTP, default_template
+from identity.notifications.models import EmailTemplate, OrganizationBranding
 from identity.services.roles import role_assign, role_create
 from impersonation.emails import IMPERSONATION_STARTED
 from tests.conftest import World, console_url, make_user, sign_in

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from identity.audit.models import AuditEvent
 from identity.console.loginflow import draft_apply, draft_from_post
-from identity.models import Application, AuditEvent, LoginFlow
+from identity.models import Application, LoginFlow
 from identity.selectors.applications import login_flow_steps
 from identity.services.applications import application_create
 from tests.conftest import World, console_url, sign_in

@@ -21,8 +21,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from identity import context
-from identity.models import AuditChainHead, AuditEvent, Role
-from identity.services.audit import audit_record, event_hash
+from identity.audit.models import AuditChainHead, AuditEvent
+from identity.audit.services import audit_record, event_hash
+from identity.models import Role
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_profile_update, user_set_flags
 from tests.conftest import World, console_url, make_user, sign_in
@@ -63,7 +64,7 @@ def record(world: World, action: str, **kwargs: Any) -> AuditEvent:
 
 
 def record_at(when: dt.datetime, world: World, action: str, **kwargs: Any) -> AuditEvent:
-    with mock.patch("identity.services.audit.timezone.now", return_value=when):
+    with mock.patch("identity.audit.services.timezone.now", return_value=when):
         return record(world, action, **kwargs)
 
 
@@ -424,7 +425,7 @@ def test_json_export_of_a_child_org_is_its_subtree(client: Client, world: World)
 
 
 def test_export_is_capped(admin_client: Client, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import identity.audit_selectors as selectors
+    import identity.selectors.audit_log as selectors
 
     monkeypatch.setattr(selectors, "EXPORT_MAX_ROWS", 3)
     made = [record(world, "cap-probe").seq for _ in range(5)]
@@ -495,7 +496,7 @@ def test_verify_now_is_not_rerun_within_a_minute(admin_client: Client, world: Wo
     assert "verified less than a minute ago" in response.content.decode()
     assert AuditEvent.objects.filter(tenant=world.root, action="audit-chain-verify").count() == 1
     later = timezone.now() + dt.timedelta(minutes=2)
-    with mock.patch("identity.services.audit_verification.timezone.now", return_value=later):
+    with mock.patch("identity.audit.verification.timezone.now", return_value=later):
         admin_client.post(console_url(world.root, "logs/verify/"))
     assert AuditEvent.objects.filter(tenant=world.root, action="audit-chain-verify").count() == 2
 
@@ -641,7 +642,7 @@ def test_verify_now_counts_in_words(
     admin_client: Client, world: World, monkeypatch: pytest.MonkeyPatch, events: int, said: str
 ) -> None:
     import identity.console.logs as views
-    from identity.services.audit import ChainReport
+    from identity.audit.services import ChainReport
 
     report = ChainReport(tenant_handle="acme", ok=True, events=events)
     monkeypatch.setattr(views, "audit_chain_verify", lambda **_: report)

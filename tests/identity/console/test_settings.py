@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.test import Client
 
-from identity.models import AuditEvent, LoginFlow, RoleAssignment
+from identity.audit.models import AuditEvent
+from identity.models import LoginFlow, RoleAssignment
 from identity.selectors.applications import login_flow_steps
 from tests.conftest import World, console_url, sign_in
 

@@ -7,7 +7,8 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from identity.models import AuditEvent, Role
+from identity.audit.models import AuditEvent
+from identity.models import Role
 from tests.conftest import World, console_url
 
 URLENCODED = "application/x-www-form-urlencoded"

@@ -9,7 +9,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from identity.models import AuditEvent, Role, RoleAssignment, User, UserAssociation
+from identity.audit.models import AuditEvent
+from identity.models import Role, RoleAssignment, User, UserAssociation
 from identity.services.roles import role_create
 from tests.conftest import World, console_url, make_user, sign_in
 

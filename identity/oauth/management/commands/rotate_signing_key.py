@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Max
 
-from identity import tokens
 from identity.models import Application
+from identity.oauth import tokens
 
 
 class Command(BaseCommand):

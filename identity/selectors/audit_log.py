@@ -1,4 +1,6 @@
-"""Reads of the audit trail for the Console's Logs pages.
+"""Reads of the audit trail for the Console's Logs pages and My Account: filters that name
+people, and the events in words with the names they refer to (users, roles, applications, API
+resources), which is why they sit in identity's core and not in the audit app below it.
 
 An administrator sees the events of their organization's subtree: ``AuditEvent.org_id`` in
 the subtree. Events recorded without an organization (``org_id`` null) belong to the tenant
@@ -15,21 +17,18 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from identity.audit_labels import API_CALL_ACTIONS, AuditNames, EventView, as_uuid, describe
-from identity.models import APIResource, Application, AuditChainHead, AuditEvent, Role, User
+from identity.audit.labels import API_CALL_ACTIONS, AuditNames, EventView, as_uuid, describe
+from identity.audit.models import AuditEvent
+from identity.audit.selectors import audit_events_visible
+from identity.models import APIResource, Application, Role, User
 from identity.selectors.users import plan_per_call
-from identity.services.audit import GENESIS_HASH, HASHED_FIELDS, UUID_FIELDS
 from identity.services.users import normalise_username
 from organizations.models import Organization
-from organizations.selectors import org_descendant_filter
 
-VERIFY_ACTION = "audit-chain-verify"
 EXPORT_MAX_ROWS = 50_000
-SEQ_MAX = 2**63 - 1  # bigint: larger values would make PostgreSQL raise instead of matching nothing
 
 
 @dataclass(frozen=True)
@@ -75,17 +74,6 @@ def _person(value: str, *, id_field: str, label_field: str, tenant_id: uuid.UUID
         | Q(**{f"{label_field}__startswith": f"{username} ("})
         | Q(**{f"{id_field}__in": users})
     )
-
-
-def audit_events_visible(*, org: Organization) -> QuerySet[AuditEvent]:
-    """The events an administrator of ``org`` may read: the whole tenant for its root,
-    else the events of ``org``'s subtree."""
-    tenant_id = org.tenant_id or org.pk
-    qs = AuditEvent.objects.filter(tenant_id=tenant_id)
-    if org.parent_id is None:
-        return qs
-    subtree = Organization.objects.filter(**org_descendant_filter(org, prefix="", include_self=True))
-    return qs.filter(org_id__in=subtree.values("pk"))
 
 
 def audit_events_filtered(*, org: Organization, filters: AuditFilters) -> QuerySet[AuditEvent]:
@@ -275,42 +263,6 @@ def audit_event_views(events: Sequence[AuditEvent]) -> list[EventView]:
     bulk: a handful of queries for any number of events."""
     names = audit_names(events)
     return [describe(e, names) for e in events]
-
-
-def audit_event_get(*, org: Organization, seq: int) -> AuditEvent | None:
-    if not 0 < seq <= SEQ_MAX:
-        return None
-    return audit_events_visible(org=org).filter(seq=seq).first()
-
-
-def audit_event_fields(event: AuditEvent) -> dict[str, Any]:
-    """The fields the hash covers, in the exact form the hash is computed over (UUIDs and
-    times as strings), so an auditor can recompute
-    ``sha256(prev_hash + "\\n" + canonical_json(fields))``."""
-    values: dict[str, Any] = {}
-    for name in HASHED_FIELDS:
-        value = getattr(event, name)
-        if name in UUID_FIELDS:
-            value = str(value) if value is not None else None
-        elif isinstance(value, dt.datetime):
-            value = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-        values[name] = value
-    return values
-
-
-def audit_chain_head(*, org: Organization) -> tuple[int, str]:
-    """(seq, hash) of the tenant's chain head."""
-    head = AuditChainHead.objects.filter(tenant_id=org.tenant_id or org.pk).first()
-    return (head.seq, head.hash) if head else (0, GENESIS_HASH)
-
-
-def audit_last_verification(*, org: Organization) -> AuditEvent | None:
-    """The tenant's most recent recorded chain verification (whoever ran it)."""
-    return (
-        AuditEvent.objects.filter(tenant_id=org.tenant_id or org.pk, action=VERIFY_ACTION)
-        .order_by("-seq")
-        .first()
-    )
 
 
 def audit_export_rows(*, org: Organization, filters: AuditFilters) -> tuple[Iterator[AuditEvent], bool]:

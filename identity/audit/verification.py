@@ -10,15 +10,19 @@ was last checked, by whom, and what was found — and the record is tamper-evide
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
-from identity.audit_selectors import VERIFY_ACTION, audit_last_verification
-from identity.models import AuditEvent, User
-from identity.services.audit import ChainReport, audit_record, audit_verify_chain
+from identity.audit.models import AuditEvent
+from identity.audit.selectors import VERIFY_ACTION, audit_last_verification
+from identity.audit.services import ChainReport, audit_record, audit_verify_chain
 from organizations.models import Organization
 from organizations.selectors import org_tenant
+
+if TYPE_CHECKING:  # the audit trail records people by id and label; it needs no User at run time
+    from identity.models import User
 
 # Verifying reads the whole chain: any administrator may ask for it, but not over and over.
 VERIFY_COOLDOWN = dt.timedelta(seconds=60)

@@ -1,5 +1,7 @@
-"""Extension points of the OAuth server, filled through settings so ``identity`` never
-imports the apps that plug in (``impersonation``).
+"""Extension points of identity's core, filled through settings so ``identity`` never
+imports the apps that plug in (``impersonation``): the OAuth server (``identity.oauth``) asks
+them who a sign-in is for and whether tokens may be minted, and identity's services ask them to
+re-check impersonations when roles, sharing or API authorizations change.
 
 * ``ACTAS_OAUTH_PRINCIPAL_RESOLVER``: who a sign-in at /authorize is for. By default the
   SSO session's user; an impersonation bound to the session makes it the impersonated user,

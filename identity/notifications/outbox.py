@@ -5,7 +5,7 @@
   broker down the request still succeeds and celery beat picks the row up later.
 - ``outbox_deliver`` claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never
   send the same row at once), renders it (an editable kind with the organization's template,
-  sandboxed, through ``identity.emails`` — or with actas's default wording, audited as
+  sandboxed, through ``identity.notifications.emails`` — or with actas's default wording, audited as
   ``email-template-fallback``, when that template goes over a limit of the sandbox; the others
   with django-templated-email), sends it with the row's stable ``Message-ID`` and marks it sent
   in the same transaction. A failure schedules a retry with exponential backoff; after
@@ -41,9 +41,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from templated_email import get_templated_mail
 
-from identity.emails import KINDS, RenderCache, TemplateFallback, email_render
-from identity.models import AuditEvent, OutboxMessage
-from identity.services.audit import audit_record
+from identity.audit.models import AuditEvent
+from identity.audit.services import audit_record
+from identity.notifications.emails import KINDS, RenderCache, TemplateFallback, email_render
+from identity.notifications.models import OutboxMessage
 from organizations.models import Organization
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def message_id(message: OutboxMessage) -> str:
 
 
 def _publish(message_ids: list[str]) -> None:
-    from identity.tasks import outbox_deliver as outbox_deliver_task
+    from identity.notifications.tasks import outbox_deliver as outbox_deliver_task
 
     for pk in message_ids:
         try:
@@ -83,7 +84,7 @@ def outbox_enqueue(
     """Queue one email. Call inside the transaction of the event it reports.
 
     ``organization`` (default: the tenant) and ``locale`` choose the email template and the
-    branding of an editable kind (``identity.emails.KINDS``); ``context`` holds plain values."""
+    branding of an editable kind (``identity.notifications.emails.KINDS``); ``context`` holds plain values."""
     message = OutboxMessage.objects.create(
         tenant=tenant,
         organization=organization,
@@ -116,7 +117,7 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 def _build(message: OutboxMessage, cache: RenderCache | None = None) -> EmailMessage:
     """The email of a row: an editable kind renders the organization's template (or the one it
-    inherits) in the sandbox of ``identity.emails``; the others use django-templated-email.
+    inherits) in the sandbox of ``identity.notifications.emails``; the others use django-templated-email.
     ``cache``: the batch's template and branding look-ups (``email_render``)."""
     headers = {"Message-ID": message_id(message)}
     if message.template in KINDS:

@@ -41,6 +41,7 @@ class OutboxMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "identity_outboxmessage"  # tables keep the names they had under identity
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
 
     def __str__(self) -> str:
@@ -68,6 +69,7 @@ class OrganizationBranding(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "identity_organizationbranding"
         verbose_name_plural = "organization brandings"
 
     def __str__(self) -> str:
@@ -76,7 +78,7 @@ class OrganizationBranding(models.Model):
 
 class EmailTemplate(models.Model):
     """An organization's own wording of one email in one locale (a Django template string,
-    rendered sandboxed by ``identity.emails``). A child organization without one falls back
+    rendered sandboxed by ``identity.notifications.emails``). A child organization without one falls back
     to its parent's, then to actas's default."""
 
     class Kind(models.TextChoices):
@@ -93,6 +95,7 @@ class EmailTemplate(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "identity_emailtemplate"
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "kind", "locale"], name="email_template_unique_org_kind_locale"

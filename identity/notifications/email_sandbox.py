@@ -1,4 +1,4 @@
-"""The sandbox that renders editable emails (``identity.emails`` resolves which template).
+"""The sandbox that renders editable emails (``identity.notifications.emails`` resolves which template).
 
 Every editable template, default or custom, renders through a dedicated
 :class:`django.template.Engine` that knows only a few safe tags and filters, has no loaders, no
@@ -214,7 +214,7 @@ def _for(parser: Parser, token: Token) -> Node:
     )
 
 
-# ``identity.email_sandbox`` is itself the only template library of the sandbox engines.
+# ``identity.notifications.email_sandbox`` is itself the only template library of the sandbox engines.
 register = Library()
 register.tag("if", _nested(defaulttags.do_if, loop=False))
 register.tag("for", _nested(_for, loop=True))
@@ -315,7 +315,7 @@ def _engine(*, autoescape: bool) -> Engine:
         string_if_invalid="",
         file_charset="utf-8",
         libraries={},
-        builtins=["identity.email_sandbox"],
+        builtins=["identity.notifications.email_sandbox"],
         autoescape=autoescape,
     )
 

@@ -2,20 +2,25 @@
 
 A template is compiled and rendered with the sample values before it is saved: broken or
 disallowed syntax, or a template over a limit of the sandbox (padding width, loop nesting,
-loop passes, rendered size, render time: ``identity.emails``), raises a ValidationError naming
+loop passes, rendered size, render time: ``identity.notifications.emails``), raises a ValidationError naming
 the part (``subject``, ``html_body``, ``text_body``) and nothing is written.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from identity.emails import KINDS, locale_normalize, template_validate
-from identity.models import EmailTemplate, OrganizationBranding, User, validate_https_url
-from identity.services.audit import audit_record
+from identity.audit.services import audit_record
+from identity.notifications.emails import KINDS, locale_normalize, template_validate
+from identity.notifications.models import EmailTemplate, OrganizationBranding, validate_https_url
 from organizations.models import Organization
+
+if TYPE_CHECKING:  # the acting user is only recorded (by the audit trail)
+    from identity.models import User
 
 MAX_SUBJECT = 300
 

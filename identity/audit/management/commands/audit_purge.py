@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from identity.services.audit_retention import PurgeRefused, audit_purge_tenant
+from identity.audit.retention import PurgeRefused, audit_purge_tenant
 from organizations.models import Organization
 from organizations.selectors import tenant_get
 

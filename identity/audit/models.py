@@ -43,6 +43,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64)
 
     class Meta:
+        db_table = "identity_auditevent"  # the table keeps the name it had under identity
         ordering = ["tenant_id", "seq"]
         constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="audit_seq_in_tenant")]
         indexes = [
@@ -66,6 +67,9 @@ class AuditChainHead(models.Model):
     # deleted; the first remaining event follows base_hash (the genesis hash when none were).
     base_seq = models.PositiveBigIntegerField(default=0)
     base_hash = models.CharField(max_length=64, default="0" * 64)
+
+    class Meta:
+        db_table = "identity_auditchainhead"
 
     def __str__(self) -> str:
         return f"chain head of {self.tenant_id} at {self.seq}"

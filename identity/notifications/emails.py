@@ -1,5 +1,5 @@
 """Editable emails: the registry of email kinds, resolving an organization's template, and
-rendering it in the sandbox (``identity.email_sandbox``, which has the limits).
+rendering it in the sandbox (``identity.notifications.email_sandbox``, which has the limits).
 
 The registered kinds (below) are editable per organization and locale. The template of
 (org, kind, locale) is the organization's own, else the nearest ancestor's, else actas's
@@ -32,7 +32,12 @@ from django.template import (
     TemplateSyntaxError,
 )
 
-from identity.email_sandbox import RenderBudget, TemplateLimitError, compile_template, render_string
+from identity.notifications.email_sandbox import (
+    RenderBudget,
+    TemplateLimitError,
+    compile_template,
+    render_string,
+)
 from organizations.models import Organization
 from organizations.selectors import org_ancestors
 
@@ -157,7 +162,7 @@ def template_resolve(
 ) -> ResolvedTemplate:
     """The template (org, kind, locale) uses: the org's own, else the nearest ancestor's, for the
     locale, then its language, then ``en``; else actas's default."""
-    from identity.models import EmailTemplate
+    from identity.notifications.models import EmailTemplate
 
     if kind not in KINDS:
         raise KeyError(kind)
@@ -192,7 +197,7 @@ class Branding:
 def branding_effective(org: Organization, *, include_self: bool = True) -> Branding:
     """Each branding field from the nearest organization up the tree that sets it. Without one,
     the brand name is the tenant's name and the other fields are empty."""
-    from identity.models import OrganizationBranding
+    from identity.notifications.models import OrganizationBranding
 
     path = org_ancestors(org, include_self=include_self)
     stored = OrganizationBranding.objects.filter(organization__in=[o.pk for o in path])

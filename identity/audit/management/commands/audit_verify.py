@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from identity.services.audit import audit_verify_all_chains, audit_verify_chain
+from identity.audit.services import audit_verify_all_chains, audit_verify_chain
 from organizations.selectors import tenant_get
 
 

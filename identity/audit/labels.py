@@ -5,7 +5,7 @@ changed, as (field, from, to) rows.
 
 Nothing here reads the database: names of roles, applications, organizations, API resources
 and users come in an :class:`AuditNames`, resolved for a whole page at once by
-``identity.audit_selectors.audit_names``. Raw action codes stay on the event (the Logs detail
+``identity.selectors.audit_log.audit_names``. Raw action codes stay on the event (the Logs detail
 and the exports show them); this module only adds words.
 
 Every action the code writes has an entry in :data:`ACTIONS` (a test collects them from the
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from identity.models import AuditEvent
+from identity.audit.models import AuditEvent
 
 
 class Wording(NamedTuple):

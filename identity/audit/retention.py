@@ -25,8 +25,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from identity.models import AuditChainHead, AuditEvent
-from identity.services.audit import (
+from identity.audit.models import AuditChainHead, AuditEvent
+from identity.audit.services import (
     GENESIS_HASH,
     HASHED_FIELDS,
     PURGE_ACTION,

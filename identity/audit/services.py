@@ -18,15 +18,18 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.utils import timezone
 
 from identity import context
-from identity.models import AuditChainHead, AuditEvent, User
+from identity.audit.models import AuditChainHead, AuditEvent
 from organizations.models import Organization
+
+if TYPE_CHECKING:  # the audit trail records people by id and label; it needs no User at run time
+    from identity.models import User
 
 GENESIS_HASH = "0" * 64
 LABEL_MAX = 255  # AuditEvent's label and target columns

@@ -637,6 +637,43 @@ class Impersonation:
 # --- PostgreSQL, setup commands, servers ------------------------------------------------------
 
 
+def floor_exchange_form(key: Any) -> str:
+    """The body of the floor's verify-2-sign-1: two RS256 tokens of the kit's 15-claim shape,
+    signed with ``key`` (the floor's)."""
+    import jwt
+
+    def floor_token(sub: str) -> str:
+        now = int(time.time())
+        c15 = {
+            "iss": "https://idp.example.org/t/acme/oauth2/token",
+            "sub": sub,
+            "aud": ["Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa", "https://api.example.org"],
+            "azp": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+            "client_id": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "jti": f"bench-{sub}",
+            "scope": "openid profile email internal_user_mgt_view internal_org_user_mgt_list",
+            "aut": "APPLICATION_USER",
+            "org_id": "10084a8d-113f-4211-a0d5-efe36b082211",
+            "org_name": "acme",
+            "username": f"{sub}@example.org",
+            "act": {"sub": "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
+        }
+        return jwt.encode(c15, key, algorithm="RS256", headers={"kid": "k1"})
+
+    return urlencode(
+        {
+            "grant_type": TX_GRANT,
+            "subject_token": floor_token("user-1"),
+            "subject_token_type": TT_ACCESS,
+            "actor_token": floor_token("admin-1"),
+            "actor_token_type": TT_ACCESS,
+        }
+    )
+
+
 def recreate_databases(names: list[str]) -> None:
     import psycopg
 
@@ -1855,38 +1892,7 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
     actas_token = f"http://{HOST}:{p}/t/acme/oauth2/token"
     floor_exchange_body = ""
     if "token_exchange" in a.cases and "floor" in servers:
-        import jwt
-
-        def floor_token(sub: str) -> str:
-            now = int(time.time())
-            c15 = {
-                "iss": "https://idp.example.org/t/acme/oauth2/token",
-                "sub": sub,
-                "aud": ["Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa", "https://api.example.org"],
-                "azp": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
-                "client_id": "Wsoqnf3IQ1iDsZjKaQb7LZ1FKFsa",
-                "iat": now,
-                "nbf": now,
-                "exp": now + 3600,
-                "jti": f"bench-{sub}",
-                "scope": "openid profile email internal_user_mgt_view internal_org_user_mgt_list",
-                "aut": "APPLICATION_USER",
-                "org_id": "10084a8d-113f-4211-a0d5-efe36b082211",
-                "org_name": "acme",
-                "username": f"{sub}@example.org",
-                "act": {"sub": "0d4b2a1c-6e5f-4a3b-8c7d-9e8f7a6b5c4d"},
-            }
-            return jwt.encode(c15, key, algorithm="RS256", headers={"kid": "k1"})
-
-        floor_exchange_body = urlencode(
-            {
-                "grant_type": TX_GRANT,
-                "subject_token": floor_token("user-1"),
-                "subject_token_type": TT_ACCESS,
-                "actor_token": floor_token("admin-1"),
-                "actor_token_type": TT_ACCESS,
-            }
-        )
+        floor_exchange_body = floor_exchange_form(key)
     for conns in a.conns:
         if "client_credentials" in a.cases:
             if "actas" in servers:

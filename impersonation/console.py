@@ -29,11 +29,11 @@ from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy, selectors
 from impersonation.models import ImpersonationSession
 from impersonation.reasons import MAX_REASON, impersonation_reason_check
+from impersonation.selectors import live_session_for
 from impersonation.services import (
     impersonation_begin,
     impersonation_end,
     impersonation_refused,
-    live_session_for,
 )
 from impersonation.views import SeeOther, end_in_this_browser, ended_message, remember_return
 from organizations.models import Organization

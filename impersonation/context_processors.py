@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from impersonation.services import live_session_for
+from impersonation.selectors import live_session_for
 
 
 def impersonation(request: HttpRequest) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from identity.selectors.applications import application_available_in
 from identity.selectors.permission_map import impersonated_scopes
 from identity.selectors.permissions import oauth_user_scopes
 from impersonation import policy
-from impersonation.hooks import impersonation_read
 from impersonation.models import ImpersonationSession, SubjectToken
+from impersonation.selectors import impersonation_read
 from impersonation.services import impersonation_begin, impersonation_guard, impersonation_refused
 from impersonation.subject_tokens import SUBJECT_TOKEN_TYP, subject_token_claim
 from organizations.models import Organization

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
-from typing import Any
 
 from django.utils import timezone
 
 from identity.hooks import MintRefused, Principal, PrincipalRefused
 from identity.models import Application, OAuthAuthorization, SSOSession, User
-from identity.oauth import rows
 from impersonation import policy
 from impersonation.models import ImpersonationSession
+from impersonation.selectors import impersonation_read, live_session_for
 from impersonation.services import (
     impersonation_end,
     impersonation_guard,
     impersonations_revalidate,
-    live_session_for,
 )
 from organizations.models import Organization
 
@@ -68,48 +65,6 @@ def mint_guard(*, authorization: OAuthAuthorization, application: Application) -
         return impersonation_guard(session=current, application=application)
     except policy.Refused as refusal:
         raise MintRefused(refusal.code) from refusal
-
-
-_READ_PARTS: tuple[tuple[type[Any], str], ...] = (
-    (ImpersonationSession, "i"),
-    (User, "imp"),
-    (User, "sub"),
-    (Organization, "o"),
-    (Application, "a"),
-    (SSOSession, "s"),
-)
-
-
-@functools.cache
-def _read_sql() -> str:
-    user, org = User._meta.db_table, Organization._meta.db_table
-    select = ", ".join(rows.columns(model, alias) for model, alias in _READ_PARTS)
-    return (
-        f"SELECT {select} FROM {ImpersonationSession._meta.db_table} i "  # noqa: S608 (model metadata)
-        f"JOIN {user} imp ON imp.id = i.impersonator_id JOIN {user} sub ON sub.id = i.subject_id "
-        f"JOIN {org} o ON o.id = i.organization_id "
-        f"JOIN {Application._meta.db_table} a ON a.id = i.application_id "
-        f"JOIN {SSOSession._meta.db_table} s ON s.id = i.sso_session_id WHERE i.id = %s"
-    )
-
-
-def impersonation_read(pk: uuid.UUID) -> ImpersonationSession | None:
-    """An impersonation with the rows every mint under it re-checks (impersonator, subject,
-    organization, application, sign-in): one statement (a refresh, a code exchange, an
-    organization switch of an impersonated token)."""
-    found = rows.fetch(_read_sql(), [rows.param(ImpersonationSession, "id", pk)])
-    if not found:
-        return None
-    parts: list[Any] = []
-    start = 0
-    for model, _alias in _READ_PARTS:
-        parts.append(rows.instance(model, found[0], start))
-        start += rows.width(model)
-    session, impersonator, subject, organization, application, sso_session = parts
-    session.impersonator, session.subject, session.organization = impersonator, subject, organization
-    session.application, session.sso_session = application, sso_session
-    assert isinstance(session, ImpersonationSession)
-    return session
 
 
 def on_sso_session_end(*, actor: User | None, session: SSOSession) -> None:

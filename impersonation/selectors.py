@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from identity.audit.models import AuditEvent
-from identity.models import Application, OAuthAuthorization
+from identity.models import Application, OAuthAuthorization, SSOSession, User
+from identity.oauth import rows
 from identity.selectors.applications import (
     application_available_in,
     login_flow_steps,
@@ -24,6 +27,64 @@ from organizations.models import Organization
 from organizations.selectors import org_descendant_filter, org_tenant
 
 CREDENTIAL_STEPS = frozenset({"BasicAuthenticator", "email-otp"})
+
+
+# --- one impersonation with the rows every check under it reads ------------------------------
+
+_READ_PARTS: tuple[tuple[type[Any], str], ...] = (
+    (ImpersonationSession, "i"),
+    (User, "imp"),
+    (User, "sub"),
+    (Organization, "o"),
+    (Application, "a"),
+    (SSOSession, "s"),
+    (Organization, "t"),
+)
+
+
+@functools.cache
+def _read_sql(where: str) -> str:
+    user, org = User._meta.db_table, Organization._meta.db_table
+    select = ", ".join(rows.columns(model, alias) for model, alias in _READ_PARTS)
+    return (
+        f"SELECT {select} FROM {ImpersonationSession._meta.db_table} i "  # noqa: S608 (model metadata)
+        f"JOIN {user} imp ON imp.id = i.impersonator_id JOIN {user} sub ON sub.id = i.subject_id "
+        f"JOIN {org} o ON o.id = i.organization_id "
+        f"JOIN {Application._meta.db_table} a ON a.id = i.application_id "
+        f"JOIN {SSOSession._meta.db_table} s ON s.id = i.sso_session_id "
+        f"JOIN {org} t ON t.id = i.tenant_id WHERE {where}"
+    )
+
+
+def _read(where: str, params: list[Any]) -> ImpersonationSession | None:
+    found = rows.fetch(_read_sql(where), params)
+    if not found:
+        return None
+    parts: list[Any] = []
+    start = 0
+    for model, _alias in _READ_PARTS:
+        parts.append(rows.instance(model, found[0], start))
+        start += rows.width(model)
+    session, impersonator, subject, organization, application, sso_session, tenant = parts
+    session.impersonator, session.subject, session.organization = impersonator, subject, organization
+    session.application, session.sso_session, session.tenant = application, sso_session, tenant
+    assert isinstance(session, ImpersonationSession)
+    return session
+
+
+def impersonation_read(pk: uuid.UUID) -> ImpersonationSession | None:
+    """An impersonation with the rows every mint under it re-checks (impersonator, subject,
+    organization, application, sign-in, tenant): one statement (a refresh, a code exchange, an
+    organization switch of an impersonated token)."""
+    return _read("i.id = %s", [rows.param(ImpersonationSession, "id", pk)])
+
+
+def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
+    """The live impersonation bound to this sign-in, if any, with the same rows: one plain
+    statement (read on every page and sign-in of a signed-in browser)."""
+    return _read(
+        "i.sso_session_id = %s AND i.ended_at IS NULL", [rows.param(SSOSession, "id", sso_session.pk)]
+    )
 
 
 def myaccount_for(*, org: Organization) -> Application | None:

@@ -80,16 +80,6 @@ def _first_locked_sso_session(pk: int) -> SSOSession | None:
     return SSOSession.objects.select_for_update().filter(pk=pk).order_by().first()
 
 
-def live_session_for(sso_session: SSOSession) -> ImpersonationSession | None:
-    return (
-        ImpersonationSession.objects.select_related(
-            "impersonator", "subject", "organization", "application", "tenant", "sso_session"
-        )
-        .filter(sso_session=sso_session, ended_at__isnull=True)
-        .first()
-    )
-
-
 def _bound(sso_session: SSOSession) -> bool:
     """Is this sign-in already impersonating (a live impersonation bound to it)? One query."""
     return ImpersonationSession.objects.filter(sso_session_id=sso_session.pk, ended_at__isnull=True).exists()

@@ -40,11 +40,11 @@ from identity.services.sessions import sso_session_is_fresh
 from impersonation import policy
 from impersonation.models import ImpersonationSession
 from impersonation.reasons import MAX_REASON, impersonation_reason_check
+from impersonation.selectors import live_session_for
 from impersonation.services import (
     impersonation_check,
     impersonation_end,
     impersonation_end_by_impersonator,
-    live_session_for,
 )
 from impersonation.subject_tokens import subject_token_issue
 from organizations.models import Organization

@@ -8,11 +8,17 @@ at import (path in BENCH_FLOOR_KEY), its public half too.
 - `/verify-2-sign-1`: the kit's `/exchange/RS256`: POST `subject_token` and `actor_token`, verify
   both (RS256 signature and `aud`; not `exp`, as in the kit), sign the payload with the subject's
   `sub` and the actor's `sub` in `act`.
+- `/db/<n>/sign`, `/db/<n>/verify-2-sign-1` (only with BENCH_FLOOR_DB, a PostgreSQL database
+  name): the same work plus ``n`` statements in one transaction, the cheapest kind a token
+  endpoint issues: ``n - 1`` primary-key reads of a 1,000-row table and one insert of the minted
+  token's id, through Django's cursor (psycopg, as actas). What a token endpoint that issues ``n``
+  statements could reach at best on this machine (bench/statement_floor.py).
 
     gunicorn --chdir bench/floor floor:application
 """
 
 import os
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -47,7 +53,20 @@ settings.configure(
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     ],
-    DATABASES={},
+    DATABASES=(
+        {
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": os.environ["BENCH_FLOOR_DB"],
+                "HOST": "127.0.0.1",
+                "PORT": "5432",
+                "USER": "postgres",
+                "CONN_MAX_AGE": 60,
+            }
+        }
+        if os.environ.get("BENCH_FLOOR_DB")
+        else {}
+    ),
     USE_TZ=True,
 )
 django.setup()
@@ -121,7 +140,51 @@ def verify_2_sign_1(request):
     return _token_response(token)
 
 
+def _statements(n: int, jti: str) -> None:
+    """``n - 1`` primary-key reads and one insert, in one transaction (the caller's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for _ in range(max(0, n - 1)):
+            cursor.execute("SELECT id, v FROM floor_row WHERE id = %s", [secrets.randbelow(1000) + 1])
+            cursor.fetchone()
+        if n > 0:
+            cursor.execute("INSERT INTO floor_token (jti) VALUES (%s)", [jti])
+
+
+@csrf_exempt
+def db_sign(request, n):
+    from django.db import transaction
+
+    payload = claims()
+    with transaction.atomic():
+        _statements(n, str(payload["jti"]))
+        token = jwt.encode(payload, KEY, algorithm="RS256", headers={"kid": "k1"})
+    return _token_response(token)
+
+
+@csrf_exempt
+def db_verify_2_sign_1(request, n):
+    from django.db import transaction
+
+    if request.method != "POST":
+        return HttpResponseBadRequest("POST")
+    options = {"verify_exp": False}
+    try:
+        st = jwt.decode(request.POST["subject_token"], PUB, ["RS256"], audience=AUDIENCE, options=options)
+        at = jwt.decode(request.POST["actor_token"], PUB, ["RS256"], audience=AUDIENCE, options=options)
+    except (KeyError, jwt.InvalidTokenError) as e:
+        return HttpResponseBadRequest(str(e))
+    payload = claims(sub=st["sub"], actor=at["sub"])
+    with transaction.atomic():
+        _statements(n, str(payload["jti"]))
+        token = jwt.encode(payload, KEY, algorithm="RS256", headers={"kid": "k1"})
+    return _token_response(token)
+
+
 urlpatterns = [
+    path("db/<int:n>/sign", db_sign),
+    path("db/<int:n>/verify-2-sign-1", db_verify_2_sign_1),
     path("healthz", hello),
     path("hello", hello),
     path("sign/<str:alg>", sign),

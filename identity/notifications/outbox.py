@@ -1,8 +1,10 @@
 """The email outbox: enqueue in the caller's transaction, deliver after commit, never lose one.
 
-- ``outbox_enqueue`` writes the row inside the caller's transaction and publishes the delivery
-  task only once that transaction commits. Publishing is best-effort and fails fast: with the
-  broker down the request still succeeds and celery beat picks the row up later.
+- ``outbox_enqueue`` writes the row inside the caller's transaction and, once that transaction
+  commits, hands its id to the process's publisher thread, which publishes one delivery task
+  per batch of ids gathered meanwhile (``_Publisher``). Publishing is best-effort and never
+  holds up the request: with the broker down the request still succeeds and celery beat
+  picks the row up later.
 - ``outbox_deliver`` claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never
   send the same row at once), renders it (an editable kind with the organization's template,
   sandboxed, through ``identity.notifications.emails`` — or with actas's default wording, audited as
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import queue
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,6 +104,57 @@ def outbox_enqueue(
     return message
 
 
+class _Publisher:
+    """Publishes delivery tasks off the request's path: one thread per process, fed by a queue.
+
+    A request only puts its row ids in the queue (after its commit). The thread takes whatever
+    has gathered and publishes one task per ``DRAIN_BATCH`` ids: each task delivers its row and
+    drains up to ``DRAIN_BATCH - 1`` more never-attempted ones (``outbox_deliver_batch``), so a
+    burst costs a broker round trip per batch rather than per email, and the rows whose task
+    was not published are delivered by those drains (or, should a drain not reach them, by
+    celery beat once their lease is over). With the broker down the thread, not the request,
+    waits for it to give up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, message_ids: list[str]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (also after a fork)
+                self._queue = queue.SimpleQueue()
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._run, args=(self._queue,), name="outbox-publish", daemon=True
+                ).start()
+            self._idle.clear()
+            for pk in message_ids:
+                self._queue.put(pk)
+
+    def _run(self, pending: queue.SimpleQueue[str]) -> None:
+        while True:
+            batch = [pending.get()]
+            while True:
+                try:
+                    batch.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            _publish(batch[::DRAIN_BATCH])
+            with self._lock:
+                if pending.empty():
+                    self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything submitted so far was published (or failed to be)."""
+        return self._idle.wait(timeout)
+
+
+publisher = _Publisher()
+
+
 def _publish_soon(message_ids: list[str]) -> None:
     """Publish without making the request wait for the broker (a refused connection still
     costs seconds); in the eager embedded mode the task runs right here."""
@@ -108,7 +163,7 @@ def _publish_soon(message_ids: list[str]) -> None:
     if current_app.conf.task_always_eager:
         _publish(message_ids)
     else:
-        threading.Thread(target=_publish, args=(message_ids,), name="outbox-publish", daemon=True).start()
+        publisher.submit(message_ids)
 
 
 def _backoff(attempts: int) -> dt.timedelta:

@@ -156,6 +156,36 @@ class ActasServer(AuthorizationEndpoint, TokenEndpoint, ResourceEndpoint, Revoca
         )
         return result
 
+    def _authorization_handler(self, request: Request) -> Any:
+        return self.response_types.get(request.response_type, self.default_response_type_handler)
+
+    def authorization_validate(
+        self, context: TokenContext, uri: str, http_method: str, body: str, headers: dict[str, str]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """oauthlib's ``validate_authorization_request`` with the context the authorize view
+        built (tenant, organization, the client read with the tenant): the validator reads them
+        from it instead of resolving the URL and reading the client again."""
+        request = ContextRequest(uri, http_method=http_method, body=body, headers=headers, context=context)
+        request.scopes = utils.scope_to_list(request.scope)
+        result: tuple[list[str], dict[str, Any]] = self._authorization_handler(
+            request
+        ).validate_authorization_request(request)
+        return result
+
+    def authorization_create(
+        self, context: TokenContext, uri: str, scopes: list[str], credentials: dict[str, Any]
+    ) -> tuple[dict[str, str], str | None, int]:
+        """oauthlib's ``create_authorization_response`` with the authorize view's context."""
+        request = ContextRequest(uri, http_method="GET", body=None, headers=None, context=context)
+        request.scopes = scopes
+        request.user = None
+        for key, value in credentials.items():
+            setattr(request, key, value)
+        result: tuple[dict[str, str], str | None, int] = self._authorization_handler(
+            request
+        ).create_authorization_response(request, self.default_token_type)
+        return result
+
     @property
     def supported_response_types(self) -> list[str]:
         return sorted({*self.response_types, *getattr(settings, "ACTAS_OAUTH_EXTRA_RESPONSE_TYPES", [])})

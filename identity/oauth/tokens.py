@@ -305,6 +305,22 @@ def mint(claims: Mapping[str, Any], *, typ: str) -> str:
     return jwt.encode(dict(claims), key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ})
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, to pick the key: only the first segment is decoded here (pyjwt's
+    ``get_unverified_header`` decodes and checks all three, which ``jwt.decode`` then does
+    again); the signature check below still reads the whole token."""
+    encoded, dot, _rest = token.partition(".")
+    try:
+        if not dot or not encoded:
+            raise ValueError("not a compact JWS")
+        found = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TokenError(f"malformed token: {exc}") from exc
+    if not isinstance(found, dict):
+        raise TokenError("malformed token: header is not an object")
+    return found
+
+
 def verify(
     token: str,
     *,
@@ -323,10 +339,7 @@ def verify(
     """
     if not isinstance(token, str) or not token or len(token) > 16_384:
         raise TokenError("malformed token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise TokenError(f"malformed token: {exc}") from exc
+    header = _unverified_header(token)
     kid = header.get("kid")
     if not isinstance(kid, str):
         raise TokenError("token names no key")

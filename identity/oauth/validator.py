@@ -34,7 +34,7 @@ from identity.oauth.claims import oauth_id_token_issue
 from identity.oauth.context import authorization_of, context_of, endpoint_context, mint_of
 from identity.oauth.queries import refresh_token_retire
 from identity.oauth.validator_codes import IMPERSONATION_REFRESH, CodeValidator
-from identity.selectors.applications import application_available_in
+from identity.selectors.applications import application_available_in, application_of_tenant
 from identity.selectors.permission_map import impersonated_scopes
 from identity.selectors.permissions import oauth_client_scopes, oauth_user_scopes
 from organizations.models import Organization
@@ -70,15 +70,10 @@ class ActasOAuth2Validator(CodeValidator):
             and token_context.client is not None
             and token_context.client.client_id == client_id
         ):
-            # Read with the tenant by the token endpoint (identity.oauth.service).
+            # Read with the tenant by the endpoint (identity.oauth.service, .web).
             app = token_context.client
         else:
-            app = (
-                Application.objects.select_related("organization")
-                .filter(client_id=client_id[:255], organization__tenant_id=tenant.pk)
-                .order_by()
-                .first()
-            )
+            app = application_of_tenant(tenant=tenant, client_id=client_id)
         if app is None or not org_is_usable(app.organization):
             return None
         if not application_available_in(application=app, org=org):

@@ -40,6 +40,7 @@ from identity.oauth.service import token_request
 from identity.oauth.web import (
     PENDING_PREFIX,
     SeeOther,
+    authorize_context,
     client_redirect,
     error_page,
     form_unparseable,
@@ -96,11 +97,10 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
             message="Return to the application and sign in again.",
         )
     credentials = dict(pending["credentials"])
-    application = (
-        Application.objects.select_related("organization")
-        .filter(client_id=credentials.get("client_id", ""))
-        .first()
+    context = authorize_context(
+        tenant=tenant_org, org=current, client_id=str(credentials.get("client_id", ""))
     )
+    application = context.client
     if application is None:
         return error_page(request, title="Unknown application", message="No such application.")
     allow = request.POST.get("decision") == "allow"
@@ -115,7 +115,12 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
         return error_page(request, title="This request has expired", message="Return to the application.")
     credentials.update({"actas_org": current, "actas_sso_session": session, "actas_principal": principal})
     return issue_authorization(
-        request, application=application, scopes=pending["scopes"], credentials=credentials, allow=allow
+        request,
+        context=context,
+        application=application,
+        scopes=pending["scopes"],
+        credentials=credentials,
+        allow=allow,
     )
 
 

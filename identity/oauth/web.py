@@ -31,6 +31,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import IDToken
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import urlencoded
+from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from identity.access import access_org_in_tenant, access_tenant
 from identity.hooks import PrincipalRefused, resolve_principal
@@ -38,8 +39,10 @@ from identity.loginflow import flow_satisfied_by_session
 from identity.models import Application, SSOSession
 from identity.oauth import claims as oauth_claims
 from identity.oauth import tokens
+from identity.oauth.context import TokenContext
 from identity.oauth.params import params_malformed
-from identity.selectors.applications import login_flow_steps
+from identity.oauth.service import server
+from identity.selectors.applications import application_of_tenant, login_flow_steps
 from identity.selectors.permission_map import impersonated_scopes
 from identity.selectors.permissions import oauth_user_scopes
 from identity.services.sessions import sso_session_is_fresh
@@ -47,6 +50,8 @@ from organizations.models import Organization
 from organizations.selectors import org_is_usable
 
 PENDING_PREFIX = "actas.oauth.pending:"
+# The characters oauthlib accepts in a URI unescaped (its ``urlencoded`` set, as quote() wants it).
+_OAUTHLIB_SAFE = "".join(sorted(urlencoded))
 MAX_AGE_RE = re.compile(r"[0-9]{1,10}")
 MAX_PENDING = 5
 OIDC_PARAMS = (
@@ -167,9 +172,37 @@ def _parse_max_age(raw: str | None) -> int | None | bool:
     return int(raw)
 
 
+def authorize_context(*, tenant: Organization, org: Organization, client_id: str) -> TokenContext:
+    """The authorize endpoint's request context: where it was sent and the client it names
+    (read with the tenant, once; None when it names none of this tenant's). The validator reads
+    both from it in the two oauthlib passes (validate, then create)."""
+    return TokenContext(
+        tenant=tenant,
+        org=org,
+        client=application_of_tenant(tenant=tenant, client_id=client_id),
+        endpoint="authorize",
+    )
+
+
+def validate_authorization(request: HttpRequest, context: TokenContext) -> tuple[list[str], dict[str, Any]]:
+    """oauthlib's validation of an authorization request, its errors raised as DOT's (what
+    :func:`_toolkit_error` answers)."""
+    uri, method, body, headers = oauthlib_parts(request)
+    try:
+        found: tuple[list[str], dict[str, Any]] = server().authorization_validate(
+            context, uri, method, body, headers
+        )
+    except oauth2_errors.FatalClientError as error:
+        raise FatalClientError(error=error) from error
+    except oauth2_errors.OAuth2Error as error:
+        raise OAuthToolkitError(error=error) from error
+    return found
+
+
 def issue_authorization(
     request: HttpRequest,
     *,
+    context: TokenContext,
     application: Application,
     scopes: list[str],
     credentials: dict[str, Any],
@@ -179,12 +212,20 @@ def issue_authorization(
     # own ``scope`` parameter when the list is empty, and the validator refuses any other set.
     credentials = {**credentials, "scope": " ".join(scopes), "actas_granted": list(scopes)}
     try:
-        uri, _headers, _body, _status = oauth.create_authorization_response(
-            request=request, scopes=" ".join(scopes), credentials=credentials, allow=allow
+        if not allow:
+            raise oauth2_errors.AccessDeniedError(state=credentials.get("state"))
+        credentials["user"] = request.user
+        uri, _method, _body, _headers = oauthlib_parts(request)
+        headers, _answer, _status = server().authorization_create(context, uri, list(scopes), credentials)
+    except oauth2_errors.FatalClientError as error:
+        return _toolkit_error(
+            request, FatalClientError(error=error, redirect_uri=credentials["redirect_uri"]), application
         )
-    except OAuthToolkitError as error:
-        return _toolkit_error(request, error, application)
-    return client_redirect(application, uri)
+    except oauth2_errors.OAuth2Error as error:
+        return _toolkit_error(
+            request, OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), application
+        )
+    return client_redirect(application, headers.get("Location", ""))
 
 
 def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
@@ -210,15 +251,14 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         query.pop("orgId")
         return HttpResponseRedirect(f"{target}?{query.urlencode()}")
 
+    context = authorize_context(tenant=tenant_org, org=current, client_id=request.GET.get("client_id", ""))
     try:
-        scopes, credentials = oauth.validate_authorization_request(request)
-    except FatalClientError as error:
-        return _toolkit_error(request, error, None)
+        scopes, credentials = validate_authorization(request, context)
     except OAuthToolkitError as error:
         return _toolkit_error(request, error, None)
-    application: Application = Application.objects.select_related("organization").get(
-        client_id=credentials["client_id"]
-    )
+    # Validated: the client is this tenant's and the one the request names.
+    application = context.client
+    assert application is not None
     redirect_uri = credentials["redirect_uri"]
     state = credentials.get("state")
     if not org_is_usable(current):
@@ -288,10 +328,15 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     if principal.impersonator is not None:
         granted = impersonated_scopes(granted, tenant_id=current.tenant_id, read_only=principal.read_only)
     clean = {k: v for k, v in credentials.items() if k in OIDC_PARAMS and v not in (None, "")}
-    context = {"actas_org": current, "actas_sso_session": session, "actas_principal": principal}
+    decided = {"actas_org": current, "actas_sso_session": session, "actas_principal": principal}
     if application.is_system or (application.skip_login_consent and "consent" not in prompt):
         return issue_authorization(
-            request, application=application, scopes=granted, credentials={**clean, **context}, allow=True
+            request,
+            context=context,
+            application=application,
+            scopes=granted,
+            credentials={**clean, **decided},
+            allow=True,
         )
     if principal.impersonator is not None:
         # Consent is the user's own decision: nobody gives it on their behalf.
@@ -372,7 +417,7 @@ def oauthlib_parts(request: HttpRequest) -> tuple[str, str, str, dict[str, str]]
     public ``extract_headers``; the query string escaped to the characters oauthlib accepts,
     so a hostile query is a refused request, never an exception."""
     path, _, query = request.get_full_path().partition("?")
-    uri = f"{path}?{quote(query, safe=urlencoded)}" if query else path
+    uri = f"{path}?{quote(query, safe=_OAUTHLIB_SAFE)}" if query else path
     body = urlencode(list(request.POST.items()))
     headers = oauth.get_oauthlib_core().extract_headers(request)
     return uri, request.method or "GET", body, headers

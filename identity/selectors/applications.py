@@ -56,6 +56,20 @@ def applications_available_in(org: Organization) -> list[Application]:
     return list(qs.order_by("name"))
 
 
+def application_of_tenant(*, tenant: Organization, client_id: str) -> Application | None:
+    """The application with this client id, if one of ``tenant``'s organizations owns it (one
+    statement, with its owner)."""
+    if not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+        return None
+    # client_id is unique: no ordering needed to take the one row.
+    found = list(
+        Application.objects.select_related("organization").filter(
+            client_id=client_id[:255], organization__tenant_id=tenant.pk
+        )[:1]
+    )
+    return found[0] if found else None
+
+
 def tenant_system_application(*, tenant: Organization, key: str) -> Application | None:
     return Application.objects.filter(organization=tenant, system_key=key).first()
 

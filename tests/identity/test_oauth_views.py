@@ -164,6 +164,38 @@ def test_unknown_client_gets_an_error_page(client: Client, world: World, pickup:
     assert nul.status_code == 400
 
 
+def test_a_state_outside_ascii_comes_back_unchanged(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    response = client.get(authorize_url("pickup", challenge=challenge, state="état ✓ 1"))
+    assert response.status_code == 302, response.content[:300]
+    params = query_of(response["Location"])
+    assert params["state"] == "état ✓ 1" and params["code"]
+
+
+def test_another_tenants_client_is_unknown_here(client: Client, world: World, pickup: App) -> None:
+    from identity.services.applications import application_create
+    from organizations.services import org_insert
+
+    other = org_insert(parent=None, name="Globex", handle="globex")
+    application_create(
+        actor=None,
+        org=other,
+        name="Globex app",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        client_id="globex-app",
+        client_secret="globex-secret-0123456789abcdef0123",
+        grant_types=["authorization_code"],
+        redirect_uris=[REDIRECT],
+        skip_login_consent=True,
+    )
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    response = client.get(authorize_url("globex-app", challenge=challenge))
+    assert response.status_code == 400 and "Location" not in response
+    assert not OAuthAuthorization.objects.filter(application__client_id="globex-app").exists()
+
+
 def test_unsupported_response_type_redirects_with_error(client: Client, world: World, pickup: App) -> None:
     _v, challenge = pkce_pair()
     response = client.get(authorize_url("pickup", challenge=challenge, response_type="token"))

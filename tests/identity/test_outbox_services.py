@@ -88,10 +88,6 @@ BEAT_INTERVAL = 1.0  # seconds between outbox re-queues (30 s in production)
 TEST_LEASE = dt.timedelta(seconds=2)  # how long a published row is not re-published (60 s)
 
 
-def _publisher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "outbox-publish"]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_redis_down_during_20_impersonations_then_20_emails_once_each(
     world: World,
@@ -119,11 +115,9 @@ def test_redis_down_during_20_impersonations_then_20_emails_once_each(
             timings.append(time.perf_counter() - started)
             assert response.status_code == 200, response.content[:300]
             access_tokens.append(response.json()["access_token"])
-        # Wait for every background publish to give up (they run concurrently, ~2 s each), so
-        # none of them can still reach the broker once it is back.
-        for thread in _publisher_threads():
-            thread.join(timeout=20)
-        assert not _publisher_threads(), "a publish thread is still trying to reach the broker"
+        # Wait for the publisher thread to give up on what it was handed (~2 s per attempt),
+        # so it cannot still reach the broker once it is back.
+        assert outbox.publisher.wait_idle(timeout=60), "the publisher is still trying to reach the broker"
 
         assert len(set(access_tokens)) == IMPERSONATIONS
         assert ImpersonationSession.objects.count() == IMPERSONATIONS
@@ -133,7 +127,9 @@ def test_redis_down_during_20_impersonations_then_20_emails_once_each(
             ("impersonation-started", "pending", 0)
         }
         failures = [r for r in caplog.records if "could not publish outbox message" in r.getMessage()]
-        assert len(failures) == IMPERSONATIONS  # each publish was tried, and failed
+        # Publishing was tried, off the request's path, and failed: one task per batch of rows
+        # gathered while the previous attempt waited, so at least once and at most once per row.
+        assert 1 <= len(failures) <= IMPERSONATIONS
         timing_report = ", ".join(f"{t * 1000:.0f}" for t in timings) + " ms"
         assert statistics.median(timings) < EXCHANGE_MEDIAN_BUDGET, timing_report
         assert max(timings) < EXCHANGE_MAX_BUDGET, timing_report

@@ -31,8 +31,8 @@ from django.test.utils import CaptureQueriesContext
 
 from identity.models import Role
 from identity.services.roles import role_assign
-from tests.conftest import World
-from tests.identity.oauth_helpers import App, basic, exchange, get_code, make_app
+from tests.conftest import World, sign_in
+from tests.identity.oauth_helpers import App, authorize_url, basic, exchange, get_code, make_app, pkce_pair
 from tests.impersonation.helpers import exchange_tokens, get_subject_token, impersonation_app
 
 pytestmark = [
@@ -114,6 +114,29 @@ def test_authorization_code(world: World) -> None:
     client = Client()
     code, verifier = get_code(client, world, app)
     check("authorization_code", measure("authorization_code", lambda: exchange(client, app, code, verifier)))
+
+
+# The authorize endpoint of a signed-in user whose application skips consent: the endpoint's
+# tenant, the client with the tenant (once for both of oauthlib's passes), the browser's session,
+# its user and its SSO session (middleware), the login flow, the impersonation bound to the
+# sign-in (none here), and the code with its authorization.
+AUTHORIZE_CEILING = 9
+
+
+def test_authorize_of_a_signed_in_user(world: World) -> None:
+    app = make_app(world)
+    client = Client()
+    sign_in(client, world.target)
+    _verifier, challenge = pkce_pair()
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(authorize_url(app.client_id, challenge=challenge))
+    assert response.status_code == 302 and "code=" in response["Location"], response.content[:300]
+    statements = [q["sql"] for q in captured.captured_queries if not SAVEPOINT.match(q["sql"])]
+    print(f"authorize: {len(statements)} statements")  # noqa: T201
+    if os.environ.get("ACTAS_DUMP_QUERIES"):
+        Path(os.environ["ACTAS_DUMP_QUERIES"], "authorize.sql").write_text("\n\n".join(statements))
+    assert_no_repeats(Measured(statements=statements, savepoints=0))
+    assert len(statements) <= AUTHORIZE_CEILING, statements
 
 
 @pytest.fixture

@@ -237,6 +237,8 @@ def main() -> int:
     if a.reuse and previous.exists():  # keep the seeding time of the run that seeded
         earlier = json.loads(previous.read_text())
         result.update({k: earlier[k] for k in ("migrate_s", "seed_s") if k in earlier}, seeded_earlier=True)
+    # The signing keys first: every process (migrate included) checks for them.
+    run_cmd([*manage, "rotate_signing_key", "--publish-old-for", "60"], env, ROOT, logfile)
     if not a.reuse:
         recreate_databases([DB])
         t0 = time.perf_counter()

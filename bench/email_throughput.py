@@ -287,6 +287,7 @@ def main() -> int:  # noqa: C901 - one linear script
         "EMAIL_PORT": str(smtp_port),
         "SECRET_KEY": os.environ.get("SECRET_KEY") or "actas-email-bench-secret-not-for-production",
         "DEBUG": "0",  # DEBUG=1 keeps every query in memory
+        "ACTAS_SIGNING_KEYS_DIR": str(tmp / "keys"),
         "BASE_URL": "http://127.0.0.1:18001",
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
@@ -304,6 +305,7 @@ def main() -> int:  # noqa: C901 - one linear script
     from django.core.management import call_command
     from django.db import connections
 
+    call_command("rotate_signing_key", publish_old_for=60)  # every process checks for the keys
     call_command("migrate", verbosity=0)
 
     from identity.notifications.models import OutboxMessage

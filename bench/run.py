@@ -1786,8 +1786,9 @@ def run(a: argparse.Namespace, workdir: Path, logs: Path, servers: dict[str, Ser
         manage = [str(PY), "manage.py"]
         try:
             t0 = time.perf_counter()
+            # The signing keys first: every process (migrate included) checks for them.
+            run_cmd([*manage, "rotate_signing_key", "--publish-old-for", "3660"], env, ROOT, srv.logfile)
             run_cmd([*manage, "migrate", "-v", "0"], env, ROOT, srv.logfile)
-            run_cmd([*manage, "rotate_signing_key"], env, ROOT, srv.logfile)
             run_cmd([*manage, "seed_demo"], env, ROOT, srv.logfile)
             shell = "import runpy; runpy.run_path('bench/actas_setup.py', run_name='__main__')"
             run_cmd([*manage, "shell", "-v", "0", "-c", shell], env, ROOT, srv.logfile)

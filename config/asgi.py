@@ -4,3 +4,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
+
+from identity.oauth.checks import require_signing_keys  # noqa: E402
+
+require_signing_keys()

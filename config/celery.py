@@ -2,10 +2,20 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("actas")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _require_signing_keys(**kwargs: object) -> None:
+    """A worker or beat without the signing keys would fail every task that signs: refuse to
+    start, as the web processes do (identity.oauth.checks)."""
+    from identity.oauth.checks import require_signing_keys
+
+    require_signing_keys()

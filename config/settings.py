@@ -79,6 +79,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT (after collectstatic): compressed, hashed names cached for a
+    # year. In development (DEBUG) it finds them in the apps' folders, as runserver does.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "identity.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,13 +165,43 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Outside development the pages link to content-hashed names from collectstatic's manifest
+    # (a deployment runs `manage.py collectstatic`); WhiteNoise serves them compressed.
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
-
+HTTPS = BASE_URL.startswith("https://")
+# Cookies of actas's own: a Django application on the same host keeps its `sessionid` and
+# `csrftoken` apart from these. Under HTTPS the `__Host-` prefix pins them to this host (Secure,
+# Path=/, no Domain: browsers refuse the cookie otherwise).
+SESSION_COOKIE_NAME = "__Host-actas_session" if HTTPS else "actas_session"
+CSRF_COOKIE_NAME = "__Host-actas_csrf" if HTTPS else "actas_csrf"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+if HTTPS:
+    if env_int("ACTAS_TRUSTED_PROXIES", 0) > 0:
+        # Behind the TLS proxy of the Deploy section, which sets X-Forwarded-Proto (trusted only
+        # when a proxy is declared: a client could write the header itself).
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers probe the health check over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -271,7 +304,8 @@ if os.environ.get("EMAIL_HOST"):
         }
     }
 else:
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+    # Printed to the console, decoded, so the links in an email can be copied.
+    MAILERS = {"default": {"BACKEND": "identity.notifications.console.ReadableConsoleBackend"}}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "actas <no-reply@actas.local>")
 
 # --- OAuth 2.0 / OIDC (django-oauth-toolkit) ----------------------------------------------
@@ -296,8 +330,24 @@ OAUTH2_PROVIDER = {
     # Tokens are stored by checksum only (RFC 9700 §4.14), never in clear.
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    # The rest of RFC 9700's behaviours (DOT's deploy checks W001-W005): no implicit or password
+    # grant (actas's server registers neither), access tokens only in the Authorization header,
+    # and authorization responses carry `iss` (RFC 9207; identity.oauth.web.client_redirect).
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # Served over HTTPS, redirect URIs must be https too, unless ACTAS_ALLOW_HTTP_REDIRECT_URIS
+    # keeps http for native apps' loopback addresses (RFC 8252) and development.
+    "ALLOWED_REDIRECT_URI_SCHEMES": (
+        ["https"] if HTTPS and not env_bool("ACTAS_ALLOW_HTTP_REDIRECT_URIS", False) else ["http", "https"]
+    ),
     "REQUEST_APPROVAL_PROMPT": "force",
 }
+if HTTPS and not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload the domain as HTTPS-only is the domain owner's decision (and
+    # hard to undo): off unless SECURE_HSTS_PRELOAD=1, so `check --deploy` need not say so.
+    SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "security.W021"]
 # Extension grants and response types plugged into the OAuth server by other apps
 # (name -> dotted path of a factory taking the request validator).
 ACTAS_OAUTH_GRANT_TYPES: dict[str, str] = {

@@ -213,8 +213,20 @@ class ApplicationCreateForm(forms.Form):
     redirect_uris = URIListField(
         label="Redirect URIs", help_text="Where sign-in returns to: one http(s) URL per line."
     )
+    pkce_required = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Require PKCE",
+        help_text=(
+            "The application must send a PKCE code challenge (S256) with each sign-in, so a stolen "
+            "authorization code is of no use to anyone else. A public client always needs it. Many "
+            "sign-in libraries leave it off by default: mozilla-django-oidc needs OIDC_USE_PKCE = True, "
+            'django-allauth\'s OpenID Connect provider "OAUTH_PKCE_ENABLED": True. Untick it only for '
+            "a confidential client whose library cannot send PKCE."
+        ),
+    )
 
-    field_order = ["name", "description", "client_type", "grant_types", "redirect_uris"]
+    field_order = ["name", "description", "client_type", "grant_types", "redirect_uris", "pkce_required"]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -252,7 +264,12 @@ class ApplicationProtocolForm(forms.Form):
         help_text="Where RP-initiated logout may return to: one http(s) URL per line.",
     )
     pkce_required = forms.BooleanField(
-        required=False, label="PKCE mandatory", help_text="Refuse authorization requests without PKCE."
+        required=False,
+        label="Require PKCE",
+        help_text=(
+            "Refuse sign-ins without a PKCE code challenge (S256). A public client always needs it; "
+            "untick it only for a confidential client whose library cannot send PKCE."
+        ),
     )
     access_token_lifetime = forms.IntegerField(
         min_value=1, max_value=31536000, label="Access token lifetime (seconds)"

@@ -27,8 +27,8 @@ from identity.models import Application, OAuthAuthorization, User, UserAssociati
 from identity.oauth import claims as oauth_claims
 from identity.oauth import rows, tokens
 from identity.oauth.bearer import live_access_token
-from identity.oauth.context import TokenContext, context_of
-from identity.selectors.applications import application_available_in
+from identity.oauth.context import TokenContext, context_of, mint_of
+from identity.selectors.applications import application_api_authorizations, application_available_in
 from identity.selectors.permission_map import impersonated_scopes
 from identity.selectors.permissions import oauth_user_scopes
 from impersonation import policy
@@ -57,6 +57,23 @@ def _context(request: Request) -> TokenContext | None:
 
 def _invalid_target(request: Request, description: str) -> errors.CustomOAuth2Error:
     return errors.CustomOAuth2Error("invalid_target", description=description, request=request)
+
+
+def _requested_audience(request: Request, client: Application) -> list[str]:
+    """RFC 8693 §2.1's ``audience`` and ``resource`` (each may repeat): where the token is to be
+    used. actas serves the client itself and the API resources it is authorized for (by their
+    identifier); anything else is ``invalid_target``. The requested ones become the token's
+    ``aud`` beside the client id."""
+    asked = [v for k, v in (request.decoded_body or []) if k in ("audience", "resource") and v]
+    if not asked:
+        return []
+    served = {client.client_id} | {
+        grant.resource.identifier for grant in application_api_authorizations(client)
+    }
+    unknown = sorted(set(asked) - served)
+    if unknown:
+        raise _invalid_target(request, f"actas does not serve this audience: {unknown[0][:200]}")
+    return [a for a in dict.fromkeys(asked) if a != client.client_id]
 
 
 def _s256(verifier: str) -> str:
@@ -142,6 +159,7 @@ class TokenExchangeGrant(GrantTypeBase):
             raise errors.InvalidRequestError(
                 description="Only access tokens can be requested.", request=request
             )
+        mint_of(request).audience = _requested_audience(request, client)
 
     def _verify(
         self,
@@ -273,6 +291,8 @@ class TokenExchangeGrant(GrantTypeBase):
         mint.authorization = authorization
         mint.unsaved = True
         mint.extra_claims = authorization.act_claims
+        if mint.audience:
+            mint.extra_claims = {**mint.extra_claims, "aud": [request.client.client_id, *mint.audience]}
         mint.expires_cap = max(0, int((impersonation.expires_at - timezone.now()).total_seconds()))
         token = token_handler.create_token(
             request, refresh_token=client.allows_grant_type(Application.GRANT_REFRESH_TOKEN_TYPE)
@@ -393,6 +413,8 @@ class OrganizationSwitchGrant(GrantTypeBase):
         mint.authorization = authorization
         mint.unsaved = True
         mint.extra_claims = authorization.act_claims
+        if mint.audience:
+            mint.extra_claims = {**mint.extra_claims, "aud": [request.client.client_id, *mint.audience]}
         token = token_handler.create_token(request, refresh_token=True)
         self.request_validator.save_token(token, request)
         return dict(token)

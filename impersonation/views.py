@@ -79,27 +79,31 @@ class _Target:
     """Where an answer goes: the client's registered redirect URI, in the query or (with an
     ID token) the fragment."""
 
-    def __init__(self, application: Application, redirect_uri: str, state: str, fragment: bool) -> None:
+    def __init__(
+        self, application: Application, redirect_uri: str, state: str, fragment: bool, tenant: Organization
+    ) -> None:
         self.application, self.redirect_uri, self.state, self.fragment = (
             application,
             redirect_uri,
             state,
             fragment,
         )
+        self.tenant = tenant
+
+    def redirect(self, url: str) -> HttpResponse:
+        return oauth_views.client_redirect(self.application, url, tenant=self.tenant)
 
     def error(self, error: str) -> HttpResponse:
         url = oauth_views.error_redirect_url(
             self.redirect_uri, error=error, state=self.state, fragment=self.fragment
         )
-        return oauth_views.client_redirect(self.application, url)
+        return self.redirect(url)
 
     def success(self, params: dict[str, str]) -> HttpResponse:
         if self.state:
             params["state"] = self.state
         separator = "#" if self.fragment else ("&" if "?" in self.redirect_uri else "?")
-        return oauth_views.client_redirect(
-            self.application, f"{self.redirect_uri}{separator}{urlencode(params)}"
-        )
+        return self.redirect(f"{self.redirect_uri}{separator}{urlencode(params)}")
 
 
 def _client(request: HttpRequest, client_id: str, redirect_uri: str) -> Application | None:
@@ -129,7 +133,7 @@ def _subject_token_authorize(request: HttpRequest, tenant: str, org: uuid.UUID |
             request, title=REFUSED_TITLE, message="Unknown application or unregistered redirect URI."
         )
     target = _Target(
-        application, params["redirect_uri"], params.get("state", ""), "id_token" in response_type
+        application, params["redirect_uri"], params.get("state", ""), "id_token" in response_type, tenant_org
     )
     if not (
         application.subject_token_enabled
@@ -143,9 +147,7 @@ def _subject_token_authorize(request: HttpRequest, tenant: str, org: uuid.UUID |
             f"Impersonation is turned off for {application.name}. Turn it on in the Console: "
             f"Applications → {application.name} → Protocol → Impersonation."
         )
-        return oauth_views.client_redirect(
-            application, f"{url}&{urlencode({'error_description': description})}"
-        )
+        return target.redirect(f"{url}&{urlencode({'error_description': description})}")
     scopes = params.get("scope", "").replace(",", " ").split()
     if policy.impersonate_scope_for(current) not in scopes:
         return target.error("invalid_scope")
@@ -288,7 +290,7 @@ def confirm(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> 
     if application is None or subject is None:
         request.session.pop(key, None)
         return oauth_views.error_page(request, title=REFUSED_TITLE, message="The request is no longer valid.")
-    target = _Target(application, pending["redirect_uri"], pending["state"], pending["fragment"])
+    target = _Target(application, pending["redirect_uri"], pending["state"], pending["fragment"], tenant_org)
     if request.POST.get("decision") != "impersonate":
         request.session.pop(key, None)
         return target.error("access_denied")

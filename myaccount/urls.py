@@ -4,11 +4,12 @@ answers only under the tenant's mount (the one registered redirect URI)."""
 
 from django.urls import path
 
-from myaccount import views
+from myaccount import consents, views
 
 urlpatterns = [
     path("", views.profile, name="profile"),
     path("applications/", views.applications, name="applications"),
+    path("applications/consents/<int:consent>/revoke", consents.consent_revoke_view, name="consent-revoke"),
     path("security/", views.security, name="security"),
     path("security/sign-out-others", views.sign_out_others, name="sign-out-others"),
     path("access/", views.access, name="access"),

@@ -33,6 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from identity.access import access_org_in_tenant, access_tenant
 from identity.models import Application, User
 from identity.selectors.applications import application_available_in, tenant_system_application
+from identity.selectors.consents import consents_of
 from impersonation.misuse import impersonation_report_misuse
 from impersonation.models import ImpersonationSession
 from impersonation.services import impersonation_end as impersonation_end_service
@@ -321,7 +322,10 @@ def applications(request: HttpRequest, portal: Portal) -> HttpResponse:
         context: dict[str, Any] = {"launchable": launchable}
     else:
         apps = selectors.user_applications(user=portal.user, org=portal.org)
-        context = {"apps": [Launch(app, launch_url(app.access_url, portal=portal)) for app in apps]}
+        context = {
+            "apps": [Launch(app, launch_url(app.access_url, portal=portal)) for app in apps],
+            "consents": [(c, portal.url("consent-revoke", c.pk)) for c in consents_of(portal.user)],
+        }
     return _render(request, portal, "myaccount/applications.html", context, section="applications")
 
 

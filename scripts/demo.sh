@@ -24,7 +24,7 @@ echo "demo.sh: python manage.py migrate"
 echo "demo.sh: python manage.py seed_demo"
 seed_output="$("$PY" manage.py seed_demo)"
 printf '%s\n' "$seed_output"
-eu_console="$(printf '%s\n' "$seed_output" | grep -o 'http://[^ ]*/t/acme/o/[^ ]*/console/' | tail -n1 || true)"
+eu_console="$(printf '%s\n' "$seed_output" | grep -o 'https\?://[^ ]*/t/acme/o/[^ ]*/console/' | tail -n1 || true)"
 alice_id="$("$PY" manage.py shell -v 0 -c 'from identity.models import User
 print(User.objects.get(username="alice", organization__handle="acme", organization__parent=None).pk)' || true)"
 

@@ -54,6 +54,16 @@ ACTIONS: dict[str, Wording] = {
     "audit-chain-verify": Wording("Audit trail verified", "{who} verified the audit trail."),
     "audit-purged": Wording("Old audit events removed", "{who} removed exported audit events."),
     "branding-update": Wording("Branding updated", "{who} updated the branding of {target}."),
+    "consent-grant": Wording(
+        "Consent given",
+        "{who} allowed {app} to use their account.",
+        own="{who} allowed {app} to use their account.",
+    ),
+    "consent-revoke": Wording(
+        "Consent revoked",
+        "{who} revoked the consent {subject} gave {app}.",
+        own="{who} revoked the consent given to {app}.",
+    ),
     "email-template-create": Wording(
         "Email template customized", "{who} customized the {template} email template."
     ),

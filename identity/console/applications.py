@@ -134,6 +134,7 @@ def application_create_view(request: HttpRequest, console: Console) -> HttpRespo
                     client_type=data["client_type"],
                     grant_types=data["grant_types"],
                     redirect_uris=data["redirect_uris"],
+                    pkce_required=data["pkce_required"],
                 )
             except ValidationError as exc:
                 apply_service_errors(form, exc)

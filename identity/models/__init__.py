@@ -26,7 +26,7 @@ from identity.models.resources import (
     Scope,
 )
 from identity.models.roles import Role, RoleAssignment
-from identity.models.sessions import EmailOTPChallenge, OAuthAuthorization, SSOSession
+from identity.models.sessions import EmailOTPChallenge, OAuthAuthorization, OAuthConsent, SSOSession
 from identity.models.users import User, UserAssociation, UserManager
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "SSOSession",
     "EmailOTPChallenge",
     "OAuthAuthorization",
+    "OAuthConsent",
 ]

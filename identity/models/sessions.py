@@ -99,3 +99,32 @@ class OAuthAuthorization(models.Model):
         if self.impersonator_id is None or self.impersonation_id is None:
             return {}
         return {"act": {"sub": str(self.impersonator_id)}, "impersonation_id": str(self.impersonation_id)}
+
+
+class OAuthConsent(models.Model):
+    """A user's remembered consent: the scopes they allowed an application in an organization.
+
+    The consent screen is skipped while a request asks for no scope beyond these (and not for
+    ``prompt=consent``), so silent renewal (``prompt=none``) works. The user sees and revokes
+    their consents in My Account → Applications; revoking also revokes the application's tokens.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    scope = models.TextField(blank=True)  # space-separated, sorted
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "application", "organization"], name="oauth_consent_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"consent of user {self.user_id} to application {self.application_id}"
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()

@@ -10,3 +10,6 @@ class OAuthConfig(AppConfig):
     name = "identity.oauth"
     label = "oauth"
     verbose_name = "OAuth server"
+
+    def ready(self) -> None:
+        from identity.oauth import checks  # noqa: F401  (registers the signing key check)

@@ -44,6 +44,8 @@ class Mint:
     pending_access_token: AccessToken | None = None
     # DOT's Grant row of an authorization code, read once per request.
     grant: Grant | None = None
+    # Audiences the request asked for besides the client (RFC 8693 ``audience``/``resource``).
+    audience: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -41,6 +41,7 @@ def discovery(request: HttpRequest, tenant: str) -> JsonResponse:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
         "scopes_supported": sorted(OPEN_SCOPES),
         "claims_supported": [
             "sub",

@@ -127,6 +127,9 @@ def token_request(
     flat = dict(params)
     if params_malformed_pairs(params):
         return _error(errors.InvalidRequestError(description="The request is malformed."))
+    if not flat.get("grant_type"):
+        # oauthlib would fall back to the authorization code grant and ask for a code.
+        return _error(errors.InvalidRequestError(description="Missing grant_type parameter."))
     context = token_context(
         tenant_handle=tenant_handle, org_id=org_id, client_id=presented_client_id(headers, flat)
     )

@@ -78,6 +78,9 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         jwk = json.loads(jwt.algorithms.get_default_algorithms()[self.alg].to_jwk(self.public_key))
+        # `use` only: RFC 7517 §4.3 says `use` and `key_ops` SHOULD NOT be used together, and
+        # some relying-party libraries refuse a key set whose keys carry both.
+        jwk.pop("key_ops", None)
         jwk.update({"kid": self.kid, "use": "sig", "alg": self.alg})
         return dict(jwk)
 

@@ -54,6 +54,7 @@ from identity.oauth.web import (
     params_malformed,
 )
 from identity.ratelimit import introspect_rate_limited, token_rate_limited
+from identity.services.consents import consent_remember
 from identity.services.sessions import sso_session_end
 from organizations.models import Organization
 
@@ -114,6 +115,9 @@ def authorize_consent(request: HttpRequest, tenant: str, org: uuid.UUID | None =
         # The session started impersonating meanwhile: an earlier consent screen is void.
         return error_page(request, title="This request has expired", message="Return to the application.")
     credentials.update({"actas_org": current, "actas_sso_session": session, "actas_principal": principal})
+    if allow:
+        # Remembered: the next sign-in with these scopes (or silent renewal) skips the screen.
+        consent_remember(user=principal.user, application=application, org=current, scopes=pending["scopes"])
     return issue_authorization(
         request,
         context=context,
@@ -300,9 +304,10 @@ def userinfo(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_org = access_tenant(handle=tenant)
     raw = bearer_token(request)
     if not raw:
-        return json_error(
-            "invalid_token", 401, "An access token is required.", **{"WWW-Authenticate": "Bearer"}
-        )
+        # RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
+        unauthenticated = HttpResponse(status=401)
+        unauthenticated["WWW-Authenticate"] = 'Bearer realm="actas"'
+        return no_store(unauthenticated)
     found = live_access_token(tenant_org, raw)
     if found is None:
         return json_error(

@@ -12,7 +12,7 @@ import re
 import secrets
 import uuid
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import (
@@ -43,6 +43,7 @@ from identity.oauth.context import TokenContext
 from identity.oauth.params import params_malformed
 from identity.oauth.service import server
 from identity.selectors.applications import application_of_tenant, login_flow_steps
+from identity.selectors.consents import consent_covers
 from identity.selectors.permission_map import impersonated_scopes
 from identity.selectors.permissions import oauth_user_scopes
 from identity.services.sessions import sso_session_is_fresh
@@ -83,9 +84,18 @@ def no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
+# How clients authenticate at the token and revocation endpoints (HTTP Basic, or the form).
+CLIENT_AUTH_CHALLENGE = 'Basic realm="actas", charset="UTF-8"'
+
+
 def oauth_response(body: str, status: int, headers: dict[str, str]) -> HttpResponse:
+    """The answer of the token or revocation endpoint. A failed client authentication is 401
+    with the challenge of the scheme clients authenticate with (RFC 6749 §5.2: Basic), not the
+    Bearer challenge oauthlib writes for every 401."""
     response = HttpResponse(content=body or "", status=status, content_type="application/json")
     for key, value in headers.items():
+        if key.lower() == "www-authenticate" and status == 401 and value.startswith("Bearer"):
+            value = CLIENT_AUTH_CHALLENGE
         response[key] = value
     return no_store(response)
 
@@ -105,13 +115,33 @@ def error_page(request: HttpRequest, *, title: str, message: str, status: int = 
     return render(request, "identity/oauth/error.html", {"title": title, "message": message}, status=status)
 
 
-def client_redirect(application: Application | None, url: str) -> HttpResponse:
+def client_redirect(
+    application: Application | None, url: str, *, tenant: Organization | None = None
+) -> HttpResponse:
+    """A redirect to the client; an authorization response (``tenant`` given) carries the
+    issuer in ``iss`` (RFC 9207), so a client talking to several servers knows whose it is."""
+    if tenant is not None:
+        url = with_issuer(url, oauth_claims.issuer_for(tenant))
     schemes = application.get_allowed_schemes() if application else ["https", "http"]
     return OAuth2ResponseRedirect(url, schemes)
 
 
-def error_redirect_url(redirect_uri: str, *, error: str, state: str | None, fragment: bool = False) -> str:
+def with_issuer(url: str, issuer: str) -> str:
+    """``url`` with ``iss`` in the part that carries the response (the fragment when there is
+    one, else the query), any ``iss`` already there removed."""
+    parts = urlsplit(url)
+    index = 4 if parts.fragment else 3
+    pairs = [(k, v) for k, v in parse_qsl(parts[index], keep_blank_values=True) if k != "iss"]
+    pairs.append(("iss", issuer))
+    return urlunsplit(parts._replace(**{("fragment" if index == 4 else "query"): urlencode(pairs)}))
+
+
+def error_redirect_url(
+    redirect_uri: str, *, error: str, state: str | None, fragment: bool = False, description: str = ""
+) -> str:
     params = {"error": error}
+    if description:
+        params["error_description"] = description
     if state:
         params["state"] = state
     separator = "#" if fragment else ("&" if "?" in redirect_uri else "?")
@@ -119,12 +149,12 @@ def error_redirect_url(redirect_uri: str, *, error: str, state: str | None, frag
 
 
 def _toolkit_error(
-    request: HttpRequest, error: OAuthToolkitError, application: Application | None
+    request: HttpRequest, error: OAuthToolkitError, application: Application | None, tenant: Organization
 ) -> HttpResponse:
     redirect, response = oauth.error_response(error)
     oauthlib_error = error.oauthlib_error
     if redirect and oauthlib_error is not None and oauthlib_error.redirect_uri:
-        return client_redirect(application, response["url"])
+        return client_redirect(application, response["url"], tenant=tenant)
     description = getattr(oauthlib_error, "description", "") or "The request was not valid."
     return error_page(
         request,
@@ -219,13 +249,19 @@ def issue_authorization(
         headers, _answer, _status = server().authorization_create(context, uri, list(scopes), credentials)
     except oauth2_errors.FatalClientError as error:
         return _toolkit_error(
-            request, FatalClientError(error=error, redirect_uri=credentials["redirect_uri"]), application
+            request,
+            FatalClientError(error=error, redirect_uri=credentials["redirect_uri"]),
+            application,
+            context.tenant,
         )
     except oauth2_errors.OAuth2Error as error:
         return _toolkit_error(
-            request, OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), application
+            request,
+            OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]),
+            application,
+            context.tenant,
         )
-    return client_redirect(application, headers.get("Location", ""))
+    return client_redirect(application, headers.get("Location", ""), tenant=context.tenant)
 
 
 def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -> HttpResponse:
@@ -255,22 +291,35 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     try:
         scopes, credentials = validate_authorization(request, context)
     except OAuthToolkitError as error:
-        return _toolkit_error(request, error, None)
+        return _toolkit_error(request, error, None, tenant_org)
     # Validated: the client is this tenant's and the one the request names.
     application = context.client
     assert application is not None
     redirect_uri = credentials["redirect_uri"]
     state = credentials.get("state")
+    # Request objects are not supported (discovery says so): OIDC Core §3.1.2.6's own errors.
+    for param, refusal in (
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ):
+        if param in request.GET:
+            return client_redirect(
+                application, error_redirect_url(redirect_uri, error=refusal, state=state), tenant=tenant_org
+            )
     if not org_is_usable(current):
         return client_redirect(
-            application, error_redirect_url(redirect_uri, error="access_denied", state=state)
+            application,
+            error_redirect_url(redirect_uri, error="access_denied", state=state),
+            tenant=tenant_org,
         )
 
     prompt = set(request.GET.get("prompt", "").split())
     max_age = _parse_max_age(request.GET.get("max_age"))
     if max_age is False:
         return client_redirect(
-            application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+            application,
+            error_redirect_url(redirect_uri, error="invalid_request", state=state),
+            tenant=tenant_org,
         )
 
     session: SSOSession | None = getattr(request, "sso_session", None) or None
@@ -285,12 +334,16 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         hint = logout_hint(tenant_org, raw_hint)
         if hint is None:
             return client_redirect(
-                application, error_redirect_url(redirect_uri, error="invalid_request", state=state)
+                application,
+                error_redirect_url(redirect_uri, error="invalid_request", state=state),
+                tenant=tenant_org,
             )
         # OIDC Core §3.1.2.1: a silent request for someone other than who is signed in.
         if "none" in prompt and (session is None or hint.get("sub") != str(session.user_id)):
             return client_redirect(
-                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+                application,
+                error_redirect_url(redirect_uri, error="login_required", state=state),
+                tenant=tenant_org,
             )
     stale = (
         signed_in
@@ -299,8 +352,12 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
     )
     if not signed_in or "login" in prompt or stale:
         if "none" in prompt:
+            # Signed in here, but this application's login flow asks for more (OIDC Core
+            # §3.1.2.6: interaction_required); otherwise a sign-in is needed (login_required).
+            more = session is not None and session.organization_id == current.pk and not stale
+            silent = "interaction_required" if more and "login" not in prompt else "login_required"
             return client_redirect(
-                application, error_redirect_url(redirect_uri, error="login_required", state=state)
+                application, error_redirect_url(redirect_uri, error=silent, state=state), tenant=tenant_org
             )
         # Come back without the demand that sent us to sign in, or it would never be met.
         drop = ["prompt"] if "login" in prompt else []
@@ -320,8 +377,11 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         # Usually the signed-in user; under a bound impersonation, the impersonated user.
         principal = resolve_principal(session=session, application=application, org=current)
     except PrincipalRefused as refusal:
-        return error_page(
-            request, title="You cannot sign in to this application now", message=refusal.message, status=403
+        # The client and redirect URI are valid: the application hears why (OIDC Core §3.1.2.6).
+        return client_redirect(
+            application,
+            error_redirect_url(redirect_uri, error="access_denied", state=state, description=refusal.message),
+            tenant=tenant_org,
         )
     user = principal.user
     granted = oauth_user_scopes(user=user, application=application, org=current, requested=scopes)
@@ -329,7 +389,12 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         granted = impersonated_scopes(granted, tenant_id=current.tenant_id, read_only=principal.read_only)
     clean = {k: v for k, v in credentials.items() if k in OIDC_PARAMS and v not in (None, "")}
     decided = {"actas_org": current, "actas_sso_session": session, "actas_principal": principal}
-    if application.is_system or (application.skip_login_consent and "consent" not in prompt):
+    skip = application.is_system or application.skip_login_consent
+    if "consent" not in prompt and (
+        skip or consent_covers(user=user, application=application, org=current, scopes=granted)
+    ):
+        # No consent screen: the application skips it, or the user already allowed all of
+        # these scopes here (a remembered consent, also when someone impersonates them).
         return issue_authorization(
             request,
             context=context,
@@ -339,19 +404,27 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
             allow=True,
         )
     if principal.impersonator is not None:
-        # Consent is the user's own decision: nobody gives it on their behalf.
-        return error_page(
-            request,
-            title="You cannot sign in to this application now",
-            message=(
-                f"{application.name} asks for the user's consent, which cannot be given while impersonating. "
-                "An administrator can turn on Skip login consent for it."
+        # Consent is the user's own decision: nobody gives it on their behalf. The application
+        # hears why (the client and redirect URI are valid).
+        return client_redirect(
+            application,
+            error_redirect_url(
+                redirect_uri,
+                error="consent_required" if "none" in prompt else "access_denied",
+                state=state,
+                description=(
+                    f"You may not sign in to {application.name} while impersonating: it asks for the "
+                    "user's consent, which only the user can give. An administrator can turn on "
+                    "Skip login consent for it."
+                ),
             ),
-            status=403,
+            tenant=tenant_org,
         )
     if "none" in prompt:
         return client_redirect(
-            application, error_redirect_url(redirect_uri, error="consent_required", state=state)
+            application,
+            error_redirect_url(redirect_uri, error="consent_required", state=state),
+            tenant=tenant_org,
         )
 
     pending_id = secrets.token_urlsafe(16)

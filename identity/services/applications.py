@@ -78,6 +78,12 @@ def application_create(
         errors.setdefault("grant_types", []).append("A public client cannot use client credentials.")
     if Application.GRANT_AUTHORIZATION_CODE_TYPE in grant_types and not redirect_uris:
         errors["redirect_uris"] = ["The authorization code grant needs at least one redirect URI."]
+    if (
+        client_type == Application.CLIENT_PUBLIC
+        and Application.GRANT_AUTHORIZATION_CODE_TYPE in grant_types
+        and options.get("pkce_required") is False
+    ):
+        errors["pkce_required"] = ["A public client must use PKCE."]
     validate_uris("redirect_uris", redirect_uris, errors)
     validate_uris("post_logout_redirect_uris", post_logout_redirect_uris, errors)
     if client_id and Application.objects.filter(client_id=client_id).exists():

@@ -35,3 +35,36 @@ def sign_in_addresses(context: template.Context) -> dict[str, str]:
         "console": f"{settings.BASE_URL}{console.url('home')}",
         "myaccount": f"{settings.BASE_URL}{myaccount}",
     }
+
+
+@register.simple_tag(takes_context=True)
+def application_endpoints(context: template.Context) -> list[dict[str, str]]:
+    """What an integrator configures for an application used in the current Console's
+    organization (absolute, from ``BASE_URL``): the issuer and discovery document (one per
+    tenant), and the endpoints, a child organization's own where it has them.
+    ``{% application_endpoints as endpoints %}``."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    console: Console = context["console"]
+    tenant, org = console.tenant.handle, console.org
+
+    def at(name: str) -> str:
+        return f"{settings.BASE_URL}{reverse(name, kwargs={'tenant': tenant})}"
+
+    if org.parent_id is None:
+        authorize, token = at("oauth2-authorize"), at("oauth2-token")
+    else:
+        kwargs = {"tenant": tenant, "org": org.pk}
+        authorize = f"{settings.BASE_URL}{reverse('org-oauth2-authorize', kwargs=kwargs)}"
+        token = f"{settings.BASE_URL}{reverse('org-oauth2-token', kwargs=kwargs)}"
+    rows = [
+        ("issuer", "Issuer", at("oauth2-token")),
+        ("discovery", "Discovery document", at("oidc-discovery")),
+        ("authorize", "Authorization endpoint", authorize),
+        ("token", "Token endpoint", token),
+        ("userinfo", "Userinfo endpoint", at("oauth2-userinfo")),
+        ("jwks", "JWKS (signing keys)", at("jwks")),
+        ("logout", "Logout endpoint", at("oidc-logout")),
+    ]
+    return [{"id": f"endpoint-{key}", "label": label, "url": url} for key, label, url in rows]

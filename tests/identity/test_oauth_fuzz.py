@@ -704,14 +704,15 @@ def test_userinfo_answers_401_invalid_token(
             "POST", "/t/acme/oauth2/userinfo", body, content_type="application/x-www-form-urlencoded", **extra
         )
     assert response.status_code == 401, response.content[:300]
-    body = response.json()
-    assert body["error"] == "invalid_token"
     scheme, _, value = header.partition(" ")
     presented = (scheme.lower() == "bearer" and value.strip()) or (method == "POST" and form_token)
     if presented:
+        assert response.json()["error"] == "invalid_token"
         assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     else:
-        assert response["WWW-Authenticate"] == "Bearer"
+        # RFC 6750 §3.1: no credentials, no error code; just the challenge.
+        assert response.content == b""
+        assert response["WWW-Authenticate"] == 'Bearer realm="actas"'
 
 
 def test_userinfo_control_a_real_token_is_accepted(client: Client, world: World, service: App) -> None:

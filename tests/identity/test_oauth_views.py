@@ -11,7 +11,7 @@ from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from identity.audit.models import AuditEvent
-from identity.models import Application, OAuthAuthorization, SSOSession
+from identity.models import Application, OAuthAuthorization, OAuthConsent, SSOSession
 from identity.oauth import tokens
 from identity.oauth.claims import issuer_for
 from identity.services.loginflows import login_flow_set
@@ -171,6 +171,7 @@ def test_a_state_outside_ascii_comes_back_unchanged(client: Client, world: World
     assert response.status_code == 302, response.content[:300]
     params = query_of(response["Location"])
     assert params["state"] == "état ✓ 1" and params["code"]
+    assert params["iss"] == ISS  # RFC 9207: whose answer this is
 
 
 def test_another_tenants_client_is_unknown_here(client: Client, world: World, pickup: App) -> None:
@@ -196,12 +197,26 @@ def test_another_tenants_client_is_unknown_here(client: Client, world: World, pi
     assert not OAuthAuthorization.objects.filter(application__client_id="globex-app").exists()
 
 
+def test_request_objects_are_refused_with_oidc_errors(client: Client, world: World, pickup: App) -> None:
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    for param, error in (("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")):
+        response = client.get(
+            authorize_url("pickup", challenge=challenge, **{param: "eyJhbGciOiJub25lIn0.e30."})
+        )
+        assert response.status_code == 302, response.content[:300]
+        params = query_of(response["Location"])
+        assert params["error"] == error and params["state"] == "st-123" and "code" not in params
+    assert not OAuthAuthorization.objects.exists()
+
+
 def test_unsupported_response_type_redirects_with_error(client: Client, world: World, pickup: App) -> None:
     _v, challenge = pkce_pair()
     response = client.get(authorize_url("pickup", challenge=challenge, response_type="token"))
     assert response.status_code == 302
     params = query_of(response["Location"])
     assert params["error"] == "unsupported_response_type" and params["state"] == "st-123"
+    assert params["iss"] == ISS
 
 
 def test_anonymous_authorize_goes_to_the_apps_login_flow_and_back(
@@ -220,7 +235,8 @@ def test_anonymous_authorize_goes_to_the_apps_login_flow_and_back(
 def test_prompt_none_without_session_is_login_required(client: Client, world: World, pickup: App) -> None:
     _v, challenge = pkce_pair()
     response = client.get(authorize_url("pickup", challenge=challenge, prompt="none"))
-    assert query_of(response["Location"])["error"] == "login_required"
+    params = query_of(response["Location"])
+    assert params["error"] == "login_required" and params["iss"] == ISS
 
 
 def test_prompt_login_and_max_age_ask_again_and_renew_auth_time(
@@ -265,11 +281,32 @@ def test_consent_screen_unless_skipped_and_deny(client: Client, world: World) ->
     # A pending request is single use.
     again = client.post("/t/acme/oauth2/authorize/consent", {"pending": pending, "decision": "allow"})
     assert again.status_code == 400
-    page = client.get(authorize_url("askfirst", challenge=challenge))
+    page = client.get(authorize_url("askfirst", challenge=challenge, prompt="consent"))
     denied = client.post(
         "/t/acme/oauth2/authorize/consent", {"pending": page.context["pending"], "decision": "deny"}
     )
     assert query_of(denied["Location"])["error"] == "access_denied"
+
+
+def test_consent_is_remembered_until_more_is_asked(client: Client, world: World) -> None:
+    """Allowed once, the same scopes sign in without the screen, silently too (prompt=none,
+    as mozilla-django-oidc renews); a new scope or prompt=consent asks again."""
+    make_app(world, client_id="askfirst", skip_login_consent=False)
+    sign_in(client, world.target)
+    _verifier, challenge = pkce_pair()
+    silent = client.get(authorize_url("askfirst", challenge=challenge, prompt="none"))
+    assert query_of(silent["Location"])["error"] == "consent_required"
+    page = client.get(authorize_url("askfirst", challenge=challenge, scope="openid profile"))
+    client.post("/t/acme/oauth2/authorize/consent", {"pending": page.context["pending"], "decision": "allow"})
+    consent = OAuthConsent.objects.get(user=world.target, application__client_id="askfirst")
+    assert consent.scopes == ["openid", "profile"] and consent.organization == world.root
+    assert AuditEvent.objects.filter(action="consent-grant", subject_id=world.target.pk).count() == 1
+    for extra in ({}, {"prompt": "none"}):
+        quiet = client.get(authorize_url("askfirst", challenge=challenge, scope="openid profile", **extra))
+        assert quiet.status_code == 302 and "code" in query_of(quiet["Location"]), extra
+    for extra in ({"scope": "openid profile email"}, {"scope": "openid", "prompt": "consent"}):
+        asked = client.get(authorize_url("askfirst", challenge=challenge, **extra))
+        assert asked.status_code == 200 and b"Allow App askfirst?" in asked.content, extra
 
 
 def test_post_to_authorize_is_answered_with_the_equivalent_get(
@@ -447,6 +484,33 @@ def test_unsupported_grant_type(client: Client, world: World, pickup: App) -> No
     assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
 
 
+def test_missing_grant_type_is_invalid_request(client: Client, world: World, pickup: App) -> None:
+    response = client.post(
+        "/t/acme/oauth2/token", {"code": "x"}, HTTP_AUTHORIZATION=basic("pickup", pickup.secret)
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "Missing grant_type parameter.",
+    }
+
+
+def test_failed_client_authentication_is_challenged_with_basic(
+    client: Client, world: World, pickup: App
+) -> None:
+    """RFC 6749 §5.2: 401 with the challenge of the scheme clients authenticate with."""
+    form = {"grant_type": "client_credentials"}
+    wrong = client.post("/t/acme/oauth2/token", form, HTTP_AUTHORIZATION=basic("pickup", "wrong"))
+    posted = client.post("/t/acme/oauth2/token", {**form, "client_id": "pickup", "client_secret": "wrong"})
+    revoked = client.post(
+        "/t/acme/oauth2/revoke", {"token": "whatever"}, HTTP_AUTHORIZATION=basic("pickup", "wrong")
+    )
+    for response in (wrong, posted, revoked):
+        assert response.status_code == 401, response.content
+        assert response.json()["error"] == "invalid_client"
+        assert response["WWW-Authenticate"].startswith("Basic realm="), response["WWW-Authenticate"]
+
+
 def test_client_of_another_tenant_is_unknown_here(client: Client, world: World, pickup: App) -> None:
     from identity.services.tenants import tenant_bootstrap
 
@@ -467,7 +531,7 @@ def test_client_of_another_tenant_is_unknown_here(client: Client, world: World, 
 
 
 def test_public_client_with_pkce_and_no_secret(client: Client, world: World) -> None:
-    app = make_app(world, client_id="spa", client_type=Application.CLIENT_PUBLIC, pkce_required=False)
+    app = make_app(world, client_id="spa", client_type=Application.CLIENT_PUBLIC)
     code, verifier = get_code(client, world, app)
     response = client.post(
         "/t/acme/oauth2/token",
@@ -609,10 +673,15 @@ def test_userinfo(client: Client, world: World, pickup: App) -> None:
     info = response.json()
     assert info["sub"] == str(world.target.pk) and info["email"] == "target@example.test"
     assert info["org_id"] == str(world.root.pk)
-    for header in ("", "Bearer", "Bearer garbage", "Basic abc", "Bearer " + issued["id_token"]):
+    # RFC 6750 §3.1: without credentials, the challenge and no error code.
+    for header in ("", "Bearer", "Basic abc"):
+        anonymous = client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION=header)
+        assert anonymous.status_code == 401 and anonymous.content == b""
+        assert anonymous["WWW-Authenticate"] == 'Bearer realm="actas"'
+    for header in ("Bearer garbage", "Bearer " + issued["id_token"]):
         bad = client.get("/t/acme/oauth2/userinfo", HTTP_AUTHORIZATION=header)
         assert bad.status_code == 401 and bad.json()["error"] == "invalid_token"
-        assert bad["WWW-Authenticate"].startswith("Bearer")
+        assert bad["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 def test_userinfo_needs_openid(client: Client, world: World, pickup: App) -> None:

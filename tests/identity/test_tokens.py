@@ -199,6 +199,7 @@ def test_jwks_verifies_with_an_independent_jose_library() -> None:
     for jwk in tokens.jwks()["keys"]:
         assert JWKRegistry.import_key(jwk).thumbprint() == jwk["kid"]
         assert "d" not in jwk and jwk["use"] == "sig"
+        assert "key_ops" not in jwk  # RFC 7517 §4.3: not both `use` and `key_ops`
 
 
 def test_jwks_endpoint(db: None, client: Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 
 from identity.audit.models import AuditEvent
@@ -107,7 +108,7 @@ def test_logout_is_post_only_and_ends_session(admin_client: Client, world: World
 def test_logout_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
     sign_in_page = client.get(LOGIN)
-    token = sign_in_page.cookies["csrftoken"].value
+    token = sign_in_page.cookies[settings.CSRF_COOKIE_NAME].value
     client.post(LOGIN, {"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert client.post("/t/acme/logout/").status_code == 403
     assert SSOSession.objects.get(user=world.admin).ended_at is None

@@ -6,6 +6,7 @@ import html
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
@@ -405,7 +406,7 @@ def _assert_ended_and_still_signed_in(
     assert again.status_code == 302 and again["Location"].startswith("/t/acme/oauth2/authorize")
     # A replayed old cookie resumes nothing.
     replay = Client()
-    replay.cookies["sessionid"] = old_key
+    replay.cookies[settings.SESSION_COOKIE_NAME] = old_key
     assert replay.get(console_url(world.root)).status_code == 302
     assert replay.post("/t/acme/impersonation/end").status_code == 302  # to sign in; nothing to end
     assert ImpersonationSession.objects.filter(ended_at__isnull=True).count() == 0
@@ -430,7 +431,7 @@ def test_end_from_impersonations_in_the_same_browser_returns_to_the_start(
 def test_end_twice_continues_once(admin_client: Client, world: World) -> None:
     session, old_key, _token = _impersonating_with_tokens(admin_client, world)
     stale = Client()
-    stale.cookies["sessionid"] = old_key
+    stale.cookies[settings.SESSION_COOKIE_NAME] = old_key
     assert admin_client.post("/t/acme/impersonation/end").status_code == 303
     assert stale.post("/t/acme/impersonation/end").status_code == 302  # the old cookie is gone
     assert AuditEvent.objects.filter(action="login-continued").count() == 1

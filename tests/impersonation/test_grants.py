@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
@@ -261,6 +262,24 @@ def test_exchange_by_another_client_is_invalid_target(client: Client, world: Wor
     assert response.status_code == 400 and response.json()["error"] == "invalid_target"
 
 
+def test_exchange_honours_audience_and_resource(client: Client, world: World, pickup: App) -> None:
+    """RFC 8693 §2.1: an audience actas does not serve is invalid_target (and uses nothing up);
+    one it serves (an API the client is authorized for) is in the token's aud."""
+    artifacts = get_subject_token(client, world, pickup)
+    for param in ("audience", "resource"):
+        refused = exchange_tokens(client, pickup, artifacts, **{param: "https://elsewhere.example/api"})
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_target", param
+    assert not ImpersonationSession.objects.exists()
+    issued = exchange_tokens(client, pickup, artifacts, audience="system:impersonation")
+    assert issued.status_code == 200, issued.content
+    claims = tokens.verify(
+        issued.json()["access_token"], typ="at+jwt", issuer=ISS, audience="system:impersonation"
+    )
+    assert claims["aud"] == ["pickup", "system:impersonation"] and claims["act"]["sub"] == str(
+        world.impersonator.pk
+    )
+
+
 def test_exchange_needs_both_tokens_and_the_grant(client: Client, world: World, pickup: App) -> None:
     artifacts = get_subject_token(client, world, pickup)
     missing = exchange_tokens(client, pickup, artifacts, actor_token="")
@@ -318,13 +337,17 @@ def test_later_sign_ins_in_the_browser_are_for_the_target(client: Client, world:
 def test_sign_in_to_an_app_the_impersonator_may_not_use_is_refused(
     client: Client, world: World, pickup: App
 ) -> None:
-    from tests.identity.oauth_helpers import authorize_url, make_app, pkce_pair
+    from tests.identity.oauth_helpers import REDIRECT, authorize_url, make_app, pkce_pair, query_of
 
     make_app(world, client_id="payroll")
     exchange_tokens(client, pickup, get_subject_token(client, world, pickup))
     _v, challenge = pkce_pair()
     response = client.get(authorize_url("payroll", challenge=challenge))
-    assert response.status_code == 403 and b"may not impersonate" in response.content
+    # The client and redirect URI are valid: the application hears why (OIDC Core §3.1.2.6).
+    assert response.status_code == 302 and response["Location"].startswith(REDIRECT)
+    answer = query_of(response["Location"])
+    assert answer["error"] == "access_denied" and answer["state"] == "st-123" and "code" not in answer
+    assert "may not impersonate" in answer["error_description"]
     assert ImpersonationSession.objects.get().ended_at is None  # refused, not ended
 
 
@@ -389,7 +412,7 @@ def test_end_revokes_everything_and_keeps_the_impersonator_signed_in(
     assert claims["sub"] == str(world.impersonator.pk) and "act" not in claims
     # The old cookie resumes nothing.
     replay = Client()
-    replay.cookies["sessionid"] = old_key
+    replay.cookies[settings.SESSION_COOKIE_NAME] = old_key
     assert replay.get(authorize_url("pickup", challenge=challenge, scope="openid"))["Location"].startswith(
         "/t/acme/login/"
     )

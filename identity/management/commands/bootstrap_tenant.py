@@ -3,6 +3,7 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -45,6 +46,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Tenant {system.tenant.handle} created; administrator {admin.username}. "
-                f"Console: /t/{system.tenant.handle}/console/"
+                f"Console: {settings.BASE_URL}/t/{system.tenant.handle}/console/"
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -64,9 +65,9 @@ class Command(BaseCommand):
             self.stdout.write(f"[{index}/{len(steps)}] {label}: {result}")
         self.stdout.write(
             self.style.SUCCESS(
-                "Demo tenant ready. Console: http://127.0.0.1:8000/t/acme/console/ "
+                f"Demo tenant ready. Console: {settings.BASE_URL}/t/acme/console/ "
                 f"(admin / {self.password}); Acme EU's Console: "
-                f"http://127.0.0.1:8000/t/acme/o/{self.orgs['acme-eu'].pk}/console/ "
+                f"{settings.BASE_URL}/t/acme/o/{self.orgs['acme-eu'].pk}/console/ "
                 f"(eu-admin / {self.password})"
             )
         )

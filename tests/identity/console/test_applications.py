@@ -175,10 +175,31 @@ def test_create_public_client_has_no_secret(admin_client: Client, world: World) 
             "client_type": "public",
             "grant_types": ["authorization_code"],
             "redirect_uris": "https://spa.example/cb",
+            "pkce_required": "on",
         },
     )
     assert response.status_code == 200 and b'id="client-secret"' not in response.content
-    assert Application.objects.get(name="SPA").organization == world.eu
+    spa = Application.objects.get(name="SPA")
+    assert spa.organization == world.eu and spa.pkce_required
+
+
+def test_create_form_requires_pkce_by_default_and_explains_it(admin_client: Client, world: World) -> None:
+    url = console_url(world.root, "applications/create/")
+    page = admin_client.get(url).content.decode()
+    box = re.search(r'<input[^>]*name="pkce_required"[^>]*>', page)
+    assert box and "checked" in box.group(0)
+    assert "Require PKCE" in page and "OIDC_USE_PKCE" in page
+    form = {
+        "client_type": "public",
+        "grant_types": ["authorization_code"],
+        "redirect_uris": "https://spa.example/cb",
+    }
+    refused = admin_client.post(url, {**form, "name": "No PKCE SPA"})
+    assert refused.status_code == 400 and b"A public client must use PKCE." in refused.content
+    assert not Application.objects.filter(name="No PKCE SPA").exists()
+    # A confidential client whose library cannot send PKCE may go without.
+    admin_client.post(url, {**form, "name": "Legacy", "client_type": "confidential"})
+    assert Application.objects.get(name="Legacy").pkce_required is False
 
 
 def test_create_errors_are_shown(admin_client: Client, world: World) -> None:
@@ -265,6 +286,34 @@ def test_system_application_protocol_keeps_grants_and_redirects(admin_client: Cl
     myaccount.refresh_from_db()
     assert (myaccount.grant_types, myaccount.redirect_uris, myaccount.client_type) == before
     assert myaccount.access_token_lifetime == 600
+
+
+def test_protocol_tab_shows_the_endpoints_to_configure(client: Client, world: World) -> None:
+    """The issuer is the token endpoint's address (people guess wrong otherwise); a child
+    organization's Console gives that organization's authorize and token endpoints."""
+    app = _app(world, shared_access=Application.SharedAccess.ALL)
+    base = "http://127.0.0.1:8000/t/acme"
+    sign_in(client, world.admin)
+    page = client.get(console_url(world.root, f"applications/{app.pk}/protocol/")).content.decode()
+    fields = dict(re.findall(r'<input type="text" id="endpoint-(\w+)" value="([^"]+)"', page))
+    assert fields == {
+        "issuer": f"{base}/oauth2/token",
+        "discovery": f"{base}/oauth2/token/.well-known/openid-configuration",
+        "authorize": f"{base}/oauth2/authorize",
+        "token": f"{base}/oauth2/token",
+        "userinfo": f"{base}/oauth2/userinfo",
+        "jwks": f"{base}/oauth2/jwks",
+        "logout": f"{base}/oidc/logout",
+    }
+    assert 'data-copy="endpoint-issuer"' in page and app.client_id in page
+    discovery = client.get(fields["discovery"].removeprefix("http://127.0.0.1:8000")).json()
+    assert discovery["issuer"] == fields["issuer"] and discovery["jwks_uri"] == fields["jwks"]
+    sign_in(client, world.eu_admin)
+    eu_page = client.get(console_url(world.eu, f"applications/{app.pk}/protocol/")).content.decode()
+    eu_fields = dict(re.findall(r'<input type="text" id="endpoint-(\w+)" value="([^"]+)"', eu_page))
+    assert eu_fields["authorize"] == f"{base}/o/{world.eu.pk}/oauth2/authorize"
+    assert eu_fields["token"] == f"{base}/o/{world.eu.pk}/oauth2/token"
+    assert eu_fields["issuer"] == f"{base}/oauth2/token"
 
 
 def test_protocol_tab_saves(admin_client: Client, world: World) -> None:

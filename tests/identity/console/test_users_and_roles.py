@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -154,7 +155,7 @@ def test_child_admin_cannot_create_users_in_parent(client: Client, world: World)
 
 def test_state_change_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
-    token = client.get("/t/acme/login/").cookies["csrftoken"].value
+    token = client.get("/t/acme/login/").cookies[settings.CSRF_COOKIE_NAME].value
     signed_in = client.post(
         "/t/acme/login/",
         {"username": "admin", "password": "correct-horse-battery", "csrfmiddlewaretoken": token},
@@ -405,7 +406,7 @@ def test_unsharing_yourself_is_refused(admin_client: Client, world: World) -> No
 
 def test_sharing_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
-    token = client.get("/t/acme/login/").cookies["csrftoken"].value
+    token = client.get("/t/acme/login/").cookies[settings.CSRF_COOKIE_NAME].value
     client.post(
         "/t/acme/login/",
         {"username": "admin", "password": "correct-horse-battery", "csrfmiddlewaretoken": token},

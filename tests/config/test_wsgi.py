@@ -1,0 +1,168 @@
+"""Served as deployed (config/wsgi.py under gunicorn, DEBUG off): styled pages from
+collectstatic's hashed, compressed files; actas's own cookie names; and no serving process at
+all without the signing keys.
+
+Each test runs the real commands of the README's Deploy section in subprocesses, against a
+database file of its own, and gunicorn on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+SECRET = "deploy-test-secret-" + "k" * 40
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(tmp: Path, port: int, **extra: str) -> dict[str, str]:
+    drop = {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "EMAIL_HOST", "DJANGO_SETTINGS_MODULE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="0",
+        SECRET_KEY=SECRET,
+        DATABASE_URL=f"sqlite:///{tmp / 'actas.sqlite3'}",
+        ACTAS_SIGNING_KEYS_DIR=str(tmp / "keys"),
+        STATIC_ROOT=str(tmp / "static"),
+        BASE_URL=f"http://127.0.0.1:{port}",
+        ALLOWED_HOSTS="127.0.0.1",
+    )
+    env.update(extra)
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own manage.py)
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 (the project's gunicorn)
+            [
+                str(GUNICORN),
+                "config.wsgi:application",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "1",
+                "--timeout",
+                "60",
+                "--no-control-socket",  # gunicorn 27's default socket is one path per user
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """actas deployed as the README says: keys, migrate, collectstatic, gunicorn (DEBUG=0)."""
+    tmp = tmp_path_factory.mktemp("deploy")
+    port = _free_port()
+    env = _env(tmp, port)
+    for step in (
+        ("rotate_signing_key",),
+        ("migrate", "--no-input", "-v", "0"),
+        ("collectstatic", "--no-input", "-v", "0"),
+        ("seed_demo",),
+    ):
+        done = _manage(env, *step)
+        assert done.returncode == 0, (step, done.stdout[-2000:], done.stderr[-2000:])
+    proc = _gunicorn(env, port, tmp / "gunicorn.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, (tmp / "gunicorn.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "gunicorn did not answer /healthz within 60 s"
+            time.sleep(0.25)
+        yield base
+    finally:
+        _stop(proc)
+
+
+def test_a_page_loads_styled_with_its_scripts(deployed: str) -> None:
+    page = requests.get(f"{deployed}/t/acme/login/", timeout=10)
+    assert page.status_code == 200
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+    stylesheets = [a for a in assets if a.endswith(".css")]
+    scripts = [a for a in assets if a.endswith(".js")]
+    assert stylesheets and scripts, assets
+    for asset in stylesheets + scripts:
+        # collectstatic's content-hashed name (name.<12 hex>.ext), served for a year.
+        assert re.search(r"\.[0-9a-f]{12}\.(css|js)$", asset), asset
+        found = requests.get(deployed + asset, headers={"Accept-Encoding": "gzip"}, timeout=10)
+        assert found.status_code == 200, asset
+        assert found.headers["Content-Type"].startswith(
+            "text/css" if asset.endswith(".css") else "text/javascript"
+        )
+        assert (
+            "max-age=315360000" in found.headers["Cache-Control"]
+            and "immutable" in found.headers["Cache-Control"]
+        )
+        assert found.headers.get("Content-Encoding") == "gzip", asset
+        assert len(found.content) > 100
+    assert requests.get(f"{deployed}/static/no-such-file.css", timeout=10).status_code == 404
+
+
+def test_cookies_have_names_of_their_own(deployed: str) -> None:
+    page = requests.get(f"{deployed}/t/acme/login/", timeout=10)
+    assert "actas_csrf" in page.cookies
+    assert "csrftoken" not in page.cookies and "sessionid" not in page.cookies
+
+
+def test_discovery_and_jwks_answer_json(deployed: str) -> None:
+    discovery = requests.get(f"{deployed}/t/acme/oauth2/token/.well-known/openid-configuration", timeout=10)
+    assert discovery.status_code == 200 and discovery.json()["issuer"] == f"{deployed}/t/acme/oauth2/token"
+    jwks = requests.get(discovery.json()["jwks_uri"], timeout=10)
+    assert jwks.status_code == 200 and jwks.json()["keys"]
+
+
+def test_gunicorn_refuses_to_start_without_signing_keys(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _env(tmp_path, port)  # ACTAS_SIGNING_KEYS_DIR names a directory nobody created
+    log = tmp_path / "gunicorn.log"
+    proc = _gunicorn(env, port, log)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        pytest.fail("gunicorn kept running without signing keys")
+    assert proc.returncode != 0
+    text = log.read_text()
+    assert "actas.E102" in text and "manage.py rotate_signing_key" in text, text[-3000:]

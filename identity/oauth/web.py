@@ -294,7 +294,8 @@ def authorize(request: HttpRequest, tenant: str, org: uuid.UUID | None = None) -
         return _toolkit_error(request, error, None, tenant_org)
     # Validated: the client is this tenant's and the one the request names.
     application = context.client
-    assert application is not None
+    if application is None:  # not reached: validation refuses a client it cannot find
+        return error_page(request, title="Unknown application", message="No such application.")
     redirect_uri = credentials["redirect_uri"]
     state = credentials.get("state")
     # Request objects are not supported (discovery says so): OIDC Core §3.1.2.6's own errors.

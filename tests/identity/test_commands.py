@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -113,6 +114,17 @@ def test_bootstrap_tenant_command() -> None:
 
 
 @pytest.mark.django_db
+def test_seed_demo_prints_the_addresses_of_base_url(settings: Any) -> None:
+    settings.BASE_URL = "https://id.example.org"
+    out = io.StringIO()
+    call_command("seed_demo", "--password", "demo-password-1", stdout=out)
+    eu = Organization.objects.get(handle="acme-eu")
+    text = out.getvalue()
+    assert "Console: https://id.example.org/t/acme/console/" in text
+    assert f"https://id.example.org/t/acme/o/{eu.pk}/console/" in text
+    assert "127.0.0.1:8000" not in text
+
+
 def test_seed_demo_serves_pickup_where_it_is_told() -> None:
     """``--pickup-url``: Pickup's access URL, redirect and post-logout URIs; a later run with
     another address moves them there (and only them), a run with the same one changes nothing."""

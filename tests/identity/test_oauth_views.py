@@ -239,6 +239,21 @@ def test_prompt_none_without_session_is_login_required(client: Client, world: Wo
     assert params["error"] == "login_required" and params["iss"] == ISS
 
 
+def test_prompt_none_when_the_apps_flow_asks_for_more_is_interaction_required(
+    client: Client, world: World, pickup: App
+) -> None:
+    """Signed in with a password, but this application also asks for an email code: a silent
+    request cannot do that (OIDC Core §3.1.2.6: interaction_required, not login_required)."""
+    login_flow_set(
+        actor=None, application=pickup.app, org=world.root, steps=[["BasicAuthenticator"], ["email-otp"]]
+    )
+    sign_in(client, world.target)
+    _v, challenge = pkce_pair()
+    response = client.get(authorize_url("pickup", challenge=challenge, prompt="none"))
+    params = query_of(response["Location"])
+    assert params["error"] == "interaction_required" and params["state"] == "st-123" and "code" not in params
+
+
 def test_prompt_login_and_max_age_ask_again_and_renew_auth_time(
     client: Client, world: World, pickup: App
 ) -> None:

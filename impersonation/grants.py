@@ -413,8 +413,6 @@ class OrganizationSwitchGrant(GrantTypeBase):
         mint.authorization = authorization
         mint.unsaved = True
         mint.extra_claims = authorization.act_claims
-        if mint.audience:
-            mint.extra_claims = {**mint.extra_claims, "aud": [request.client.client_id, *mint.audience]}
         token = token_handler.create_token(request, refresh_token=True)
         self.request_validator.save_token(token, request)
         return dict(token)

@@ -3,13 +3,16 @@ email-template preview still renders the email's own styles in its sandboxed fra
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from impersonation.emails import IMPERSONATION_STARTED
 from tests.conftest import PASSWORD, World
-from tests.identity.oauth_helpers import REDIRECT, authorize_url, make_app, pkce_pair
+from tests.identity.oauth_helpers import authorize_url, make_app, pkce_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -47,30 +50,59 @@ def test_console_pages_and_the_email_preview_work_under_the_policy(
     assert refused == []
 
 
+class _Callback(BaseHTTPRequestHandler):
+    """The client's redirect URI: a page, and a record of who arrived."""
+
+    arrived: list[str]
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.arrived.append(self.path)
+        body = b"<!doctype html><title>Client</title><h1>Client callback</h1>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
+        return None
+
+
+@pytest.fixture
+def client_callback() -> Iterator[tuple[str, list[str]]]:
+    """A client's redirect URI on a free port (never a fixed one: the demo may be running), and
+    the paths that arrived there."""
+    arrived: list[str] = []
+    handler = type("Callback", (_Callback,), {"arrived": arrived})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/callback", arrived
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_forms_that_end_at_the_client_reach_its_redirect_uri(
-    transactional_db: None, world: World, live_server: Any, page: Any
+    transactional_db: None, world: World, live_server: Any, page: Any, client_callback: tuple[str, list[str]]
 ) -> None:
     """Chromium checks form-action on every redirect after a form submission: the sign-in form
     (POST → /authorize → the client) and the consent form (POST → the client) must get there."""
-    make_app(world, client_id="asks", skip_login_consent=False)
-    make_app(world, client_id="skips", skip_login_consent=True)
-    arrived: list[str] = []
-
-    def callback(route: Any) -> None:
-        arrived.append(route.request.url)
-        route.fulfill(status=200, content_type="text/html", body="<h1>Client callback</h1>")
-
-    page.context.route(f"{REDIRECT}**", callback)
+    redirect, arrived = client_callback
+    make_app(world, client_id="asks", skip_login_consent=False, redirect=redirect)
+    make_app(world, client_id="skips", skip_login_consent=True, redirect=redirect)
     # Sign-in form → /authorize → the client (consent skipped).
-    page.goto(f"{live_server.url}{authorize_url('skips', challenge=pkce_pair()[1])}")
+    page.goto(f"{live_server.url}{authorize_url('skips', challenge=pkce_pair()[1], redirect_uri=redirect)}")
     page.get_by_label("Username", exact=True).fill("target")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Client callback").wait_for()
-    assert page.url.startswith(REDIRECT) and "code=" in page.url
+    assert page.url.startswith(redirect) and "code=" in page.url
     # Consent form → the client.
-    page.goto(f"{live_server.url}{authorize_url('asks', challenge=pkce_pair()[1])}")
+    page.goto(f"{live_server.url}{authorize_url('asks', challenge=pkce_pair()[1], redirect_uri=redirect)}")
     page.get_by_role("button", name="Allow").click()
     page.get_by_role("heading", name="Client callback").wait_for()
-    assert page.url.startswith(REDIRECT) and "code=" in page.url
-    assert len(arrived) == 2
+    assert page.url.startswith(redirect) and "code=" in page.url
+    callbacks = [path for path in arrived if path.startswith("/callback")]  # not the favicon
+    assert len(callbacks) == 2 and all("code=" in path for path in callbacks)

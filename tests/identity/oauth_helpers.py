@@ -42,6 +42,7 @@ def make_app(
     skip_logout_consent: bool = False,
     pkce_required: bool = True,
     share: bool = True,
+    redirect: str = REDIRECT,
     **options: Any,
 ) -> App:
     """A Pickup-like app: user-management scopes authorized, an app role holding
@@ -56,7 +57,7 @@ def make_app(
         client_id=client_id,
         client_secret=SECRET if client_type == Application.CLIENT_CONFIDENTIAL else None,
         grant_types=grant_types,
-        redirect_uris=[REDIRECT],
+        redirect_uris=[redirect],
         post_logout_redirect_uris=[LOGOUT_REDIRECT],
         skip_login_consent=skip_login_consent,
         skip_logout_consent=skip_logout_consent,

@@ -125,6 +125,7 @@ def test_seed_demo_prints_the_addresses_of_base_url(settings: Any) -> None:
     assert "127.0.0.1:8000" not in text
 
 
+@pytest.mark.django_db
 def test_seed_demo_serves_pickup_where_it_is_told() -> None:
     """``--pickup-url``: Pickup's access URL, redirect and post-logout URIs; a later run with
     another address moves them there (and only them), a run with the same one changes nothing."""

@@ -142,7 +142,10 @@ class _Publisher:
                     batch.append(pending.get_nowait())
                 except queue.Empty:
                     break
-            _publish(batch[::DRAIN_BATCH])
+            try:
+                _publish(batch[::DRAIN_BATCH])
+            except Exception:  # never let the thread die: beat re-queues what is left
+                log.exception("publishing %d outbox message(s) failed; they stay pending", len(batch))
             with self._lock:
                 if pending.empty():
                     self._idle.set()

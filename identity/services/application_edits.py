@@ -110,7 +110,7 @@ def application_update_general(
         if len(access_url) > URL_MAX:
             errors["access_url"] = [f"A URL can be at most {URL_MAX} characters long."]
         else:
-            validate_uris("access_url", [access_url], errors)
+            validate_uris("access_url", [access_url], errors, redirect=False)
     if discoverable and not access_url:
         errors.setdefault("access_url", []).append("A discoverable application needs an access URL.")
     if errors:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
+from oauth2_provider.settings import oauth2_settings
 
 from identity.audit.services import audit_record
 from identity.hooks import impersonations_revalidate
@@ -32,14 +34,23 @@ def generate_client_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def validate_uris(field: str, uris: Sequence[str], errors: dict[str, list[str]]) -> None:
+def validate_uris(
+    field: str, uris: Sequence[str], errors: dict[str, list[str]], *, redirect: bool = True
+) -> None:
+    """http(s) URLs; a redirect URI (``redirect``) also of a scheme the OAuth server redirects
+    to (served over HTTPS: https only, unless ACTAS_ALLOW_HTTP_REDIRECT_URIS), without fragment."""
     check = URLValidator(schemes=["http", "https"])
+    allowed = set(oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES)
     for uri in uris:
         try:
             check(uri)
         except ValidationError:
             errors.setdefault(field, []).append(f"Not a valid http(s) URL: {uri}")
             continue
+        if not redirect:
+            continue
+        if urlsplit(uri).scheme not in allowed:
+            errors.setdefault(field, []).append(f"This server redirects only to https addresses: {uri}")
         if "#" in uri:
             errors.setdefault(field, []).append(f"A redirect URI must not contain a fragment: {uri}")
 

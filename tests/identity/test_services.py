@@ -257,6 +257,39 @@ def test_application_create_errors(world: World, kwargs: dict[str, Any], field: 
     assert Application.objects.count() == before
 
 
+def test_served_over_https_redirect_uris_must_be_https(world: World, settings: Any) -> None:
+    """A deployment on https (ALLOWED_REDIRECT_URI_SCHEMES = ["https"]) refuses an http
+    redirect or post-logout URI when the application is saved, not with a 500 at sign-in."""
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["https"]}
+    for field in ("redirect_uris", "post_logout_redirect_uris"):
+        uris: dict[str, list[str]] = {
+            "redirect_uris": ["https://a.example/cb"],
+            "post_logout_redirect_uris": [],
+        }
+        uris[field] = ["http://a.example/cb"]
+        with pytest.raises(ValidationError) as exc:
+            application_create(
+                actor=world.admin,
+                org=world.root,
+                name=f"Plain {field}",
+                grant_types=["authorization_code"],
+                redirect_uris=uris["redirect_uris"],
+                post_logout_redirect_uris=uris["post_logout_redirect_uris"],
+            )
+        assert exc.value.message_dict[field] == [
+            "This server redirects only to https addresses: http://a.example/cb"
+        ]
+    app, _secret = application_create(
+        actor=world.admin,
+        org=world.root,
+        name="Secure",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://a.example/cb"],
+        access_url="http://a.example/",  # a link, not a redirect: http is fine
+    )
+    assert app.redirect_uris == "https://a.example/cb"
+
+
 def test_several_grant_types(world: World) -> None:
     app = _app(world)
     assert app.allows_grant_type("authorization-code")  # DOT's name

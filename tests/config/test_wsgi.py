@@ -8,7 +8,6 @@ database file of its own, and gunicorn on a free port.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deployed import ROOT, deployed_env, manage
+
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 SECRET = "deploy-test-secret-" + "k" * 40
 
@@ -31,26 +31,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(tmp: Path, port: int, **extra: str) -> dict[str, str]:
-    drop = {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "EMAIL_HOST", "DJANGO_SETTINGS_MODULE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="0",
+def _env(tmp: Path, port: int) -> dict[str, str]:
+    return deployed_env(
+        tmp,
         SECRET_KEY=SECRET,
-        DATABASE_URL=f"sqlite:///{tmp / 'actas.sqlite3'}",
-        ACTAS_SIGNING_KEYS_DIR=str(tmp / "keys"),
         STATIC_ROOT=str(tmp / "static"),
         BASE_URL=f"http://127.0.0.1:{port}",
         ALLOWED_HOSTS="127.0.0.1",
-    )
-    env.update(extra)
-    return env
-
-
-def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 (our own manage.py)
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -96,7 +83,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ("collectstatic", "--no-input", "-v", "0"),
         ("seed_demo",),
     ):
-        done = _manage(env, *step)
+        done = manage(env, *step)
         assert done.returncode == 0, (step, done.stdout[-2000:], done.stderr[-2000:])
     proc = _gunicorn(env, port, tmp / "gunicorn.log")
     base = f"http://127.0.0.1:{port}"

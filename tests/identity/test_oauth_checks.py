@@ -4,33 +4,17 @@ settings, `check --deploy` is clean."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 from django.test import override_settings
 
 from identity.oauth import checks
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deployed import deployed_env, manage
 
 
 def _manage(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    drop = {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "EMAIL_HOST", "DJANGO_SETTINGS_MODULE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{tmp / 'actas.sqlite3'}",
-        ACTAS_SIGNING_KEYS_DIR=str(tmp / "keys"),
-        **extra,
-    )
-    return subprocess.run(  # noqa: S603 (our own manage.py)
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return manage(deployed_env(tmp, **extra), *args, timeout=120)
 
 
 def test_check_fails_without_keys_and_names_the_fix(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
+from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from identity import views as identity_views
 from identity.api import me as identity_me_api
 from identity.api import scim as identity_scim
+from identity.api import scim_discovery
 from identity.oauth import metadata as oauth_metadata
 from identity.oauth import views as oauth_views
 from impersonation import api as impersonation_api
@@ -16,6 +17,59 @@ from impersonation import views as impersonation_views
 @login_not_required
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+def scim_routes(root: str, *, prefix: str, child: bool) -> list[URLPattern]:
+    """The SCIM endpoints under one root; ``child``: the organization-switched variants."""
+    views = identity_scim
+    found = scim_discovery
+    org = "Org" if child else ""
+    return [
+        path(
+            f"{root}Users",
+            login_not_required(getattr(views, f"{org}ScimUsers").as_view()),
+            name=f"{prefix}-users",
+        ),
+        path(
+            f"{root}Users/.search",
+            login_not_required(getattr(views, f"{org}ScimUsersSearch").as_view()),
+            name=f"{prefix}-users-search",
+        ),
+        path(
+            f"{root}Users/<str:user_id>",
+            login_not_required(getattr(views, f"{org}ScimUser").as_view()),
+            name=f"{prefix}-user",
+        ),
+        path(f"{root}Me", login_not_required(getattr(views, f"{org}ScimMe").as_view()), name=f"{prefix}-me"),
+        path(
+            f"{root}ServiceProviderConfig",
+            login_not_required(getattr(found, f"{org}ServiceProviderConfigView").as_view()),
+            name=f"{prefix}-service-provider-config",
+        ),
+        path(
+            f"{root}ResourceTypes",
+            login_not_required(getattr(found, f"{org}ResourceTypesView").as_view()),
+            name=f"{prefix}-resource-types",
+        ),
+        path(
+            f"{root}ResourceTypes/<str:resource_id>",
+            login_not_required(getattr(found, f"{org}ResourceTypeView").as_view()),
+            name=f"{prefix}-resource-type",
+        ),
+        path(
+            f"{root}Schemas",
+            login_not_required(getattr(found, f"{org}SchemasView").as_view()),
+            name=f"{prefix}-schemas",
+        ),
+        path(
+            f"{root}Schemas/<str:resource_id>",
+            login_not_required(getattr(found, f"{org}SchemaView").as_view()),
+            name=f"{prefix}-schema",
+        ),
+        path(
+            f"{root}<path:rest>", login_not_required(found.NotServed.as_view()), name=f"{prefix}-not-served"
+        ),
+    ]
 
 
 # Two mounts of the same pages, each its own application namespace, so reversing one never
@@ -66,32 +120,10 @@ urlpatterns = [
     # SCIM 2.0 users (identity/api/), the impersonation configuration (impersonation/api.py);
     # the OpenAPI schema of actas's APIs at /api/schema/ (YAML; ?format=json for JSON).
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
-    path(
-        "t/<slug:tenant>/scim2/Users",
-        login_not_required(identity_scim.ScimUsers.as_view()),
-        name="scim-users",
-    ),
-    path(
-        "t/<slug:tenant>/scim2/Users/<str:user_id>",
-        login_not_required(identity_scim.ScimUser.as_view()),
-        name="scim-user",
-    ),
-    path("t/<slug:tenant>/scim2/Me", login_not_required(identity_scim.ScimMe.as_view()), name="scim-me"),
-    path(
-        "t/<slug:tenant>/o/scim2/Users",
-        login_not_required(identity_scim.OrgScimUsers.as_view()),
-        name="org-scim-users",
-    ),
-    path(
-        "t/<slug:tenant>/o/scim2/Users/<str:user_id>",
-        login_not_required(identity_scim.OrgScimUser.as_view()),
-        name="org-scim-user",
-    ),
-    path(
-        "t/<slug:tenant>/o/scim2/Me",
-        login_not_required(identity_scim.OrgScimMe.as_view()),
-        name="org-scim-me",
-    ),
+    # SCIM 2.0 (RFC 7644) at the root organization (scim2/) and a switched token's child
+    # organization (o/scim2/): users, discovery, and a SCIM 404 for anything else there.
+    *scim_routes("t/<slug:tenant>/scim2/", prefix="scim", child=False),
+    *scim_routes("t/<slug:tenant>/o/scim2/", prefix="org-scim", child=True),
     path(
         "t/<slug:tenant>/api/server/v1/configs/impersonation",
         login_not_required(impersonation_api.ImpersonationConfig.as_view()),

@@ -8,9 +8,8 @@ body into service arguments.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -23,9 +22,11 @@ SCIM_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 SCIM_LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SCIM_PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+SCIM_SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 NAME_MAX = 150
 EMAIL_MAX = 254
+EXTERNAL_ID_MAX = 255
 PASSWORD_MAX = 256
 MAX_PATCH_OPERATIONS = 50
 
@@ -56,7 +57,40 @@ class ScimEmailSerializer(serializers.Serializer[Any]):
 class ScimMetaSerializer(serializers.Serializer[Any]):
     resourceType = serializers.CharField(default="User")  # noqa: N815
     created = serializers.DateTimeField()
+    lastModified = serializers.DateTimeField()  # noqa: N815
     location = serializers.URLField()
+    version = serializers.CharField(help_text='A weak entity tag (W/"…"): send it back in If-Match.')
+
+
+def scim_version(user: User) -> str:
+    """``meta.version``: a weak entity tag of what a SCIM client sees of ``user`` (RFC 7644
+    §3.14); it changes with every visible change, whatever path made it."""
+    seen = "\x1f".join(
+        str(v)
+        for v in (
+            user.pk,
+            user.username,
+            user.external_id,
+            user.given_name,
+            user.family_name,
+            user.email,
+            user.is_active,
+            user.organization_id,
+        )
+    )
+    return 'W/"' + hashlib.sha256(seen.encode()).hexdigest()[:20] + '"'
+
+
+def etag_matches(header: str, version: str) -> bool:
+    """Whether an ``If-Match`` / ``If-None-Match`` header names ``version`` (weak comparison;
+    ``*`` matches any)."""
+
+    def opaque(tag: str) -> str:
+        tag = tag.strip()
+        return tag[2:] if tag[:2] in {"W/", "w/"} else tag
+
+    wanted = opaque(version)
+    return any(tag.strip() == "*" or opaque(tag) == wanted for tag in header.split(","))
 
 
 def scim_user_location(*, tenant: str, user_id: object, child: bool) -> str:
@@ -70,6 +104,7 @@ class ScimUserSerializer(serializers.Serializer[User]):
 
     schemas = serializers.SerializerMethodField()
     id = serializers.UUIDField(source="pk", read_only=True)
+    externalId = serializers.SerializerMethodField()  # noqa: N815
     userName = serializers.CharField(source="username", read_only=True)  # noqa: N815
     name = serializers.SerializerMethodField()
     emails = serializers.SerializerMethodField()
@@ -80,23 +115,59 @@ class ScimUserSerializer(serializers.Serializer[User]):
     def get_schemas(self, user: User) -> list[str]:
         return [SCIM_USER_SCHEMA]
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_externalId(self, user: User) -> str | None:  # noqa: N802
+        return user.external_id or None
+
     @extend_schema_field(ScimNameSerializer)
     def get_name(self, user: User) -> dict[str, str]:
         return {"givenName": user.given_name, "familyName": user.family_name}
 
+    def to_representation(self, instance: User) -> dict[str, Any]:
+        # Unassigned attributes are left out (RFC 7643 §2.5: absent and null are the same).
+        body = dict(super().to_representation(instance))
+        if body.get("externalId") is None:
+            body.pop("externalId", None)
+        name = {k: v for k, v in body["name"].items() if v}
+        if name:
+            body["name"] = name
+        else:
+            body.pop("name")
+        if not body["emails"]:
+            body.pop("emails")
+        return body
+
     @extend_schema_field(ScimEmailSerializer(many=True))
     def get_emails(self, user: User) -> list[dict[str, Any]]:
-        return [{"value": user.email, "primary": True}] if user.email else []
+        # One address per user: no "primary" flag to choose between several.
+        return [{"value": user.email}] if user.email else []
 
     @extend_schema_field(ScimMetaSerializer)
     def get_meta(self, user: User) -> dict[str, Any]:
+        stamp = serializers.DateTimeField()
         return {
             "resourceType": "User",
-            "created": serializers.DateTimeField().to_representation(user.date_joined),
+            "created": stamp.to_representation(user.date_joined),
+            "lastModified": stamp.to_representation(max(user.updated_at, user.date_joined)),
+            "version": scim_version(user),
             "location": scim_user_location(
                 tenant=self.context["tenant"], user_id=user.pk, child=bool(self.context.get("child"))
             ),
         }
+
+
+class ScimUserResourceSerializer(serializers.Serializer[Any]):
+    """How the API documents a User resource: ``id``, ``schemas`` and ``meta`` always; the
+    rest when set and asked for (``attributes`` / ``excludedAttributes``)."""
+
+    schemas = serializers.ListField(child=serializers.CharField())
+    id = serializers.UUIDField()
+    externalId = serializers.CharField(required=False)  # noqa: N815
+    userName = serializers.CharField(required=False)  # noqa: N815
+    name = ScimNameSerializer(required=False)
+    emails = ScimEmailSerializer(many=True, required=False)
+    active = serializers.BooleanField(required=False)
+    meta = ScimMetaSerializer()
 
 
 class ScimListResponseSerializer(serializers.Serializer[Any]):
@@ -106,7 +177,7 @@ class ScimListResponseSerializer(serializers.Serializer[Any]):
     totalResults = serializers.IntegerField()  # noqa: N815
     startIndex = serializers.IntegerField()  # noqa: N815
     itemsPerPage = serializers.IntegerField()  # noqa: N815
-    Resources = ScimUserSerializer(many=True)  # noqa: N815
+    Resources = ScimUserResourceSerializer(many=True)  # noqa: N815
 
 
 class ScimErrorSerializer(serializers.Serializer[Any]):
@@ -129,6 +200,9 @@ class ScimUserCreateSerializer(serializers.Serializer[Any]):
         child=serializers.CharField(max_length=200), required=False, max_length=10
     )
     userName = serializers.CharField(max_length=NAME_MAX)  # noqa: N815
+    externalId = serializers.CharField(  # noqa: N815
+        max_length=EXTERNAL_ID_MAX, required=False, allow_blank=True, allow_null=True
+    )
     password = serializers.CharField(
         max_length=PASSWORD_MAX, required=False, write_only=True, trim_whitespace=False
     )
@@ -139,6 +213,36 @@ class ScimUserCreateSerializer(serializers.Serializer[Any]):
     def validate_schemas(self, value: list[str]) -> list[str]:
         if SCIM_USER_SCHEMA not in value:
             raise serializers.ValidationError(f"schemas must contain {SCIM_USER_SCHEMA}.")
+        return value
+
+
+class ScimUserReplaceSerializer(ScimUserCreateSerializer):
+    """``PUT /Users/<id>``: the whole resource. ``userName`` must be the user's own (it is
+    immutable in actas); attributes left out are cleared, except ``active`` and ``password``,
+    which stay as they are when left out."""
+
+    active = serializers.BooleanField(required=False)
+
+
+class ScimSearchRequestSerializer(serializers.Serializer[Any]):
+    """RFC 7644 §3.4.3 SearchRequest (``POST /Users/.search``)."""
+
+    schemas = serializers.ListField(child=serializers.CharField(max_length=200), max_length=10)
+    filter = serializers.CharField(required=False, max_length=2000, trim_whitespace=False)
+    sortBy = serializers.CharField(required=False, max_length=200)  # noqa: N815
+    sortOrder = serializers.CharField(required=False, max_length=20)  # noqa: N815
+    startIndex = serializers.IntegerField(required=False, min_value=1)  # noqa: N815
+    count = serializers.IntegerField(required=False, min_value=0)
+    attributes = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=50
+    )
+    excludedAttributes = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(max_length=200), required=False, max_length=50
+    )
+
+    def validate_schemas(self, value: list[str]) -> list[str]:
+        if SCIM_SEARCH_SCHEMA not in value:
+            raise serializers.ValidationError(f"schemas must contain {SCIM_SEARCH_SCHEMA}.")
         return value
 
 
@@ -178,157 +282,55 @@ class ScimPatchOpSerializer(serializers.Serializer[Any]):
         return value
 
 
-@dataclass
-class ScimChanges:
-    """Service arguments of a PATCH: ``None`` leaves a value as it is."""
+# --- projections ---------------------------------------------------------------------------
 
-    given_name: str | None = None
-    family_name: str | None = None
-    email: str | None = None
-    is_active: bool | None = None
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "given_name": self.given_name,
-            "family_name": self.family_name,
-            "email": self.email,
-            "is_active": self.is_active,
-        }
+ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
 
 
-def _text(value: Any, attribute: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ScimError(f"{attribute} must be a string.", scim_type="invalidValue")
-    if "\x00" in value:
-        raise ScimError(f"{attribute} must not contain NUL characters.", scim_type="invalidValue")
-    return value
+def _attribute_names(raw: Iterable[str] | str | None) -> list[str]:
+    if raw is None:
+        return []
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names = []
+    for item in items:
+        name = str(item).strip()
+        if name.lower().startswith(SCIM_USER_SCHEMA.lower() + ":"):
+            name = name[len(SCIM_USER_SCHEMA) + 1 :]
+        if name:
+            names.append(name)
+    return names
 
 
-def _boolean(value: Any, attribute: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    # Some SCIM clients (Microsoft Entra) send booleans as strings.
-    if isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
-    raise ScimError(f"{attribute} must be a boolean.", scim_type="invalidValue")
-
-
-def _emails(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or len(value) > 10:
-        raise ScimError("emails must be a list of {value, primary} objects.", scim_type="invalidValue")
-    items = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise ScimError("emails must be a list of {value, primary} objects.", scim_type="invalidValue")
-        items.append(
-            {"value": _text(item.get("value"), "emails.value"), "primary": item.get("primary") is True}
-        )
-    return primary_email(items)
-
-
-def _name(value: Any, changes: ScimChanges) -> None:
-    if not isinstance(value, dict):
-        raise ScimError("name must be an object.", scim_type="invalidValue")
-    for key, item in value.items():
-        lowered = key.lower()
-        if lowered == "givenname":
-            changes.given_name = _text(item, "name.givenName")
-        elif lowered == "familyname":
-            changes.family_name = _text(item, "name.familyName")
-        elif lowered in {"formatted", "middlename", "honorificprefix", "honorificsuffix"}:
-            raise ScimError(f"name.{key} is not supported.", scim_type="invalidPath")
-        else:
-            raise ScimError(f"name.{key} is not an attribute of User.", scim_type="invalidPath")
-
-
-_PRIMARY_EMAIL_PATH = re.compile(r"^emails\[\s*primary\s+eq\s+true\s*\]\.value$", re.IGNORECASE)
-
-
-def _apply(path: str, value: Any, changes: ScimChanges, *, allow_active: bool) -> None:
-    lowered = path.lower()
-    if lowered.startswith(SCIM_USER_SCHEMA.lower() + ":"):
-        path = path[len(SCIM_USER_SCHEMA) + 1 :]
-        lowered = path.lower()
-    if lowered == "name.givenname":
-        changes.given_name = _text(value, "name.givenName")
-    elif lowered == "name.familyname":
-        changes.family_name = _text(value, "name.familyName")
-    elif lowered == "name":
-        _name(value, changes)
-    elif lowered == "emails":
-        changes.email = _emails(value)
-    elif _PRIMARY_EMAIL_PATH.match(path):
-        changes.email = _text(value, "emails.value")
-    elif lowered == "active":
-        if not allow_active:
-            raise ScimError("active cannot be changed here.", scim_type="mutability")
-        changes.is_active = _boolean(value, "active")
-    elif lowered in {"username", "id", "meta", "schemas", "password"}:
-        raise ScimError(f"{path} cannot be changed with PATCH.", scim_type="mutability")
-    else:
-        raise ScimError(f"{path} is not a supported attribute of User.", scim_type="invalidPath")
-
-
-def scim_patch_changes(operations: list[dict[str, Any]], *, allow_active: bool = True) -> ScimChanges:
-    """What a validated list of PatchOp operations changes (later operations win).
-
-    Supported: ``add`` / ``replace`` of ``name.givenName``, ``name.familyName``, ``name``,
-    ``emails``, ``emails[primary eq true].value``, ``active`` (and the same attributes in a
-    path-less ``value`` object); ``remove`` of the names and emails (they become empty)."""
-    changes = ScimChanges()
-    for operation in operations:
-        op = operation["op"]
-        path = operation.get("path")
-        value = operation.get("value")
-        if op == "remove":
-            if not path:
-                raise ScimError("remove needs a path.", scim_type="noTarget")
-            if path.lower() in {"active"}:
-                raise ScimError("active cannot be removed.", scim_type="mutability")
-            _apply(path, {} if path.lower() == "name" else None, changes, allow_active=allow_active)
-            if path.lower() == "name":
-                changes.given_name = changes.family_name = ""
-            continue
-        if "value" not in operation:
-            raise ScimError(f"{op} needs a value.", scim_type="invalidValue")
-        if path:
-            _apply(path, value, changes, allow_active=allow_active)
-            continue
-        if not isinstance(value, dict):
-            raise ScimError(
-                "Without a path, value must be an object of attributes.", scim_type="invalidValue"
-            )
-        for key, item in value.items():
-            _apply(str(key), item, changes, allow_active=allow_active)
-    return changes
-
-
-# --- SCIM filter --------------------------------------------------------------------------
-
-_FILTER = re.compile(r'^\s*(userName)\s+(eq)\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
-FILTER_MAX = 500
-
-
-def parse_user_filter(raw: str) -> str:
-    """The user name of a ``userName eq "…"`` filter; :class:`ScimError` (invalidFilter) for
-    anything else (the only filter actas supports so far)."""
-    if len(raw) > FILTER_MAX or "\x00" in raw:
-        raise ScimError("The filter is too long or contains NUL characters.", scim_type="invalidFilter")
-    match = _FILTER.match(raw)
-    if match is None:
-        raise ScimError(
-            'Only filters of the form userName eq "value" are supported.', scim_type="invalidFilter"
-        )
-    try:
-        value = json.loads(f'"{match.group(3)}"')
-    except ValueError as exc:
-        raise ScimError("The filter's value is not a valid string.", scim_type="invalidFilter") from exc
-    if "\x00" in value:
-        raise ScimError("The filter's value contains NUL characters.", scim_type="invalidFilter")
-    return str(value)
+def scim_project(
+    body: dict[str, Any], *, attributes: Iterable[str] | str | None, excluded: Iterable[str] | str | None
+) -> dict[str, Any]:
+    """``attributes`` / ``excludedAttributes`` (RFC 7644 §3.4.2.5) applied to one resource:
+    ``id``, ``schemas`` and ``meta`` are always returned; ``name.givenName`` picks a
+    sub-attribute."""
+    wanted = _attribute_names(attributes)
+    unwanted = _attribute_names(excluded)
+    if wanted:
+        kept: dict[str, Any] = {}
+        lookup = {key.lower(): key for key in body}
+        for name in wanted:
+            top, _, sub = name.partition(".")
+            key = lookup.get(top.lower())
+            if key is None:
+                continue
+            if not sub or not isinstance(body[key], dict):
+                kept[key] = body[key]
+                continue
+            subs = {k.lower(): k for k in body[key]}
+            if sub.lower() in subs:
+                kept.setdefault(key, {})[subs[sub.lower()]] = body[key][subs[sub.lower()]]
+        body = {k: v for k, v in body.items() if k in ALWAYS_RETURNED or k in kept} | kept
+    for name in unwanted:
+        top, _, sub = name.partition(".")
+        for key in list(body):
+            if key.lower() != top.lower() or key in ALWAYS_RETURNED:
+                continue
+            if not sub:
+                del body[key]
+            elif isinstance(body[key], dict):
+                body[key] = {k: v for k, v in body[key].items() if k.lower() != sub.lower()}
+    return body

@@ -34,7 +34,7 @@ from identity import context
 from identity.access import access_tenant
 from identity.audit.services import audit_record, audit_refusal
 from identity.hooks import impersonation_read_only
-from identity.models import User
+from identity.models import Application, User
 from identity.oauth.bearer import bearer_token, live_access_token
 from identity.serializers import SCIM_ERROR_SCHEMA, ScimError
 from identity.services.users import UserChangeRefused, UserDeleteConflict
@@ -86,8 +86,18 @@ class AccessTokenAuth:
         return str(value) if value else None
 
 
+@dataclass(frozen=True)
+class ApplicationPrincipal:
+    """``request.user`` for a client-credentials token: the application acting on its own (a
+    provisioning tool), on the APIs that accept it (``accepts_application_tokens``)."""
+
+    application: Application
+    is_authenticated = True
+    is_anonymous = False
+
+
 class BearerTokenAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[User, AccessTokenAuth] | None:
+    def authenticate(self, request: Request) -> tuple[User | ApplicationPrincipal, AccessTokenAuth] | None:
         raw = bearer_token(request._request)
         if not raw:
             return None
@@ -96,9 +106,13 @@ class BearerTokenAuthentication(BaseAuthentication):
         if found is None:
             raise exceptions.AuthenticationFailed("The access token is invalid or expired.")
         claims, stored = found
-        if stored.user is None:
-            raise exceptions.AuthenticationFailed("This API needs a user's access token.")
-        return stored.user, AccessTokenAuth(claims=claims, org_id=str(claims.get("org_id", "")))
+        auth = AccessTokenAuth(claims=claims, org_id=str(claims.get("org_id", "")))
+        if stored.user is not None:
+            return stored.user, auth
+        view = request.parser_context.get("view")
+        if stored.application is not None and getattr(view, "accepts_application_tokens", False):
+            return ApplicationPrincipal(stored.application), auth
+        raise exceptions.AuthenticationFailed("This API needs a user's access token.")
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer error="invalid_token"'
@@ -125,9 +139,20 @@ def token_auth(request: Request) -> tuple[User, AccessTokenAuth]:
     return user, auth
 
 
+def token_actor(request: Request) -> User | Application:
+    """Who acts with the request's token: its user, or the application of a
+    client-credentials token (on the APIs that accept those)."""
+    user = request.user
+    if isinstance(user, ApplicationPrincipal):
+        return user.application
+    assert isinstance(user, User)
+    return user
+
+
 def token_org(request: Request, tenant: str) -> Organization:
     """The organization named by the token's ``org_id``, inside the URL's tenant."""
-    _, auth = token_auth(request)
+    auth = request.auth
+    assert isinstance(auth, AccessTokenAuth)
     tenant_org = access_tenant(handle=tenant)
     try:
         org = org_get_in_tenant(tenant=tenant_org, org_id=auth.org_id)
@@ -196,6 +221,11 @@ class TokenScopes(permissions.BasePermission):
         return True
 
 
+def only_reads(request: HttpRequest | Request, view: Any) -> bool:
+    """A GET, or a POST that only reads (a SCIM ``/.search``: ``reads_only`` on the view)."""
+    return (request.method or "GET").upper() in SAFE_METHODS or bool(getattr(view, "reads_only", False))
+
+
 class NotReadOnlyImpersonation(permissions.BasePermission):
     """Tokens of a read-only impersonation never write (DESIGN §7)."""
 
@@ -203,7 +233,7 @@ class NotReadOnlyImpersonation(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         auth = request.auth
-        if request.method in SAFE_METHODS or not isinstance(auth, AccessTokenAuth):
+        if only_reads(request, view) or not isinstance(auth, AccessTokenAuth):
             return True
         if auth.impersonation_id is None:
             return True
@@ -354,6 +384,10 @@ class ActasAPIView(APIView):
     ]
     schema = ActasAutoSchema()
     error_style: ClassVar[str] = "drf"
+    # Whether a client-credentials token (an application acting on its own) may call it.
+    accepts_application_tokens: ClassVar[bool] = False
+    # A POST that changes nothing (a search): no write transaction, no write audit.
+    reads_only: ClassVar[bool] = False
     # Scopes (any one of them) per HTTP method; a method missing here needs only a user token.
     scopes: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
@@ -366,7 +400,8 @@ class ActasAPIView(APIView):
         """The impersonator named by the token's ``act.sub`` (None for an ordinary token)."""
         if hasattr(self, "_impersonator"):
             return self._impersonator
-        _, auth = token_auth(request)
+        auth = request.auth
+        assert isinstance(auth, AccessTokenAuth)
         found: User | None = None
         if auth.impersonator_id:
             try:
@@ -377,7 +412,7 @@ class ActasAPIView(APIView):
         return found
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if (request.method or "GET").upper() in SAFE_METHODS:
+        if only_reads(request, self):
             return super().dispatch(request, *args, **kwargs)
         with transaction.atomic():
             response = super().dispatch(request, *args, **kwargs)

@@ -159,6 +159,9 @@ ACTIONS: dict[str, Wording] = {
     "user-profile-update-refused": Wording(
         "Profile change refused", "{who} was refused a change to the profile of {subject}."
     ),
+    "user-password-set": Wording(
+        "Password set", "{who} set a new password for {subject}.", own="{who} set a new password."
+    ),
     "user-share": Wording("User shared", "{who} shared {subject} into {org}."),
     "user-unshare": Wording("User unshared", "{who} stopped sharing {subject} into {org}."),
     "user-status-change": Wording("Account status changed", "{who} changed the account status of {subject}."),
@@ -204,6 +207,7 @@ FIELD_LABELS = {
     "discoverable": "Discoverable",
     "display_name": "Display name",
     "email": "Email",
+    "external_id": "External ID (provisioning)",
     "family_name": "Family name",
     "given_name": "Given name",
     "grant_types": "Grant types",
@@ -298,6 +302,8 @@ def initiator(event: AuditEvent) -> str:
     """Who did it, the same way for every event of one request: "admin", "admin as alice"
     when acting under an impersonation (whether the event names the impersonator or the
     impersonated person as its actor), "System" for no one."""
+    if not event.actor_id and event.actor_label and not event.impersonator_id:
+        return event.actor_label  # an application acting with its own token: "Provisioner (application)"
     actor = short_name(event.actor_label) if event.actor_id else ""
     if event.impersonator_id and event.action not in SESSION_ACTIONS:
         impersonator = short_name(event.impersonator_label)

@@ -18,7 +18,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
@@ -29,7 +29,7 @@ from identity.audit.models import AuditChainHead, AuditEvent
 from organizations.models import Organization
 
 if TYPE_CHECKING:  # the audit trail records people by id and label; it needs no User at run time
-    from identity.models import User
+    from identity.models import Application, User
 
 GENESIS_HASH = "0" * 64
 LABEL_MAX = 255  # AuditEvent's label and target columns
@@ -81,9 +81,19 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _label(user: User | None) -> str:
-    if user is None:
+def _is_application(actor: object) -> bool:
+    """An application acting with its own client-credentials token (it has a client id and no
+    username)."""
+    return actor is not None and hasattr(actor, "client_id") and not hasattr(actor, "username")
+
+
+def _label(actor: User | Application | None) -> str:
+    if actor is None:
         return ""
+    if _is_application(actor):
+        # No person: the application's name, said to be one (the Logs page shows it whole).
+        return _clip(f"{getattr(actor, 'name', '')} (application)", LABEL_MAX)
+    user = cast("User", actor)
     label = f"{user.username} ({user.display_name})" if user.display_name != user.username else user.username
     return _clip(label, LABEL_MAX)
 
@@ -115,7 +125,7 @@ def audit_record(
     *,
     tenant: Organization | None = None,
     action: str,
-    actor: User | None,
+    actor: User | Application | None,
     org: Organization | None = None,
     subject: User | None = None,
     impersonator: User | None = None,
@@ -136,6 +146,9 @@ def audit_record(
     if not isinstance(tenant_id, uuid.UUID):
         tenant_id = uuid.UUID(str(tenant_id))
     ctx = context.current()
+    # An application acting on its own (a client-credentials token) has no person's id: it is
+    # named by its label and client id.
+    application = _is_application(actor)
     # No savepoint inside the caller's transaction: the event stands or falls with the change.
     with transaction.atomic(savepoint=False):
         head = _locked_head(tenant_id)
@@ -148,7 +161,7 @@ def audit_record(
             "org_id": str(org.pk) if org is not None else None,
             "action": _clip(action, 100),
             "outcome": str(outcome),
-            "actor_id": str(actor.pk) if actor is not None else None,
+            "actor_id": str(actor.pk) if actor is not None and not application else None,
             "actor_label": _label(actor),
             "impersonator_id": str(impersonator.pk) if impersonator is not None else None,
             "impersonator_label": _label(impersonator),
@@ -156,7 +169,9 @@ def audit_record(
             "subject_label": _label(subject),
             "target_type": _clip(target_type, 64),
             "target_id": _clip(str(target_id), LABEL_MAX) if target_id not in (None, "") else "",
-            "client_id": _clip(client_id, LABEL_MAX),
+            "client_id": _clip(
+                client_id or (str(getattr(actor, "client_id", "")) if application else ""), LABEL_MAX
+            ),
             "scopes": scopes,
             "request_id": ctx.request_id,
             "ip": ctx.ip,

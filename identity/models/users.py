@@ -11,6 +11,11 @@ from django.db import models
 
 from organizations.models import Organization
 
+# What a SCIM client sees of a user (and what moves meta.lastModified and meta.version).
+SCIM_VISIBLE_FIELDS = frozenset(
+    {"username", "email", "given_name", "family_name", "is_active", "external_id", "organization"}
+)
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -46,6 +51,10 @@ class User(AbstractBaseUser):  # type: ignore[django-manager-missing]
     # A protected account is never impersonated, whoever asks.
     is_protected = models.BooleanField(default=False)
     date_joined = models.DateTimeField(auto_now_add=True)
+    # SCIM: the provisioning client's own identifier for the user (RFC 7643 §3.1), and when
+    # the user last changed (meta.lastModified).
+    external_id = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -57,10 +66,22 @@ class User(AbstractBaseUser):  # type: ignore[django-manager-missing]
         constraints = [
             models.UniqueConstraint(fields=["organization", "username"], name="user_username_in_org"),
         ]
-        indexes = [models.Index(fields=["username", "id"], name="user_username_id_idx")]
+        indexes = [
+            models.Index(fields=["username", "id"], name="user_username_id_idx"),
+            # Provisioning clients find their users by externalId.
+            models.Index(fields=["external_id"], name="user_external_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.username
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A save of some fields moves meta.lastModified when a SCIM client can see the change
+        # (not for a sign-in's last_login).
+        fields = kwargs.get("update_fields")
+        if fields is not None and "updated_at" not in fields and set(fields) & SCIM_VISIBLE_FIELDS:
+            kwargs["update_fields"] = [*fields, "updated_at"]
+        super().save(*args, **kwargs)
 
     @property
     def display_name(self) -> str:

@@ -16,7 +16,7 @@ from identity.models import (
     User,
     UserAssociation,
 )
-from identity.selectors.applications import application_available_in
+from identity.selectors.applications import application_authorized_scopes, application_available_in
 from identity.selectors.permissions import ASSIGNED_PERMISSIONS_SQL
 from organizations.models import Organization
 from organizations.selectors import (
@@ -122,6 +122,20 @@ def dominance_gaps(*, impersonator: User, subject: User) -> dict[uuid.UUID, froz
         if missing:
             gaps[org_id] = frozenset(missing)
     return gaps
+
+
+def application_dominance_gaps(*, application: Application, subject: User) -> frozenset[str]:
+    """Privilege dominance for an application acting with its own token: what ``subject``
+    holds anywhere that the application is not authorized for (empty when it may manage
+    them). An application authorized only for user management cannot disable an
+    administrator."""
+    theirs: set[str] = set()
+    for scopes in user_permission_map(subject).values():
+        theirs |= scopes
+    if not theirs:
+        return frozenset()
+    authorized = set(application_authorized_scopes(application).values_list("name", flat=True))
+    return frozenset(theirs - authorized)
 
 
 def impersonated_scopes(scopes: Iterable[str], *, tenant_id: uuid.UUID, read_only: bool) -> list[str]:

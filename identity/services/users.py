@@ -10,7 +10,7 @@ from django.db.models import ProtectedError
 
 from identity.audit.services import audit_record, audit_refusal
 from identity.hooks import impersonations_revalidate
-from identity.models import OAuthAuthorization, RoleAssignment, SSOSession, User, UserAssociation
+from identity.models import Application, OAuthAuthorization, RoleAssignment, SSOSession, User, UserAssociation
 from identity.services.oauth import oauth_authorization_revoke
 from identity.services.sessions import sso_session_end
 from organizations.models import Organization
@@ -26,10 +26,21 @@ def normalise_username(value: str) -> str:
     return (value or "").strip().lower()
 
 
+# Who makes a change: a person, or an application with a client-credentials token (a
+# provisioning tool); ``None`` for the system.
+Actor = User | Application
+
+
+def _person(actor: Actor | None) -> User | None:
+    """The person behind ``actor`` (None for an application or the system): the revalidation
+    of impersonations records who ended them only when it was a person."""
+    return actor if isinstance(actor, User) else None
+
+
 @transaction.atomic
 def user_create(
     *,
-    actor: User | None,
+    actor: Actor | None,
     org: Organization,
     username: str,
     password: str | None,
@@ -38,6 +49,7 @@ def user_create(
     family_name: str = "",
     is_protected: bool = False,
     impersonator: User | None = None,
+    external_id: str = "",
 ) -> User:
     """Create a user resident in ``org``. Errors come back as field errors; ``impersonator``
     is set when the creation is made with an impersonated token."""
@@ -53,6 +65,7 @@ def user_create(
             EmailValidator()(email)
         except ValidationError as exc:
             errors["email"] = list(exc.messages)
+    external_id = _external_id(external_id, errors=errors)
     if org.status != Organization.Status.ACTIVE:
         errors.setdefault("__all__", []).append("This organization is disabled.")
     if password:
@@ -74,6 +87,7 @@ def user_create(
                 given_name=given_name.strip(),
                 family_name=family_name.strip(),
                 is_protected=is_protected,
+                external_id=external_id,
             )
     except IntegrityError as exc:  # a concurrent create of the same username
         raise ValidationError(
@@ -87,7 +101,8 @@ def user_create(
         subject=user,
         target_type="user",
         target_id=user.pk,
-        data={"username": user.username, "email": user.email},
+        data={"username": user.username, "email": user.email}
+        | ({"external_id": external_id} if external_id else {}),
     )
     return user
 
@@ -243,6 +258,7 @@ def user_set_flags(
 
 PROFILE_NAME_MAX = 150
 EMAIL_MAX = 254
+EXTERNAL_ID_MAX = 255
 
 
 def _profile_text(value: str, *, field: str, limit: int, errors: dict[str, list[str]]) -> str:
@@ -252,6 +268,16 @@ def _profile_text(value: str, *, field: str, limit: int, errors: dict[str, list[
     elif len(clean) > limit:
         errors[field] = [f"Use at most {limit} characters."]
     return clean
+
+
+def _external_id(value: str, *, errors: dict[str, list[str]]) -> str:
+    """A provisioning client's identifier, kept as sent (it is compared case-exactly)."""
+    value = value or ""
+    if any(ord(ch) < 32 for ch in value):
+        errors["external_id"] = ["Remove the control characters."]
+    elif len(value) > EXTERNAL_ID_MAX:
+        errors["external_id"] = [f"Use at most {EXTERNAL_ID_MAX} characters."]
+    return value
 
 
 def user_profile_update(
@@ -303,7 +329,9 @@ def user_profile_update(
 
 
 @transaction.atomic
-def _user_profile_save(*, actor: User, user: User, impersonator: User | None, values: dict[str, str]) -> User:
+def _user_profile_save(
+    *, actor: Actor, user: User, impersonator: User | None, values: dict[str, str]
+) -> User:
     locked = User.objects.select_for_update().get(pk=user.pk)
     changes = {
         field: {"from": getattr(locked, field), "to": value}
@@ -346,19 +374,23 @@ class UserDeleteConflict(Exception):
 
 def user_update_scim(
     *,
-    actor: User,
+    actor: Actor,
     user: User,
     impersonator: User | None,
     given_name: str | None = None,
     family_name: str | None = None,
     email: str | None = None,
     is_active: bool | None = None,
+    external_id: str | None = None,
+    password: str | None = None,
 ) -> User:
-    """Apply a SCIM PATCH (or the /Me PATCH) to ``user``: names, email, active; audited.
+    """Apply a SCIM PATCH or PUT (or the /Me PATCH) to ``user``: names, email, externalId,
+    password, active; audited.
 
-    ``None`` leaves a value as it is. ``actor`` is the token's user; ``impersonator`` is set
-    whenever the token is impersonated, and then the email address cannot change (DESIGN §7,
-    a sensitive action): :class:`UserChangeRefused`. Malformed values are field errors
+    ``None`` leaves a value as it is. ``actor`` is the token's user, or the application of a
+    client-credentials token; ``impersonator`` is set whenever the token is impersonated, and
+    then neither the email address nor the password can change (DESIGN §7, sensitive
+    actions): :class:`UserChangeRefused`. Malformed values are field errors
     (``ValidationError``); nothing changes unless everything is valid. The caller audits a
     refusal (the API does, outside the transaction that rolls back)."""
     errors: dict[str, list[str]] = {}
@@ -379,6 +411,13 @@ def user_update_scim(
             except ValidationError as exc:
                 errors["email"] = list(exc.messages)
         values["email"] = address
+    if external_id is not None:
+        values["external_id"] = _external_id(external_id, errors=errors)
+    if password:  # "" removes the password (no usable one)
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            errors["password"] = list(exc.messages)
     if errors:
         raise ValidationError(errors)
     if impersonator is not None and "email" in values and values["email"] != (user.email or ""):
@@ -386,14 +425,32 @@ def user_update_scim(
             "email-while-impersonating",
             "The email address cannot be changed while someone is impersonating this user.",
         )
+    if impersonator is not None and password is not None:
+        raise UserChangeRefused(
+            "password-while-impersonating",
+            "The password cannot be changed while someone is impersonating this user.",
+        )
     with transaction.atomic():
         saved = _user_profile_save(actor=actor, user=user, impersonator=impersonator, values=values)
+        if password is not None:
+            saved.set_password(password or None)  # None: an unusable password
+            saved.save(update_fields=["password"])
+            audit_record(
+                org=saved.organization,
+                action="user-password-set",
+                actor=actor,
+                impersonator=impersonator,
+                subject=saved,
+                target_type="user",
+                target_id=saved.pk,
+                data={"usable": bool(password)},
+            )
         if is_active is not None and saved.is_active != is_active:
             before = saved.is_active
             saved.is_active = is_active
             saved.save(update_fields=["is_active"])
             impersonations_revalidate(
-                actor=actor,
+                actor=_person(actor),
                 tenant_id=saved.organization.tenant_id or saved.organization_id,
                 user_ids=(saved.pk,),
             )
@@ -414,13 +471,15 @@ def user_update_scim(
 
 
 @transaction.atomic
-def user_delete(*, actor: User, user: User, impersonator: User | None) -> None:
+def user_delete(*, actor: Actor, user: User, impersonator: User | None) -> None:
     """Delete ``user`` (their associations, sessions and tokens go with them); audited.
 
     Refused with :class:`UserDeleteConflict` for the acting user themself, the impersonator,
     and a user that impersonation records point at (the trail must keep them: deactivate such
     a user instead)."""
-    if user.pk == actor.pk or (impersonator is not None and user.pk == impersonator.pk):
+    if user.pk == getattr(_person(actor), "pk", None) or (
+        impersonator is not None and user.pk == impersonator.pk
+    ):
         raise UserDeleteConflict("A user cannot delete their own account this way.")
     org = user.organization
     pk, username = user.pk, user.username

@@ -1,4 +1,4 @@
-"""The pure parts of the API serializers: SCIM filters, PatchOp and config PATCH bodies."""
+"""The pure parts of the API serializers: SCIM versions and projections, config PATCH bodies."""
 
 from __future__ import annotations
 
@@ -6,50 +6,52 @@ from typing import Any
 
 import pytest
 
-from identity.serializers import ScimError, parse_user_filter, primary_email, scim_patch_changes
+from identity.models import User
+from identity.serializers import etag_matches, primary_email, scim_project, scim_version
 from impersonation.serializers import ConfigPatchError, config_patch_values
-
-
-def test_user_filter() -> None:
-    assert parse_user_filter('userName eq "alice"') == "alice"
-    assert parse_user_filter('  USERNAME EQ "a\\"b"  ') == 'a"b'
-    assert parse_user_filter('userName eq ""') == ""
-    for bad in (
-        'userName ne "a"',
-        'userName eq "a" or userName eq "b"',
-        "userName eq 'a'",
-        'userName eq "\\u0000"',
-    ):
-        with pytest.raises(ScimError) as caught:
-            parse_user_filter(bad)
-        assert caught.value.scim_type == "invalidFilter"
-
-
-def test_patch_changes_later_operations_win() -> None:
-    ops: list[dict[str, Any]] = [
-        {"op": "replace", "path": "name.givenName", "value": "A"},
-        {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:name.givenName", "value": "B"},
-        {"op": "replace", "value": {"name": {"familyName": "C"}, "emails": [{"value": "x@e.test"}]}},
-        {"op": "remove", "path": "name"},
-        {"op": "replace", "path": "name.familyName", "value": "D"},
-        {"op": "replace", "path": "active", "value": "TRUE"},
-    ]
-    changes = scim_patch_changes(ops)
-    assert changes.as_kwargs() == {
-        "given_name": "",
-        "family_name": "D",
-        "email": "x@e.test",
-        "is_active": True,
-    }
-    with pytest.raises(ScimError) as caught:
-        scim_patch_changes([{"op": "replace", "path": "active", "value": False}], allow_active=False)
-    assert caught.value.scim_type == "mutability"
 
 
 def test_primary_email() -> None:
     assert primary_email([]) == ""
     assert primary_email([{"value": "a"}, {"value": "b", "primary": True}]) == "b"
     assert primary_email([{"value": "a"}, {"value": "b"}]) == "a"
+
+
+def test_version_moves_with_what_a_client_sees() -> None:
+    user = User(username="carol", given_name="Carol", email="c@e.test")
+    before = scim_version(user)
+    assert before.startswith('W/"') and scim_version(user) == before
+    user.last_login = None  # not part of the resource
+    assert scim_version(user) == before
+    user.external_id = "X-1"
+    assert scim_version(user) != before
+    after = scim_version(user)
+    assert etag_matches(after, after) and etag_matches(after[2:], after)  # weak comparison
+    assert etag_matches(f'"other", {after}', after) and etag_matches("*", after)
+    assert not etag_matches(before, after)
+
+
+def test_projection() -> None:
+    body = {
+        "schemas": ["s"],
+        "id": "1",
+        "userName": "carol",
+        "name": {"givenName": "Carol", "familyName": "King"},
+        "active": True,
+        "meta": {"version": "v"},
+    }
+    assert scim_project(dict(body), attributes="userName,name.familyName", excluded=None) == {
+        "schemas": ["s"],
+        "id": "1",
+        "userName": "carol",
+        "name": {"familyName": "King"},
+        "meta": {"version": "v"},
+    }
+    assert "active" not in scim_project(dict(body), attributes=None, excluded="ACTIVE,id")
+    assert "id" in scim_project(dict(body), attributes=None, excluded="id")  # always returned
+    assert scim_project(dict(body), attributes=None, excluded="name.givenName")["name"] == {
+        "familyName": "King"
+    }
 
 
 def test_config_patch_values() -> None:

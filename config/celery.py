@@ -1,5 +1,6 @@
 """The Celery application. Tasks are thin: they take ids and call one service."""
 
+import logging
 import os
 import sys
 
@@ -27,3 +28,19 @@ def _require_signing_keys(**kwargs: object) -> None:
         # Celery logs and swallows exceptions of signal handlers; SystemExit is not swallowed.
         print(error, file=sys.stderr)  # noqa: T201
         raise SystemExit(1) from error
+
+
+def _log_through_django(loglevel: int | None = None, **kwargs: object) -> None:
+    """With LOG_FORMAT=json, a worker and beat keep settings.LOGGING's handler (JSON lines, with
+    the request fields empty) for themselves and their tasks, instead of Celery's own text
+    handlers; ``--loglevel`` still sets the level."""
+    import django
+
+    django.setup()  # applies settings.LOGGING (again, if it ran already: idempotent)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+# Connected only for JSON: any receiver at all makes Celery leave logging alone.
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    signals.setup_logging.connect(_log_through_django)

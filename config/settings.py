@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "identity.middleware.RequestContextMiddleware",
+    # Latency per route, the request's tenant and organization in the logs, the access log.
+    "config.observability.middleware.ObservabilityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -197,8 +199,8 @@ if HTTPS:
         # when a proxy is declared: a client could write the header itself).
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # Load balancers probe the health check over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers probe the health and readiness checks, and Prometheus scrapes, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -414,9 +416,35 @@ ACTAS_EMAIL_OTP_MAX_SENDS = env_int("ACTAS_EMAIL_OTP_MAX_SENDS", 5)  # per user 
 ACTAS_SSO_SESSION_MAX_AGE = env_int("ACTAS_SSO_SESSION_MAX_AGE", 8 * 3600)
 ACTAS_CONSOLE_PAGE_SIZE = env_int("ACTAS_CONSOLE_PAGE_SIZE", 25)
 
+# --- Observability (config/observability/, README: Deploy → Observability) --------------------
+# /metrics: 404 unless ACTAS_METRICS=1; with ACTAS_METRICS_TOKEN it asks for that Bearer token.
+ACTAS_METRICS = env_bool("ACTAS_METRICS", False)
+ACTAS_METRICS_TOKEN = os.environ.get("ACTAS_METRICS_TOKEN", "")
+# OpenTelemetry tracing of requests (exporter from the standard OTEL_* variables).
+ACTAS_OTEL = env_bool("ACTAS_OTEL", False)
+# LOG_FORMAT=json: one JSON object per line, with request_id, tenant and org (text otherwise).
+# ACTAS_ACCESS_LOG=1: a line per request (logger actas.request, INFO) whatever LOG_LEVEL says.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request": {"()": "config.observability.logs.RequestFilter"}},
+    "formatters": {
+        "text": {"format": "%(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request"],
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {"actas.request": {"level": "INFO"}} if env_bool("ACTAS_ACCESS_LOG", False) else {},
 }

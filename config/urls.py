@@ -4,6 +4,7 @@ from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
+from config.observability import views as observability_views
 from identity import views as identity_views
 from identity.api import me as identity_me_api
 from identity.api import scim as identity_scim
@@ -79,6 +80,8 @@ org_console = ("config.console_urls", "org-console")
 
 urlpatterns = [
     path("healthz", health, name="health"),
+    path("readyz", observability_views.readyz, name="ready"),
+    path("metrics", observability_views.metrics, name="metrics"),
     path("", login_not_required(RedirectView.as_view(url="/t/acme/console/", permanent=False))),
     path("t/<slug:tenant>/login/", identity_views.login_view, name="login"),
     path("t/<slug:tenant>/logout/", identity_views.logout_view, name="logout"),

@@ -2,7 +2,12 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from config.observability.tracing import setup_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Tracing (ACTAS_OTEL) adds its middleware: before the application builds its chain.
+setup_tracing()
 application = get_wsgi_application()
 
 # A serving process without its signing keys would answer every token request with a 500:

@@ -29,6 +29,37 @@ class Refused(Exception):
         self.detail = detail or code
 
 
+#: Every code a :class:`Refused` is raised with (the metrics' bounded label set;
+#: tests/impersonation/test_metrics.py checks the source raises no other).
+REFUSAL_CODES = frozenset(
+    {
+        "already-impersonating",
+        "application-impersonation-off",
+        "application-unavailable",
+        "chained",
+        "dominance",
+        "ended",
+        "endpoint-organization",
+        "expired",
+        "impersonator-inactive",
+        "no-permission",
+        "not-resident",
+        "org-inactive",
+        "pkce",
+        "reason-required",
+        "self",
+        "sso-session",
+        "sso-session-ended",
+        "subject-disabled",
+        "subject-locked",
+        "subject-protected",
+        "subject-token-mismatch",
+        "subject-token-unusable",
+        "unknown-subject",
+    }
+)
+
+
 def impersonate_scope_for(org: Organization) -> str:
     """``internal_user_impersonate`` in a root organization, the ``org`` variant below it."""
     return IMPERSONATE_SCOPE if org.parent_id is None else ORG_IMPERSONATE_SCOPE

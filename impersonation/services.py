@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from identity import metrics
 from identity.audit.services import audit_record, audit_refusal
 from identity.models import Application, OAuthAuthorization, SSOSession, User
 from identity.notifications.outbox import outbox_enqueue
@@ -58,6 +59,7 @@ def impersonation_refused(
         client_id=application.client_id,
         data={"code": refusal.code, "detail": refusal.detail, "stage": stage},
     )
+    metrics.impersonation_refused(refusal.code, policy.REFUSAL_CODES)
 
 
 def _cap_and_void(locked: SSOSession, *, expires: dt.datetime | None, now: dt.datetime) -> None:
@@ -151,6 +153,8 @@ def _start_locked(
             "expires_at": expires.isoformat(),
         },
     )
+    # Counted once committed: a start its caller rolls back (a refused exchange) never happened.
+    transaction.on_commit(lambda: metrics.impersonation_started(channel, ImpersonationSession.Channel.values))
     return session
 
 
@@ -236,6 +240,7 @@ def impersonation_end(
             **({"cause": cause.code, "detail": cause.detail} if cause is not None else {}),
         },
     )
+    transaction.on_commit(lambda: metrics.impersonation_ended(reason, ImpersonationSession.EndReason.values))
     return locked
 
 

@@ -327,7 +327,11 @@ class ScimUser(ScimView):
         operation_id="scim_user_get",
         summary="Get a user",
         parameters=PROJECTION_PARAMETERS,
-        responses={200: ScimUserResourceSerializer, 304: OpenApiResponse(description="If-None-Match"), **ERRORS},
+        responses={
+            200: ScimUserResourceSerializer,
+            304: OpenApiResponse(description="If-None-Match"),
+            **ERRORS,
+        },
     )
     def get(self, request: Request, tenant: str, user_id: str) -> Response:
         org = self.organization(request, tenant)
@@ -435,7 +439,11 @@ class OrgScimUser(ScimUser):
         operation_id="org_scim_user_get",
         summary="Get a child organization's user",
         parameters=PROJECTION_PARAMETERS,
-        responses={200: ScimUserResourceSerializer, 304: OpenApiResponse(description="If-None-Match"), **ERRORS},
+        responses={
+            200: ScimUserResourceSerializer,
+            304: OpenApiResponse(description="If-None-Match"),
+            **ERRORS,
+        },
     )
     def get(self, request: Request, tenant: str, user_id: str) -> Response:
         return super().get(request, tenant, user_id)
@@ -461,7 +469,9 @@ class ScimMe(ScimView):
     scopes = {"PATCH": ("internal_login",)}
 
     @extend_schema(
-        operation_id="scim_me_get", summary="The token's user", responses={200: ScimUserResourceSerializer, **ERRORS}
+        operation_id="scim_me_get",
+        summary="The token's user",
+        responses={200: ScimUserResourceSerializer, **ERRORS},
     )
     def get(self, request: Request, tenant: str) -> Response:
         org = self.organization(request, tenant)

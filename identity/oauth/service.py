@@ -22,6 +22,7 @@ from django.db import transaction
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
+from identity import metrics
 from identity.models import Application
 from identity.oauth import rows
 from identity.oauth.context import TokenContext
@@ -141,6 +142,10 @@ def token_request(
             )
         except errors.OAuth2Error as error:
             return _error(error)
+    if status == 200:
+        # Counted once committed (at once here, unless a caller's transaction is still open).
+        grant_type = flat["grant_type"]
+        transaction.on_commit(lambda: metrics.token_issued(grant_type))
     return TokenAnswer(status=status, headers=dict(answer_headers), body=body or "")
 
 

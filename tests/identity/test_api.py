@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from typing import Any
 
 import pytest
 import time_machine
+from django.db import connection, connections
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
@@ -941,3 +943,50 @@ def test_an_impersonated_config_change_names_the_impersonator_in_the_domain_even
     assert response.status_code == 200, response.content
     event = AuditEvent.objects.filter(action="organization-settings-update").latest("seq")
     assert event.actor_id == world.target.pk and event.impersonator_id == world.impersonator.pk
+
+
+# --- versions under concurrency -------------------------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_patches_with_one_version_let_exactly_one_win(world: World, admin_token: str) -> None:
+    """Four provisioning calls PATCH the same user at the same moment, each with the version
+    it read: one changes the user, the others get 412 — never two changes on one version, a
+    500 or a stall (the If-Match check and the write hold the user's row together)."""
+    victim = make_user(world.root, "raced")
+    url = f"/t/acme/scim2/Users/{victim.pk}"
+    for round_ in range(5):
+        version = call("GET", url, admin_token).json()["meta"]["version"]
+        barrier = threading.Barrier(4)
+        answers: list[Any] = [None] * 4
+
+        def run(
+            i: int,
+            version: str = version,
+            round_: int = round_,
+            barrier: threading.Barrier = barrier,
+            answers: list[Any] = answers,
+        ) -> None:
+            try:
+                barrier.wait()
+                body = patch_op({"op": "replace", "path": "name.givenName", "value": f"R{round_}-{i}"})
+                answers[i] = call("PATCH", url, admin_token, body, HTTP_IF_MATCH=version)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a PATCH stalled"
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [200, 412, 412, 412], codes
+        winner = next(a for a in answers if a.status_code == 200).json()
+        victim.refresh_from_db()
+        assert victim.given_name == winner["name"]["givenName"]
+        assert winner["meta"]["version"] != version
+        for loser in (a for a in answers if a.status_code == 412):
+            assert loser.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert AuditEvent.objects.filter(action="user-profile-update", subject_id=victim.pk).count() == 5

@@ -200,7 +200,11 @@ def _remove(path: str, changes: ScimChanges, *, current_email: str) -> None:
 
 
 def scim_patch_changes(
-    operations: list[dict[str, Any]], *, allow_active: bool = True, current_email: str = ""
+    operations: list[dict[str, Any]],
+    *,
+    allow_active: bool = True,
+    current_email: str = "",
+    current_username: str | None = None,
 ) -> ScimChanges:
     """What a validated list of PatchOp operations changes (later operations win).
 
@@ -210,7 +214,8 @@ def scim_patch_changes(
     ``active``; or no path and an object of those attributes. ``remove`` clears a value
     (``active`` and ``userName`` cannot be removed; removing ``password`` leaves the user
     without a usable one). ``current_email`` is the
-    address value filters are matched against."""
+    address value filters are matched against; ``current_username`` the user name a path-less
+    value may repeat (never change)."""
     changes = ScimChanges()
     for operation in operations:
         op = operation["op"]
@@ -239,6 +244,9 @@ def scim_patch_changes(
             if str(key).lower() in {"schemas", "id", "meta"}:
                 continue  # a whole resource sent back as the value: its read-only parts are ignored
             if str(key).lower() == "username":
-                continue  # checked against the user by the caller's PUT; never changed
+                # A whole resource sent back: its own userName is fine, another one is a rename.
+                if current_username is None or str(item).strip().lower() != current_username:
+                    raise ScimError("userName cannot be changed.", scim_type="mutability")
+                continue
             _apply(str(key), item, changes, allow_active=allow_active)
     return changes

@@ -223,7 +223,8 @@ class ScimUsers(ScimView):
             raise ScimError(str(exc), scim_type="invalidFilter") from exc
         qs = qs.order_by(*ordering)
         total = qs.count()
-        rows = list(qs[start - 1 : start - 1 + count]) if count else []
+        # Past the end there is nothing to read (and a huge startIndex never reaches SQL).
+        rows = list(qs[start - 1 : start - 1 + count]) if count and start <= total else []
         attributes, excluded = params.get("attributes"), params.get("excludedAttributes")
         return Response(
             {
@@ -368,7 +369,7 @@ class ScimUser(ScimView):
         org = self.organization(request, tenant)
         operations = self.patch_body(request)
         user = self.writable_member(request, org, user_id)
-        changes = scim_patch_changes(operations, current_email=user.email)
+        changes = scim_patch_changes(operations, current_email=user.email, current_username=user.username)
         return self.user_response(request, self.apply(request, org=org, user=user, changes=changes), tenant)
 
     @extend_schema(
@@ -492,7 +493,12 @@ class ScimMe(ScimView):
     def patch(self, request: Request, tenant: str) -> Response:
         org = self.organization(request, tenant)
         user, _ = token_auth(request)
-        changes = scim_patch_changes(self.patch_body(request), allow_active=False, current_email=user.email)
+        changes = scim_patch_changes(
+            self.patch_body(request),
+            allow_active=False,
+            current_email=user.email,
+            current_username=user.username,
+        )
         if changes.external_id is not None or changes.password is not None:
             raise ScimError("externalId and password cannot be changed here.", scim_type="mutability")
         saved = user_update_scim(

@@ -11,7 +11,7 @@ from django.db import models
 
 from organizations.models import Organization
 
-# What a SCIM client sees of a user (and what moves meta.lastModified and meta.version).
+# What a SCIM client sees of a user: a save of any of these moves meta.lastModified.
 SCIM_VISIBLE_FIELDS = frozenset(
     {"username", "email", "given_name", "family_name", "is_active", "external_id", "organization"}
 )

@@ -213,6 +213,10 @@ def test_filter_and_pagination(world: World, admin_token: str) -> None:
     assert call("GET", "/t/acme/scim2/Users?count=0", admin_token).json()["Resources"] == []
     clamped = call("GET", "/t/acme/scim2/Users?startIndex=-5&count=100000", admin_token).json()
     assert clamped["startIndex"] == 1
+    # Past the end (even beyond what SQL can offset): an empty page, never a 500.
+    beyond = call("GET", f"/t/acme/scim2/Users?startIndex={10**20}", admin_token)
+    assert beyond.status_code == 200 and beyond.json()["Resources"] == []
+    assert beyond.json()["totalResults"] == everyone["totalResults"]
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,15 @@ def test_refused_operations(operation: dict[str, Any], scim_type: str) -> None:
     assert caught.value.scim_type == scim_type
 
 
+def test_a_whole_resource_as_the_value_may_repeat_but_not_change_the_user_name() -> None:
+    resource = {"schemas": ["x"], "id": "1", "userName": "Carol", "name": {"givenName": "C"}}
+    same = scim_patch_changes([{"op": "replace", "value": resource}], current_username="carol")
+    assert same.given_name == "C"
+    with pytest.raises(ScimError) as caught:
+        scim_patch_changes([{"op": "replace", "value": resource}], current_username="dave")
+    assert caught.value.scim_type == "mutability"
+
+
 def test_remove_password_makes_it_unusable() -> None:
     assert scim_patch_changes([{"op": "remove", "path": "password"}]).password == ""
 

@@ -198,7 +198,7 @@ def test_provisioning_run_creates_finds_updates_with_etags_and_deactivates(
     console = sign_in(DjangoClient(), world.admin)
     page = console.get(console_url(world.root, "logs/"))
     assert page.status_code == 200
-    assert f'<td class="ids">{provisioner.actor_label}</td>' in page.content.decode()
+    assert f'<td class="who">{provisioner.actor_label}</td>' in page.content.decode()
 
 
 def test_an_application_not_authorized_for_users_gets_no_scim_scope(

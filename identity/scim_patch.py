@@ -224,7 +224,8 @@ def scim_patch_changes(
         if op == "remove":
             if not path:
                 raise ScimError("remove needs a path.", scim_type="noTarget")
-            _remove(path, changes, current_email=current_email)
+            email_now = changes.email if changes.email is not None else current_email
+            _remove(path, changes, current_email=email_now)
             continue
         if "value" not in operation:
             raise ScimError(f"{op} needs a value.", scim_type="invalidValue")

@@ -47,6 +47,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 AUDIT_ACTIONS = {
     "POST": "resource-creation-via-impersonation",
+    "PUT": "resource-modification-via-impersonation",
     "PATCH": "resource-modification-via-impersonation",
     "DELETE": "resource-deletion-via-impersonation",
 }
@@ -184,9 +185,26 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge()
         try:
-            return json.loads(raw.decode(encoding), parse_constant=_no_constant)
+            data = json.loads(raw.decode(encoding), parse_constant=_no_constant)
+            _no_lone_surrogates(data)
         except (ValueError, UnicodeDecodeError, LookupError, RecursionError) as exc:
             raise exceptions.ParseError("The request body is not valid JSON.") from exc
+        return data
+
+
+def _no_lone_surrogates(value: Any) -> None:
+    """A \\ud800 escape decodes to a string no database can store: refuse the body (a
+    ``UnicodeEncodeError`` is a ``ValueError``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _no_constant(name: str) -> Any:

@@ -162,6 +162,9 @@ ACTIONS: dict[str, Wording] = {
     "user-password-set": Wording(
         "Password set", "{who} set a new password for {subject}.", own="{who} set a new password."
     ),
+    "user-password-remove": Wording(
+        "Password removed", "{who} removed the password of {subject}; they sign in another way now."
+    ),
     "user-share": Wording("User shared", "{who} shared {subject} into {org}."),
     "user-unshare": Wording("User unshared", "{who} stopped sharing {subject} into {org}."),
     "user-status-change": Wording("Account status changed", "{who} changed the account status of {subject}."),

@@ -13,7 +13,16 @@ from organizations.models import Organization
 
 # What a SCIM client sees of a user: a save of any of these moves meta.lastModified.
 SCIM_VISIBLE_FIELDS = frozenset(
-    {"username", "email", "given_name", "family_name", "is_active", "external_id", "organization"}
+    {
+        "username",
+        "email",
+        "given_name",
+        "family_name",
+        "is_active",
+        "external_id",
+        "organization",
+        "organization_id",
+    }
 )
 
 

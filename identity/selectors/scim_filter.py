@@ -98,6 +98,10 @@ def _value_of(node: scim_ast.AttrExpr) -> str | None:
             raise ScimFilterError(f"{value[:60]} is not a valid string.") from exc
     if "\x00" in value:
         raise ScimFilterError("The filter's value contains NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from a \\ud800 escape
+        raise ScimFilterError("The filter's value is not valid Unicode.") from exc
     return value
 
 
@@ -113,11 +117,43 @@ def _path_of(attr_path: scim_ast.AttrPath, namespace: str | None) -> str:
     return f"{namespace}.{name}" if namespace else name
 
 
+def _chain(node: scim_ast.LogExpr) -> list[tuple[str, Any]]:
+    """An and/or chain without parentheses as (operator, operand) pairs, left to right (the
+    first operator is ""). The parser reads such a chain from the left with one precedence;
+    RFC 7644 §3.4.2.2 binds ``and`` tighter than ``or``, which :func:`_groups` restores. A
+    parenthesized group is a Filter wrapping a Filter, so it stays one operand."""
+    left = node.expr1
+    if (
+        isinstance(left, scim_ast.Filter)
+        and not left.negated
+        and left.namespace is None
+        and isinstance(left.expr, scim_ast.LogExpr)
+    ):
+        items = _chain(left.expr)
+    else:
+        items = [("", left)]
+    return [*items, (str(node.op).lower(), node.expr2)]
+
+
+def _groups(node: scim_ast.LogExpr) -> list[list[Any]]:
+    """The chain as or-ed groups of and-ed operands."""
+    groups: list[list[Any]] = []
+    for op, operand in _chain(node):
+        if op == "and":
+            groups[-1].append(operand)
+        else:
+            groups.append([operand])
+    return groups
+
+
 # --- to a query ------------------------------------------------------------------------
 
 
 def _datetime(value: str) -> dt.datetime:
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well-formed but impossible: 2024-02-30, +99:00
+        parsed = None
     if parsed is None:
         raise ScimFilterError(f"{value[:60]} is not an RFC 3339 date-time.")
     if parsed.tzinfo is None:
@@ -187,8 +223,16 @@ def _to_q(node: Any, namespace: str | None = None) -> Q:
         q = _to_q(node.expr, inner_namespace)
         return ~q if node.negated else q
     if isinstance(node, scim_ast.LogExpr):
-        left, right = _to_q(node.expr1, namespace), _to_q(node.expr2, namespace)
-        return left & right if node.op.lower() == "and" else left | right
+        ors = []
+        for group in _groups(node):
+            q = _to_q(group[0], namespace)
+            for operand in group[1:]:
+                q &= _to_q(operand, namespace)
+            ors.append(q)
+        result = ors[0]
+        for q in ors[1:]:
+            result |= q
+        return result
     if isinstance(node, scim_ast.AttrExpr):
         op = str(node.value).lower()
         if op != "pr" and op not in COMPARISONS:
@@ -236,9 +280,7 @@ def value_matcher(raw: str) -> Callable[[Mapping[str, Any]], bool]:
             result = matches(node.expr, item)
             return not result if node.negated else result
         if isinstance(node, scim_ast.LogExpr):
-            if node.op.lower() == "and":
-                return matches(node.expr1, item) and matches(node.expr2, item)
-            return matches(node.expr1, item) or matches(node.expr2, item)
+            return any(all(matches(operand, item) for operand in group) for group in _groups(node))
         if isinstance(node, scim_ast.AttrExpr):
             name = _path_of(node.attr_path, None).lower()
             if name not in item:

@@ -17,12 +17,14 @@ from oauth2_provider.settings import oauth2_settings
 from identity.audit.services import audit_record
 from identity.hooks import impersonations_revalidate
 from identity.models import (
+    IMPERSONATION_SCOPES,
     APIResource,
     Application,
     ApplicationAPIAuthorization,
     ApplicationShare,
     User,
 )
+from identity.selectors.permissions import user_grantable_scope_names
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 
@@ -167,6 +169,18 @@ def application_authorize_api(
     authorization, _ = ApplicationAPIAuthorization.objects.get_or_create(
         application=application, resource=resource
     )
+    if actor is not None and resource.is_system:
+        # No privilege escalation through an application: with a client-credentials token it
+        # acts on its own (a provisioning tool), with these scopes. Whoever authorizes a system
+        # API's scopes must hold them in the application's organization. (The impersonate
+        # scopes never reach such a token, and a user's token carries only what they hold.)
+        before = set(authorization.scopes.values_list("name", flat=True))
+        added = {s.name for s in found} - before - IMPERSONATION_SCOPES
+        lacking = sorted(added - user_grantable_scope_names(user=actor, org=application.organization))
+        if lacking:
+            raise ValidationError(
+                {"scopes": [f"You can only authorize scopes you hold yourself: {', '.join(lacking)}."]}
+            )
     authorization.scopes.set(found)
     # Fewer scopes of the impersonation API: its impersonators may have lost the permission.
     impersonations_revalidate(

@@ -68,6 +68,11 @@ def user_create(
     external_id = _external_id(external_id, errors=errors)
     if org.status != Organization.Status.ACTIVE:
         errors.setdefault("__all__", []).append("This organization is disabled.")
+    if password and impersonator is not None:
+        raise UserChangeRefused(
+            "password-while-impersonating",
+            "A password cannot be set while impersonating; the user sets their own.",
+        )
     if password:
         try:
             validate_password(password, User(username=username, email=email, organization=org))
@@ -259,6 +264,7 @@ def user_set_flags(
 PROFILE_NAME_MAX = 150
 EMAIL_MAX = 254
 EXTERNAL_ID_MAX = 255
+PASSWORD_MAX = 256
 
 
 def _profile_text(value: str, *, field: str, limit: int, errors: dict[str, list[str]]) -> str:
@@ -425,26 +431,51 @@ def user_update_scim(
             "email-while-impersonating",
             "The email address cannot be changed while someone is impersonating this user.",
         )
+    if password is not None and len(password) > PASSWORD_MAX:
+        raise ValidationError({"password": [f"Use at most {PASSWORD_MAX} characters."]})
     if impersonator is not None and password is not None:
         raise UserChangeRefused(
             "password-while-impersonating",
             "The password cannot be changed while someone is impersonating this user.",
         )
     with transaction.atomic():
+        # A new or removed password signs the user out everywhere (a reset after a compromise
+        # must not leave the intruder signed in). Lock order as everywhere: the sign-ins
+        # before the first audit event.
+        sessions = (
+            list(
+                SSOSession.objects.select_for_update()
+                .filter(user=user, ended_at__isnull=True)
+                .select_related("organization", "user")
+                .order_by("pk")
+            )
+            if password is not None
+            else []
+        )
         saved = _user_profile_save(actor=actor, user=user, impersonator=impersonator, values=values)
         if password is not None:
             saved.set_password(password or None)  # None: an unusable password
             saved.save(update_fields=["password"])
             audit_record(
                 org=saved.organization,
-                action="user-password-set",
+                action="user-password-set" if password else "user-password-remove",
                 actor=actor,
                 impersonator=impersonator,
                 subject=saved,
                 target_type="user",
                 target_id=saved.pk,
-                data={"usable": bool(password)},
+                data={"sign_ins_ended": len(sessions)},
             )
+            for session in sessions:
+                sso_session_end(actor=_person(actor), session=session, reason="password-changed")
+            for authorization in (
+                OAuthAuthorization.objects.filter(user=saved, revoked_at__isnull=True)
+                .select_related("organization", "application", "user")
+                .order_by("pk")
+            ):
+                oauth_authorization_revoke(
+                    actor=_person(actor), authorization=authorization, reason="password-changed"
+                )
         if is_active is not None and saved.is_active != is_active:
             before = saved.is_active
             saved.is_active = is_active

@@ -16,12 +16,12 @@ from oauth2_provider.models import AccessToken
 
 from identity.audit.models import AuditEvent
 from identity.audit.services import audit_verify_chain
-from identity.models import APIResource, Application, Role, User
+from identity.models import APIResource, Application, Role, SSOSession, User
 from identity.services.applications import application_authorize_api
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_share
 from organizations.models import OrganizationSettings
-from tests.conftest import World, make_user
+from tests.conftest import World, make_user, sign_in
 from tests.identity.oauth_helpers import App, basic, exchange, get_code, make_app
 from tests.impersonation.helpers import exchange_tokens, get_subject_token, impersonation_app
 
@@ -772,10 +772,15 @@ def test_impersonated_writes_are_audited_with_every_field(world: World, pickup: 
 
 def test_other_methods_are_resource_access(world: World, pickup: App) -> None:
     token = _impersonated(world, pickup)
-    response = call("PUT", "/t/acme/scim2/Me", token, {"userName": "x"})
-    assert response.status_code == 405
-    event = AuditEvent.objects.get(action="resource-access-via-impersonation")
+    # PUT where it is not served is a refused modification, audited as one.
+    assert call("PUT", "/t/acme/scim2/Me", token, {"userName": "x"}).status_code == 405
+    event = AuditEvent.objects.get(action="resource-modification-via-impersonation")
     assert event.outcome == AuditEvent.Outcome.FAILURE and event.data["httpMethod"] == "PUT"
+    # A method with no action of its own is an access.
+    other = Client().generic("PROPFIND", "/t/acme/scim2/Me", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert other.status_code == 405
+    event = AuditEvent.objects.get(action="resource-access-via-impersonation")
+    assert event.outcome == AuditEvent.Outcome.FAILURE and event.data["httpMethod"] == "PROPFIND"
 
 
 def test_impersonated_refusals_are_audited_and_roll_back(world: World, pickup: App) -> None:
@@ -799,6 +804,19 @@ def test_impersonated_refusals_are_audited_and_roll_back(world: World, pickup: A
         ),
         # Deleting the admin: the target does not dominate them.
         ("DELETE", f"/t/acme/scim2/Users/{world.admin.pk}", None, 403),
+        # Nor is a password set while impersonating, on a new user or with PUT.
+        (
+            "POST",
+            "/t/acme/scim2/Users",
+            {"schemas": [USER_SCHEMA], "userName": "pw-user", "password": "a-long-Passw0rd-for-tests"},
+            403,
+        ),
+        (
+            "PUT",
+            f"/t/acme/scim2/Users/{world.target.pk}",
+            {"schemas": [USER_SCHEMA], "userName": "target", "password": "a-long-Passw0rd-for-tests"},
+            403,
+        ),
     ]
     for method, url, body, status in cases:
         response = call(method, url, token, body)
@@ -810,6 +828,8 @@ def test_impersonated_refusals_are_audited_and_roll_back(world: World, pickup: A
         e.impersonator_id == world.impersonator.pk and e.subject_id == world.target.pk for e in refusals
     )
     assert refusals[1].data["scimType"] == "uniqueness"
+    assert refusals[6].action == "resource-modification-via-impersonation"  # PUT
+    assert not User.objects.filter(username="pw-user").exists()
     world.target.refresh_from_db()
     assert world.target.email == "target@example.test"
     assert not AuditEvent.objects.filter(action="user-profile-update").exists()
@@ -994,3 +1014,49 @@ def test_concurrent_patches_with_one_version_let_exactly_one_win(world: World, a
         for loser in (a for a in answers if a.status_code == 412):
             assert loser.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
     assert AuditEvent.objects.filter(action="user-profile-update", subject_id=victim.pk).count() == 5
+
+
+def test_a_new_or_removed_password_signs_the_user_out_everywhere(world: World, admin_token: str) -> None:
+    victim = make_user(world.root, "reset-me")
+    browser = sign_in(Client(), victim)
+    assert SSOSession.objects.filter(user=victim, ended_at__isnull=True).count() == 1
+    url = f"/t/acme/scim2/Users/{victim.pk}"
+    new = call(
+        "PATCH", url, admin_token, patch_op({"op": "replace", "path": "password", "value": "N3w-long-pass"})
+    )
+    assert new.status_code == 200, new.content
+    assert "password" not in new.json()
+    victim.refresh_from_db()
+    assert victim.check_password("N3w-long-pass")
+    assert not SSOSession.objects.filter(user=victim, ended_at__isnull=True).exists()
+    assert browser.get("/t/acme/myaccount/").status_code == 302  # signed out
+    event = AuditEvent.objects.get(action="user-password-set", subject_id=victim.pk)
+    assert event.actor_id == world.admin.pk and event.data == {"sign_ins_ended": 1}
+    assert "N3w-long-pass" not in json.dumps(list(AuditEvent.objects.values("data")), default=str)
+    removed = call("PATCH", url, admin_token, patch_op({"op": "remove", "path": "password"}))
+    assert removed.status_code == 200
+    victim.refresh_from_db()
+    assert not victim.has_usable_password()
+    assert AuditEvent.objects.filter(action="user-password-remove", subject_id=victim.pk).exists()
+    too_long = patch_op({"op": "replace", "path": "password", "value": "x" * 300})
+    assert_scim_error(call("PATCH", url, admin_token, too_long), 400, "invalidValue")
+
+
+def test_a_lone_surrogate_is_a_400_not_a_500(world: World, admin_token: str) -> None:
+    url = f"/t/acme/scim2/Users/{world.target.pk}"
+    body = (
+        '{"schemas": ["'
+        + PATCH_OP
+        + '"], "Operations": [{"op": "replace", "path": "externalId", "value": "\\ud800"}]}'
+    )
+    assert call("PATCH", url, admin_token, body).status_code == 400
+    response = Client().get(
+        "/t/acme/scim2/Users", {"filter": 'userName eq "\\ud800"'}, HTTP_AUTHORIZATION=f"Bearer {admin_token}"
+    )
+    assert_scim_error(response, 400, "invalidFilter")
+    impossible = Client().get(
+        "/t/acme/scim2/Users",
+        {"filter": 'meta.created gt "2024-02-30T00:00:00Z"'},
+        HTTP_AUTHORIZATION=f"Bearer {admin_token}",
+    )
+    assert_scim_error(impossible, 400, "invalidFilter")

@@ -196,6 +196,36 @@ def test_update_advanced(world: World) -> None:
     assert event.data["changes"] == {"skip_login_consent": {"from": False, "to": True}}
 
 
+def test_only_scopes_one_holds_can_be_authorized_for_a_system_api(world: World) -> None:
+    """An application with a client-credentials token acts on its own with its authorized
+    scopes: handing it scopes one does not hold would be privilege escalation."""
+    app, _ = _app(world)
+    users = APIResource.objects.get(tenant=world.root, identifier="system:users")
+    impersonation = APIResource.objects.get(tenant=world.root, identifier="system:impersonation")
+    # The impersonator holds the Impersonator role only: no user management.
+    with pytest.raises(ValidationError) as refused:
+        application_authorize_api(
+            actor=world.impersonator, application=app, resource=users, scopes=["internal_user_mgt_update"]
+        )
+    assert "internal_user_mgt_update" in str(refused.value)
+    assert not ApplicationAPIAuthorization.objects.filter(application=app, resource=users).exists()
+    # The impersonate scopes never reach an application's own token: anyone managing it may.
+    application_authorize_api(
+        actor=world.impersonator,
+        application=app,
+        resource=impersonation,
+        scopes=["internal_user_impersonate"],
+    )
+    # The administrator holds user management, so they may.
+    application_authorize_api(
+        actor=world.admin, application=app, resource=users, scopes=["internal_user_mgt_update"]
+    )
+    # Keeping a scope someone else authorized is not adding it.
+    application_authorize_api(
+        actor=world.impersonator, application=app, resource=users, scopes=["internal_user_mgt_update"]
+    )
+
+
 def test_remove_api_authorization(world: World) -> None:
     app, _ = _app(world)
     resource = APIResource.objects.get(tenant=world.root, identifier="system:users")

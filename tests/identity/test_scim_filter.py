@@ -59,6 +59,16 @@ def test_logic_grouping_and_value_paths(crew: World) -> None:
 
 
 @pytest.mark.django_db
+def test_and_binds_tighter_than_or(crew: World) -> None:
+    # RFC 7644 §3.4.2.2: a or (b and c), not (a or b) and c; parentheses still group.
+    assert names('userName eq "grace" or userName eq "ada" and active eq true', crew) == {"grace"}
+    assert names('(userName eq "grace" or userName eq "ada") and active eq false', crew) == {"ada"}
+    assert names('userName eq "ada" and active eq false or userName eq "grace"', crew) == {"ada", "grace"}
+    match = value_matcher('value eq "x@e.test" or value eq "y@e.test" and primary eq false')
+    assert match({"value": "x@e.test", "primary": True})
+
+
+@pytest.mark.django_db
 def test_dates(crew: World) -> None:
     User.objects.filter(username="ada").update(updated_at=timezone.now() - dt.timedelta(days=3))
     since = (timezone.now() - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -78,6 +88,8 @@ def test_dates(crew: World) -> None:
         'active gt "true"',
         'active eq "maybe"',
         'meta.created gt "yesterday"',
+        'meta.created gt "2024-02-30T00:00:00Z"',
+        'userName eq "\\ud800"',
         'userName eq "\\q"',
         'userName eq "\x00"',
         'userName eq "' + "a" * 1200 + '"',

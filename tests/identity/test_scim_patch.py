@@ -80,6 +80,16 @@ def test_a_whole_resource_as_the_value_may_repeat_but_not_change_the_user_name()
     assert caught.value.scim_type == "mutability"
 
 
+def test_a_value_filter_sees_what_earlier_operations_changed() -> None:
+    ops: list[dict[str, Any]] = [
+        {"op": "replace", "path": "emails", "value": [{"value": "b@e.test"}]},
+        {"op": "remove", "path": 'emails[value eq "a@e.test"]'},
+    ]
+    assert scim_patch_changes(ops, current_email="a@e.test").email == "b@e.test"
+    ops[1] = {"op": "remove", "path": 'emails[value eq "b@e.test"]'}
+    assert scim_patch_changes(ops, current_email="a@e.test").email == ""
+
+
 def test_remove_password_makes_it_unusable() -> None:
     assert scim_patch_changes([{"op": "remove", "path": "password"}]).password == ""
 

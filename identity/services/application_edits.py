@@ -19,6 +19,7 @@ from identity.models import (
     User,
 )
 from identity.services.applications import KNOWN_GRANTS, generate_client_secret, validate_uris
+from identity.services.oauth import oauth_client_tokens_revoke
 
 # Token lifetimes are whole seconds between one second and one year; a subject token lives
 # minutes at most (it is single use and only bridges authorize and token exchange).
@@ -297,6 +298,7 @@ def application_remove_api_authorization(
     ).delete()
     if not deleted:
         raise ValidationError({"resource": ["This API resource is not authorized for the application."]})
+    revoked = oauth_client_tokens_revoke(application)
     # Without the impersonation API authorized, nobody holds the impersonate scope for it.
     impersonations_revalidate(
         actor=actor,
@@ -309,7 +311,7 @@ def application_remove_api_authorization(
         actor=actor,
         target_type="application",
         target_id=application.client_id,
-        data={"resource": resource.identifier},
+        data={"resource": resource.identifier} | ({"own_tokens_revoked": revoked} if revoked else {}),
     )
 
 

@@ -25,6 +25,7 @@ from identity.models import (
     User,
 )
 from identity.selectors.permissions import user_grantable_scope_names
+from identity.services.oauth import oauth_client_tokens_revoke
 from organizations.models import Organization
 from organizations.selectors import org_is_descendant
 
@@ -181,7 +182,11 @@ def application_authorize_api(
             raise ValidationError(
                 {"scopes": [f"You can only authorize scopes you hold yourself: {', '.join(lacking)}."]}
             )
+    narrowed = bool(set(authorization.scopes.values_list("name", flat=True)) - {s.name for s in found})
     authorization.scopes.set(found)
+    if narrowed:
+        # Its own tokens may carry a scope it no longer has: it asks again.
+        oauth_client_tokens_revoke(application)
     # Fewer scopes of the impersonation API: its impersonators may have lost the permission.
     impersonations_revalidate(
         actor=actor,

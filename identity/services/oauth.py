@@ -7,7 +7,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken, revoke_access_token
 
 from identity.audit.services import audit_record
-from identity.models import OAuthAuthorization, SSOSession, User
+from identity.models import Application, OAuthAuthorization, SSOSession, User
 
 
 def _revoke_tokens(authorization: OAuthAuthorization) -> None:
@@ -18,6 +18,16 @@ def _revoke_tokens(authorization: OAuthAuthorization) -> None:
     if authorization.refresh_family:
         # Revokes every refresh token of the family and deletes their access tokens.
         RefreshToken.revoke_family(authorization.refresh_family)
+
+
+def oauth_client_tokens_revoke(application: Application) -> int:
+    """Revoke the application's own tokens (client credentials: no user), e.g. when an API it
+    was authorized for is taken away or narrowed; it asks for new ones with what it may still
+    have. Returns how many. The caller audits the change that made this necessary."""
+    tokens = list(AccessToken.objects.filter(application=application, user__isnull=True))
+    for token in tokens:
+        revoke_access_token(token)
+    return len(tokens)
 
 
 @transaction.atomic

@@ -14,7 +14,9 @@ from django.test import Client as DjangoClient
 
 from identity.audit.models import AuditEvent
 from identity.audit.services import audit_verify_chain
-from identity.models import User
+from identity.models import APIResource, Application, User
+from identity.services.application_edits import application_remove_api_authorization
+from identity.services.applications import application_authorize_api
 from tests.conftest import PASSWORD, World, console_url, sign_in
 from tests.identity.scim_helpers import (
     LIST_SCHEMA,
@@ -275,3 +277,27 @@ def test_an_application_cannot_change_a_user_holding_permissions_it_is_not_autho
     changed = scim("PATCH", f"/Users/{world.target.pk}", rename)
     assert changed.status_code == 200, changed.text
     assert User.objects.get(pk=world.target.pk).given_name == "Mallory"
+
+
+def test_taking_the_api_away_stops_the_applications_own_tokens_at_once(
+    world: World, scim_base: str, http: requests.Session, provisioner: Provisioner
+) -> None:
+    token = client_credentials_token(scim_base, provisioner, USER_SCOPES)
+    listed = http.get(f"{scim_base}/t/acme/scim2/Users", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200
+    users = APIResource.objects.get(tenant=world.root, identifier="system:users")
+    app = Application.objects.get(client_id=provisioner.client_id)
+    # Narrowed: the token that carried a scope taken away stops.
+    application_authorize_api(
+        actor=world.admin, application=app, resource=users, scopes=["internal_user_mgt_view"]
+    )
+    after = http.get(f"{scim_base}/t/acme/scim2/Users", headers={"Authorization": f"Bearer {token}"})
+    assert after.status_code == 401
+    # Removed: a new token with what was left stops too.
+    viewer = client_credentials_token(scim_base, provisioner, ["internal_user_mgt_view"])
+    one = f"{scim_base}/t/acme/scim2/Users/{world.target.pk}"
+    assert http.get(one, headers={"Authorization": f"Bearer {viewer}"}).status_code == 200
+    application_remove_api_authorization(actor=world.admin, application=app, resource=users)
+    assert http.get(one, headers={"Authorization": f"Bearer {viewer}"}).status_code == 401
+    event = AuditEvent.objects.filter(action="application-api-unauthorize").latest("seq")
+    assert event.data["own_tokens_revoked"] == 1

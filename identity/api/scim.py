@@ -148,13 +148,17 @@ class ScimView(ActasAPIView):
     def writable_member(self, request: Request, org: Organization, user_id: str) -> User:
         """The user a PUT, PATCH or DELETE changes, locked, after its ``If-Match``."""
         user = self.member(org, user_id, lock=True)
+        self.check_if_match(request, user)
+        return user
+
+    @staticmethod
+    def check_if_match(request: Request, user: User) -> None:
         wanted = request.headers.get("If-Match")
         if wanted is not None and not etag_matches(wanted, scim_version(user)):
             raise ScimError(
                 "The user has changed since this version was read: read it again (If-Match).",
                 status=412,
             )
-        return user
 
     def check_may_manage(self, request: Request, *, org: Organization, user: User) -> None:
         """Writes to another user: they must be resident here (a shared user's profile belongs
@@ -488,11 +492,15 @@ class ScimMe(ScimView):
         operation_id="scim_me_patch",
         summary="Change the token's user (SCIM PatchOp: name.givenName, name.familyName, emails)",
         request=ScimPatchOpSerializer,
-        responses={200: ScimUserResourceSerializer, **ERRORS},
+        parameters=[IF_MATCH],
+        responses={200: ScimUserResourceSerializer, **ERRORS, **PRECONDITION},
     )
     def patch(self, request: Request, tenant: str) -> Response:
         org = self.organization(request, tenant)
-        user, _ = token_auth(request)
+        token_user, _ = token_auth(request)
+        # Locked until the change commits, like /Users/<id>: If-Match and the write are one.
+        user = User.objects.select_for_update().select_related("organization").get(pk=token_user.pk)
+        self.check_if_match(request, user)
         changes = scim_patch_changes(
             self.patch_body(request),
             allow_active=False,
@@ -522,7 +530,8 @@ class OrgScimMe(ScimMe):
         operation_id="org_scim_me_patch",
         summary="Change the switched token's user (SCIM PatchOp)",
         request=ScimPatchOpSerializer,
-        responses={200: ScimUserResourceSerializer, **ERRORS},
+        parameters=[IF_MATCH],
+        responses={200: ScimUserResourceSerializer, **ERRORS, **PRECONDITION},
     )
     def patch(self, request: Request, tenant: str) -> Response:
         return super().patch(request, tenant)

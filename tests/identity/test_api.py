@@ -537,6 +537,24 @@ def test_me_get_and_patch(world: World, mgmt: App) -> None:
             "PATCH", "/t/acme/scim2/Me", token, patch_op({"op": "replace", "path": field, "value": False})
         )
         assert_scim_error(bad, 400, "mutability")
+    # The version read before that change is stale now: 412, nothing changes.
+    stale = call(
+        "PATCH",
+        "/t/acme/scim2/Me",
+        token,
+        patch_op({"op": "replace", "path": "name.familyName", "value": "Jones"}),
+        HTTP_IF_MATCH=me.json()["meta"]["version"],
+    )
+    assert_scim_error(stale, 412)
+    current = response.json()["meta"]["version"]
+    fresh = call(
+        "PATCH",
+        "/t/acme/scim2/Me",
+        token,
+        patch_op({"op": "replace", "path": "name.familyName", "value": "Jones"}),
+        HTTP_IF_MATCH=current,
+    )
+    assert fresh.status_code == 200 and fresh["ETag"] != current
 
 
 # --- child organizations (switched tokens) -------------------------------------------------

@@ -20,55 +20,38 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# SCIM endpoints under a root: (path, view class name, URL name suffix). Users/.search comes
+# before Users/<id>; anything else under the root answers a SCIM 404 (scim_discovery.NotServed).
+SCIM_ENDPOINTS = [
+    ("Users", identity_scim, "ScimUsers", "users"),
+    ("Users/.search", identity_scim, "ScimUsersSearch", "users-search"),
+    ("Users/<str:user_id>", identity_scim, "ScimUser", "user"),
+    ("Me", identity_scim, "ScimMe", "me"),
+    ("ServiceProviderConfig", scim_discovery, "ServiceProviderConfigView", "service-provider-config"),
+    ("ResourceTypes", scim_discovery, "ResourceTypesView", "resource-types"),
+    ("ResourceTypes/<str:resource_id>", scim_discovery, "ResourceTypeView", "resource-type"),
+    ("Schemas", scim_discovery, "SchemasView", "schemas"),
+    ("Schemas/<str:resource_id>", scim_discovery, "SchemaView", "schema"),
+]
+
+
 def scim_routes(root: str, *, prefix: str, child: bool) -> list[URLPattern]:
-    """The SCIM endpoints under one root; ``child``: the organization-switched variants."""
-    views = identity_scim
-    found = scim_discovery
+    """The SCIM endpoints under one root; ``child``: the organization-switched variants
+    (``Org…`` classes)."""
     org = "Org" if child else ""
     return [
-        path(
-            f"{root}Users",
-            login_not_required(getattr(views, f"{org}ScimUsers").as_view()),
-            name=f"{prefix}-users",
+        *(
+            path(
+                f"{root}{route}",
+                login_not_required(getattr(module, org + view).as_view()),
+                name=f"{prefix}-{name}",
+            )
+            for route, module, view, name in SCIM_ENDPOINTS
         ),
         path(
-            f"{root}Users/.search",
-            login_not_required(getattr(views, f"{org}ScimUsersSearch").as_view()),
-            name=f"{prefix}-users-search",
-        ),
-        path(
-            f"{root}Users/<str:user_id>",
-            login_not_required(getattr(views, f"{org}ScimUser").as_view()),
-            name=f"{prefix}-user",
-        ),
-        path(f"{root}Me", login_not_required(getattr(views, f"{org}ScimMe").as_view()), name=f"{prefix}-me"),
-        path(
-            f"{root}ServiceProviderConfig",
-            login_not_required(getattr(found, f"{org}ServiceProviderConfigView").as_view()),
-            name=f"{prefix}-service-provider-config",
-        ),
-        path(
-            f"{root}ResourceTypes",
-            login_not_required(getattr(found, f"{org}ResourceTypesView").as_view()),
-            name=f"{prefix}-resource-types",
-        ),
-        path(
-            f"{root}ResourceTypes/<str:resource_id>",
-            login_not_required(getattr(found, f"{org}ResourceTypeView").as_view()),
-            name=f"{prefix}-resource-type",
-        ),
-        path(
-            f"{root}Schemas",
-            login_not_required(getattr(found, f"{org}SchemasView").as_view()),
-            name=f"{prefix}-schemas",
-        ),
-        path(
-            f"{root}Schemas/<str:resource_id>",
-            login_not_required(getattr(found, f"{org}SchemaView").as_view()),
-            name=f"{prefix}-schema",
-        ),
-        path(
-            f"{root}<path:rest>", login_not_required(found.NotServed.as_view()), name=f"{prefix}-not-served"
+            f"{root}<path:rest>",
+            login_not_required(scim_discovery.NotServed.as_view()),
+            name=f"{prefix}-not-served",
         ),
     ]
 

@@ -115,16 +115,16 @@ class ScimView(ActasAPIView):
             raise ScimError(f"This token is for a child organization: use /t/{tenant}/o/scim2/.", status=403)
         return org
 
-    def render_user(self, request: Request, user: User, tenant: str) -> dict[str, Any]:
+    def render_user(self, params: Any, user: User, tenant: str) -> dict[str, Any]:
+        """The user as a resource, with the ``attributes``/``excludedAttributes`` of ``params``
+        (the query string, or a search body)."""
         body = dict(ScimUserSerializer(user, context={"tenant": tenant, "child": self.child}).data)
         return scim_project(
-            body,
-            attributes=request.query_params.get("attributes"),
-            excluded=request.query_params.get("excludedAttributes"),
+            body, attributes=params.get("attributes"), excluded=params.get("excludedAttributes")
         )
 
     def user_response(self, request: Request, user: User, tenant: str, *, code: int = 200) -> Response:
-        body = self.render_user(request, user, tenant)
+        body = self.render_user(request.query_params, user, tenant)
         headers = {
             "ETag": scim_version(user),
             "Location": scim_user_location(tenant=tenant, user_id=user.pk, child=self.child),
@@ -229,21 +229,13 @@ class ScimUsers(ScimView):
         total = qs.count()
         # Past the end there is nothing to read (and a huge startIndex never reaches SQL).
         rows = list(qs[start - 1 : start - 1 + count]) if count and start <= total else []
-        attributes, excluded = params.get("attributes"), params.get("excludedAttributes")
         return Response(
             {
                 "schemas": [SCIM_LIST_SCHEMA],
                 "totalResults": total,
                 "startIndex": start,
                 "itemsPerPage": len(rows),
-                "Resources": [
-                    scim_project(
-                        dict(ScimUserSerializer(user, context={"tenant": tenant, "child": self.child}).data),
-                        attributes=attributes,
-                        excluded=excluded,
-                    )
-                    for user in rows
-                ],
+                "Resources": [self.render_user(params, user, tenant) for user in rows],
             }
         )
 

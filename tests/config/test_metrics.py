@@ -13,17 +13,16 @@ from typing import Any
 
 import pytest
 import requests
-from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.observability import collectors
-from identity.audit.models import AuditEvent
 from identity.audit.tasks import audit_verify_all
 from identity.notifications.models import OutboxMessage
-from tests.config.test_readyz import _env, keyed, serving  # noqa: F401 (keyed is a fixture)
 from tests.conftest import World
+from tests.deployed import deployed_env, serving
+from tests.identity.audit_helpers import tamper_with_first_event
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -143,20 +142,6 @@ def test_requests_do_not_read_the_outbox(
         assert client.get("/healthz").status_code == 200
 
 
-def _tamper(tenant_handle: str) -> None:
-    event = AuditEvent.objects.filter(tenant__handle=tenant_handle).order_by("seq").first()
-    assert event is not None
-    with transaction.atomic():
-        postgres = connection.vendor == "postgresql"
-        if postgres:  # the append-only trigger refuses UPDATE; an attacker with DDL rights would not
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent DISABLE TRIGGER audit_event_append_only")
-        AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
-        if postgres:
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent ENABLE TRIGGER audit_event_append_only")
-
-
 @pytest.mark.django_db(transaction=True)  # tampering disables PostgreSQL's trigger, which needs a commit
 def test_the_last_audit_verification_is_reported_per_tenant(
     client: Client, world: World, metrics_on: Any
@@ -171,7 +156,7 @@ def test_the_last_audit_verification_is_reported_per_tenant(
     at = sample(samples, "actas_audit_last_verification_timestamp_seconds")
     assert at is not None and started - 1 <= at <= timezone.now().timestamp() + 1
 
-    _tamper("acme")
+    tamper_with_first_event("acme")
     audit_verify_all()
     assert sample(scrape(client), "actas_audit_last_verification_ok", tenant="acme") == 0
 
@@ -199,11 +184,11 @@ def _healthz_count(base: str) -> float:
     return found or 0.0
 
 
-def test_every_worker_reports_the_whole_servers_numbers(keyed: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_every_worker_reports_the_whole_servers_numbers(keyed: Path, tmp_path: Path) -> None:
     directory = tmp_path / "prometheus"
     directory.mkdir()
     (directory / "counter_999999.db").write_bytes(b"left by a gunicorn that ran before")
-    env = _env(keyed, ACTAS_METRICS="1", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    env = deployed_env(keyed, ACTAS_METRICS="1", PROMETHEUS_MULTIPROC_DIR=str(directory))
     with serving(env, tmp_path / "gunicorn.log", workers=2, conf=True) as base:
         # gunicorn.conf.py's on_starting emptied the directory before the workers started.
         assert not (directory / "counter_999999.db").exists()

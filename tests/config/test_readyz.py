@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,15 +20,7 @@ import requests
 from django.test import Client
 
 from config.observability import readiness
-from tests.deployed import ROOT, deployed_env, manage
-
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.deployed import deployed_env, free_port, serving
 
 
 @contextmanager
@@ -42,55 +32,10 @@ def silent_listener() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-@contextmanager
-def serving(env: dict[str, str], log: Path, *, workers: int = 1, conf: bool = False) -> Iterator[str]:
-    """gunicorn with ``env`` on a free port, once it answers /healthz; stopped afterwards."""
-    port = free_port()
-    args = [str(GUNICORN), "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-    if conf:
-        args += ["-c", "config/gunicorn.conf.py"]
-    args += ["--timeout", "60", "--no-control-socket"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or the worker still booting
-                pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "gunicorn did not answer /healthz within 60 s"
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with a signing key set (as `manage.py rotate_signing_key` makes it)."""
-    tmp = tmp_path_factory.mktemp("readyz")
-    done = manage(deployed_env(tmp), "rotate_signing_key")
-    assert done.returncode == 0, done.stderr[-2000:]
-    return tmp
-
-
 def _redis_broker() -> str:
     """The test run's Redis broker, when it has one."""
     url = os.environ.get("CELERY_BROKER_URL", "")
     return url if url.startswith("redis://") else ""
-
-
-def _env(keyed: Path, **extra: str) -> dict[str, str]:
-    return deployed_env(keyed, **extra)
 
 
 def _ready(base: str) -> tuple[int, dict[str, Any], float]:
@@ -156,7 +101,7 @@ def test_deployed_ready_when_everything_answers(keyed: Path, tmp_path: Path) -> 
     extra = {"CELERY_BROKER_URL": _redis_broker()} if _redis_broker() else {}
     if _postgres_up():
         extra["DATABASE_URL"] = _postgres_up()
-    with serving(_env(keyed, **extra), tmp_path / "gunicorn.log") as base:
+    with serving(deployed_env(keyed, **extra), tmp_path / "gunicorn.log") as base:
         status, body, _ = _ready(base)
     assert status == 200, body
     assert body["checks"]["database"] == "ok" and body["checks"]["signing_keys"] == "ok"
@@ -167,7 +112,7 @@ def test_deployed_ready_when_everything_answers(keyed: Path, tmp_path: Path) -> 
 def test_deployed_unready_when_postgresql_is_down(keyed: Path, tmp_path: Path, down: str) -> None:
     with silent_listener() as silent:
         port = free_port() if down == "nothing listens" else silent
-        env = _env(keyed, DATABASE_URL=f"postgres://actas@127.0.0.1:{port}/actas")
+        env = deployed_env(keyed, DATABASE_URL=f"postgres://actas@127.0.0.1:{port}/actas")
         with serving(env, tmp_path / "gunicorn.log") as base:
             status, body, took = _ready(base)
     assert status == 503, body
@@ -181,7 +126,7 @@ def test_deployed_unready_when_postgresql_is_down(keyed: Path, tmp_path: Path, d
 def test_deployed_unready_when_redis_is_down(keyed: Path, tmp_path: Path, down: str) -> None:
     with silent_listener() as silent:
         port = free_port() if down == "nothing listens" else silent
-        env = _env(keyed, CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
+        env = deployed_env(keyed, CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
         with serving(env, tmp_path / "gunicorn.log") as base:
             status, body, took = _ready(base)
     assert status == 503, body
@@ -192,7 +137,9 @@ def test_deployed_unready_when_redis_is_down(keyed: Path, tmp_path: Path, down: 
 
 
 def test_deployed_checks_and_metrics_are_not_redirected_to_https(keyed: Path, tmp_path: Path) -> None:
-    env = _env(keyed, BASE_URL="https://127.0.0.1", ACTAS_METRICS="1", ACTAS_METRICS_TOKEN="scrape-token-1")
+    env = deployed_env(
+        keyed, BASE_URL="https://127.0.0.1", ACTAS_METRICS="1", ACTAS_METRICS_TOKEN="scrape-token-1"
+    )
     with serving(env, tmp_path / "gunicorn.log") as base:
         page = requests.get(f"{base}/t/acme/login/", allow_redirects=False, timeout=10)
         ready = requests.get(f"{base}/readyz", allow_redirects=False, timeout=10)

@@ -9,26 +9,16 @@ database file of its own, and gunicorn on a free port.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.deployed import ROOT, deployed_env, manage
+from tests.deployed import deployed_env, free_port, gunicorn, manage, serving, stop
 
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 SECRET = "deploy-test-secret-" + "k" * 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp: Path, port: int) -> dict[str, str]:
@@ -41,41 +31,11 @@ def _env(tmp: Path, port: int) -> dict[str, str]:
     )
 
 
-def _gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(  # noqa: S603 (the project's gunicorn)
-            [
-                str(GUNICORN),
-                "config.wsgi:application",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "1",
-                "--timeout",
-                "60",
-                "--no-control-socket",  # gunicorn 27's default socket is one path per user
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """actas deployed as the README says: keys, migrate, collectstatic, gunicorn (DEBUG=0)."""
     tmp = tmp_path_factory.mktemp("deploy")
-    port = _free_port()
+    port = free_port()
     env = _env(tmp, port)
     for step in (
         ("rotate_signing_key",),
@@ -85,22 +45,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ):
         done = manage(env, *step)
         assert done.returncode == 0, (step, done.stdout[-2000:], done.stderr[-2000:])
-    proc = _gunicorn(env, port, tmp / "gunicorn.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, (tmp / "gunicorn.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "gunicorn did not answer /healthz within 60 s"
-            time.sleep(0.25)
+    with serving(env, tmp / "gunicorn.log", port=port) as base:
         yield base
-    finally:
-        _stop(proc)
 
 
 def test_a_page_loads_styled_with_its_scripts(deployed: str) -> None:
@@ -141,14 +87,14 @@ def test_discovery_and_jwks_answer_json(deployed: str) -> None:
 
 
 def test_gunicorn_refuses_to_start_without_signing_keys(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path, port)  # ACTAS_SIGNING_KEYS_DIR names a directory nobody created
     log = tmp_path / "gunicorn.log"
-    proc = _gunicorn(env, port, log)
+    proc = gunicorn(env, port, log)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop(proc)
         pytest.fail("gunicorn kept running without signing keys")
     assert proc.returncode != 0
     text = log.read_text()

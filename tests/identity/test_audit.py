@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command
@@ -16,23 +14,7 @@ from identity.audit.models import AuditChainHead, AuditEvent
 from identity.audit.services import audit_record, audit_refusal, audit_verify_chain
 from organizations.services import org_insert
 from tests.conftest import World
-
-
-@contextmanager
-def tampering() -> Iterator[None]:
-    """Play a database administrator who bypasses the append-only trigger."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # Deferred foreign-key checks must fire before the table can be altered.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("ALTER TABLE identity_auditevent DISABLE TRIGGER audit_event_append_only")
-    try:
-        yield
-    finally:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent ENABLE TRIGGER audit_event_append_only")
-                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+from tests.identity.audit_helpers import tampering
 
 
 def test_chain_links_and_verifies(world: World) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
 
 from identity.audit import tasks
-from identity.audit.models import AuditEvent
 from identity.services.tenants import tenant_bootstrap
+from tests.identity.audit_helpers import tamper_with_first_event
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -34,17 +33,7 @@ def test_audit_verify_all_through_the_worker_names_a_tampered_tenant(
     celery_worker_live: object,
 ) -> None:
     make_tenant()
-    event = AuditEvent.objects.filter(tenant__handle="t1").order_by("seq").first()
-    assert event is not None
-    with transaction.atomic():
-        postgres = connection.vendor == "postgresql"
-        if postgres:  # the append-only trigger refuses UPDATE; an attacker with DDL rights would not
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent DISABLE TRIGGER audit_event_append_only")
-        AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
-        if postgres:
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent ENABLE TRIGGER audit_event_append_only")
+    tamper_with_first_event("t1")
 
     result = tasks.audit_verify_all.delay().get(timeout=20)
 

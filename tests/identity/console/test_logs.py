@@ -8,8 +8,6 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 from urllib.parse import urlencode
@@ -27,22 +25,7 @@ from identity.models import Role
 from identity.services.roles import role_assign, role_create
 from identity.services.users import user_profile_update, user_set_flags
 from tests.conftest import World, console_url, make_user, sign_in
-
-
-@contextmanager
-def tampering() -> Iterator[None]:
-    """Play a database administrator who bypasses the append-only trigger (PostgreSQL)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("ALTER TABLE identity_auditevent DISABLE TRIGGER audit_event_append_only")
-    try:
-        yield
-    finally:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE identity_auditevent ENABLE TRIGGER audit_event_append_only")
-                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+from tests.identity.audit_helpers import tampering
 
 
 def logs(org: Any, query: str = "") -> str:
